@@ -1,0 +1,199 @@
+//! `waldb`: the command-line tool.
+//!
+//! ```text
+//! waldb wal dump <dir>     every record: segment, offset, LSN, type, size, operation count
+//! waldb wal verify <dir>   records, last LSN, and how the log ends
+//! ```
+//!
+//! `<dir>` is a database directory (holding `wal/`) or a log directory (holding segment files).
+//!
+//! Exit status: 0 the log is healthy; 1 it ends in a torn tail (recoverable: the default
+//! recovery mode cuts it); 2 it is corrupt; 3 it could not be checked (missing directory, not a
+//! waldb directory, unreadable file, unsupported version); 64 bad command-line usage.
+
+use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use waldb::wal::{self, LogEnd, LogReader, ReadOptions, RecordKind, RecoveryMode, RecoveryReport, format};
+use waldb::{Disk, Error, StdDisk};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "waldb",
+    version,
+    about = "waldb: an embedded transactional key-value store on a write-ahead log"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Inspect a write-ahead log.
+    #[command(subcommand)]
+    Wal(WalCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum WalCommand {
+    /// Print every record: segment, offset, LSN, type, size, operation count.
+    Dump {
+        /// A database directory (holding `wal/`) or a log directory.
+        dir: PathBuf,
+    },
+    /// Check a log: exit 0 if healthy, 1 for a torn tail, 2 for corruption.
+    Verify {
+        /// A database directory (holding `wal/`) or a log directory.
+        dir: PathBuf,
+    },
+}
+
+const EXIT_HEALTHY: u8 = 0;
+const EXIT_TORN_TAIL: u8 = 1;
+const EXIT_CORRUPT: u8 = 2;
+const EXIT_CANNOT_CHECK: u8 = 3;
+const EXIT_USAGE: u8 = 64;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { EXIT_USAGE } else { EXIT_HEALTHY };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let result = match cli.command {
+        Command::Wal(WalCommand::Dump { dir }) => dump(&dir),
+        Command::Wal(WalCommand::Verify { dir }) => verify(&dir),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            let code = if e.is_corrupt() { EXIT_CORRUPT } else { EXIT_CANNOT_CHECK };
+            eprintln!("waldb: error: {}", one_line(&e));
+            ExitCode::from(code)
+        }
+    }
+}
+
+/// The error and its causes on one line.
+fn one_line(e: &Error) -> String {
+    let mut s = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !s.contains(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
+        source = cause.source();
+    }
+    s.replace('\n', " ")
+}
+
+/// The log directory for a database or log directory `path`.
+fn locate_log_dir(path: &Path) -> Result<PathBuf, Error> {
+    let disk = StdDisk;
+    let not_waldb = |reason: &str| Error::NotWaldb { path: path.to_path_buf(), reason: reason.to_owned() };
+    match std::fs::metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(not_waldb("no such directory")),
+        Err(e) => return Err(not_waldb(&e.to_string())),
+        Ok(m) if !m.is_dir() => return Err(not_waldb("not a directory")),
+        Ok(_) => {}
+    }
+    let nested = path.join("wal");
+    if disk.is_dir(&nested) {
+        return Ok(nested);
+    }
+    let names = disk.list_dir(path).map_err(|e| not_waldb(&e.to_string()))?;
+    if names.iter().any(|n| wal::segment::parse_segment_file_name(n).is_some()) {
+        Ok(path.to_path_buf())
+    } else {
+        Err(not_waldb("it holds neither a wal/ directory nor segment files"))
+    }
+}
+
+fn read_options() -> ReadOptions {
+    // Stop at the first bad point whatever it is, so that the report says what it is. Accept any
+    // record the format allows: the limit a database was opened with is not known here.
+    ReadOptions {
+        mode: RecoveryMode::PointInTime,
+        record_payload_bytes_max: format::RECORD_PAYLOAD_BYTES_LIMIT,
+        segment_bytes_max: format::SEGMENT_BYTES_MAX,
+    }
+}
+
+fn dump(path: &Path) -> Result<u8, Error> {
+    let dir = locate_log_dir(path)?;
+    let reader = LogReader::open(StdDisk, &dir, read_options())?;
+    println!("{:>20} {:>10} {:>20} {:<12} {:>10} {:>6}", "SEGMENT", "OFFSET", "LSN", "TYPE", "SIZE", "OPS");
+    let report = reader.for_each(|r| {
+        let ops = match r.kind {
+            RecordKind::Txn => {
+                wal::decode_txn(r.payload).map(|t| t.op_count().to_string()).unwrap_or_default()
+            }
+            _ => "-".to_owned(),
+        };
+        println!(
+            "{:>20} {:>10} {:>20} {:<12} {:>10} {:>6}",
+            r.segment.0,
+            r.offset,
+            r.lsn,
+            r.kind.to_string(),
+            r.encoded_len(),
+            ops
+        );
+        Ok(())
+    })?;
+    Ok(print_end(&report))
+}
+
+fn verify(path: &Path) -> Result<u8, Error> {
+    let dir = locate_log_dir(path)?;
+    let report = LogReader::open(StdDisk, &dir, read_options())?.for_each(|_| Ok(()))?;
+    println!("log:        {}", dir.display());
+    println!("segments:   {}", report.segment_files);
+    println!("records:    {}", report.records);
+    let lsn = |l: Option<waldb::Lsn>| l.map_or_else(|| "none".to_owned(), |l| l.to_string());
+    println!("first LSN:  {}", lsn(report.first_lsn));
+    println!("last LSN:   {}", lsn(report.last_lsn));
+    Ok(print_end(&report))
+}
+
+/// Prints how the log ends and returns the exit status for it.
+fn print_end(report: &RecoveryReport) -> u8 {
+    match &report.end {
+        LogEnd::Clean => {
+            println!("end:        clean");
+            println!("status:     healthy");
+            EXIT_HEALTHY
+        }
+        LogEnd::TornTail(cut) => {
+            println!(
+                "end:        torn tail in {} at offset {}: {} ({} bytes, {} valid records after it)",
+                cut.file.display(),
+                cut.offset,
+                cut.reason,
+                cut.dropped_bytes,
+                cut.dropped_records
+            );
+            println!("status:     torn tail (recoverable: opening cuts it)");
+            EXIT_TORN_TAIL
+        }
+        LogEnd::Stopped(cut) => {
+            println!(
+                "end:        CORRUPT in {} at offset {}: {}",
+                cut.file.display(),
+                cut.offset,
+                cut.reason
+            );
+            println!(
+                "status:     corrupt (records after LSN {} cannot be trusted)",
+                report.last_lsn.unwrap_or_default()
+            );
+            EXIT_CORRUPT
+        }
+    }
+}

@@ -1,0 +1,40 @@
+//! The write-ahead log: its format, a pure decoder, segment files, the writer and the recovery
+//! reader.
+//!
+//! ```text
+//!  wal/00000000000000000001.wal   wal/00000000000000000002.wal   wal/00000000000000000003.wal
+//!  ┌────────┬────┬────┬─ ─ ─┬───┐ ┌────────┬────┬─ ─ ─┬───────┐ ┌────────┬──────────────────┐
+//!  │ header │ r1 │ r2 │ ... │ 0 │ │ header │ rK │ ... │ 0 0 0 │ │ 000000 (prepared, unused) │
+//!  └────────┴────┴────┴─ ─ ─┴───┘ └────────┴────┴─ ─ ─┴───────┘ └───────────────────────────┘
+//!            LSN 1, 2, …            first_lsn = K, prev_last_lsn = K−1, prev_last_crc = crc(rK−1)
+//! ```
+//!
+//! - [`format`]: the byte layout (also in `docs/FORMAT.md`), with compile-time checks.
+//! - [`encode`] / [`decode`]: record and segment-header codecs; the decoder is a pure function
+//!   that returns a value for every input.
+//! - [`payload`]: the transaction and checkpoint-marker payloads.
+//! - [`segment`]: file names, discovery, preparation of zero-filled segments.
+//! - [`writer`]: [`LogWriter`], appending, rotating, syncing, fail-stop.
+//! - [`recovery`]: [`LogReader`], which yields the valid prefix and tells a torn tail from
+//!   corruption.
+//!
+//! Invariants across the log: LSNs rise by one per record, jumping forward only at a segment
+//! boundary (recorded in the header); each segment header chains to the previous segment's last
+//! record; a segment header is written only after the previous segment was synced; every record
+//! carries the durable LSN when it was written.
+
+pub mod decode;
+pub mod encode;
+pub mod format;
+pub mod payload;
+pub mod recovery;
+pub mod segment;
+pub mod writer;
+
+pub use decode::{Corruption, DecodeLimits, Decoded, RecordRef, decode_record, decode_segment_header};
+pub use encode::{RecordMeta, SegmentHeader, encode_record, encode_segment_header};
+pub use payload::{Op, RecordKind, TxnRef, decode_checkpoint, decode_txn, encode_checkpoint, encode_txn};
+pub use recovery::{
+    Cut, LogEnd, LogReader, LogRecord, OwnedRecord, ReadOptions, RecoveryMode, RecoveryReport, read_log,
+};
+pub use writer::{DEFAULT_RECORD_PAYLOAD_BYTES_MAX, DEFAULT_SEGMENT_BYTES, LogWriter, WalOptions};

@@ -1,0 +1,410 @@
+//! [`LogWriter`]: appends records to the log, one segment at a time.
+//!
+//! ```text
+//!  append ──▶ encode into the batch buffer ──write──▶ OS (segment file) ──sync──▶ durable
+//!                 │ next record does not fit
+//!                 ▼
+//!  rotate: write + sync the current segment, take the prepared next segment, put its header
+//!          at the front of the batch buffer (header and first records go out in one write)
+//! ```
+//!
+//! Invariants:
+//!
+//! - Records get consecutive LSNs; an LSN gap happens only at a segment boundary and is written
+//!   into the header (`prev_last_lsn` < `first_lsn − 1`).
+//! - Each record carries `synced_lsn`, the durable LSN when it was encoded: every record up to
+//!   it had been synced. The reader uses it to tell a torn tail from corruption.
+//! - A segment header is written only after the previous segment is synced, so a valid header
+//!   proves the previous segment durable up to `prev_last_lsn`.
+//! - Before anything new is written after recovery, the junk after the end of the recovered log
+//!   is zeroed (and synced) and later segment files are removed, so that bytes of a dropped tail
+//!   can never be mistaken for records written after it.
+//!
+//! Failure model: a failed write or sync poisons the writer. Every later call returns
+//! [`Error::Poisoned`] with the first cause; nothing is retried as if it had worked. Reopening
+//! recovers from what is truly on disk.
+
+use super::encode::{self, RecordMeta, SegmentHeader};
+use super::format;
+use super::payload::RecordKind;
+use super::recovery::{LogReader, ReadOptions, RecoveryMode, RecoveryReport};
+use super::segment::{self, create_dir_durable, list_segments, prepare_segment, remove_durable};
+use crate::disk::{Disk, DiskFile, OpenMode};
+use crate::error::{Error, IoContext, Result};
+use crate::types::{Lsn, SegmentId};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The default size of a segment file.
+pub const DEFAULT_SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
+
+/// The default record payload maximum.
+pub const DEFAULT_RECORD_PAYLOAD_BYTES_MAX: u32 = 16 * 1024 * 1024;
+
+/// Options of a log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WalOptions {
+    /// Size of each segment file, between [`format::SEGMENT_BYTES_MIN`] and
+    /// [`format::SEGMENT_BYTES_MAX`].
+    pub segment_bytes: u64,
+    /// The largest record payload; a larger append is [`Error::TooLarge`]. It must fit in a
+    /// segment with the headers.
+    pub record_payload_bytes_max: u32,
+    /// How to treat a damaged log at open.
+    pub recovery: RecoveryMode,
+}
+
+impl Default for WalOptions {
+    fn default() -> Self {
+        WalOptions {
+            segment_bytes: DEFAULT_SEGMENT_BYTES,
+            record_payload_bytes_max: DEFAULT_RECORD_PAYLOAD_BYTES_MAX,
+            recovery: RecoveryMode::default(),
+        }
+    }
+}
+
+impl WalOptions {
+    /// Checks the options.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] saying what does not fit.
+    pub fn validate(&self) -> Result<()> {
+        let invalid = |reason: String| Err(Error::InvalidConfig { reason });
+        if !(format::SEGMENT_BYTES_MIN..=format::SEGMENT_BYTES_MAX).contains(&self.segment_bytes) {
+            return invalid(format!(
+                "segment_bytes {} is outside {}..={}",
+                self.segment_bytes,
+                format::SEGMENT_BYTES_MIN,
+                format::SEGMENT_BYTES_MAX
+            ));
+        }
+        if self.record_payload_bytes_max > format::RECORD_PAYLOAD_BYTES_LIMIT {
+            return invalid(format!(
+                "record_payload_bytes_max {} exceeds the format limit {}",
+                self.record_payload_bytes_max,
+                format::RECORD_PAYLOAD_BYTES_LIMIT
+            ));
+        }
+        let overhead = (format::SEGMENT_HEADER_BYTES + format::RECORD_HEADER_BYTES) as u64;
+        if u64::from(self.record_payload_bytes_max) + overhead > self.segment_bytes {
+            return invalid(format!(
+                "a record of record_payload_bytes_max {} bytes does not fit in a segment of {} bytes",
+                self.record_payload_bytes_max, self.segment_bytes
+            ));
+        }
+        Ok(())
+    }
+
+    /// The options for reading a log written with these.
+    pub fn read_options(&self) -> ReadOptions {
+        ReadOptions {
+            mode: self.recovery,
+            record_payload_bytes_max: self.record_payload_bytes_max,
+            segment_bytes_max: format::SEGMENT_BYTES_MAX,
+        }
+    }
+}
+
+/// The segment being written.
+#[derive(Debug)]
+struct Active<F> {
+    id: SegmentId,
+    path: PathBuf,
+    file: F,
+    /// File offset where the batch buffer will be written.
+    write_offset: u64,
+    /// The segment's size.
+    segment_bytes: u64,
+}
+
+/// Appends records to a log directory. See the [module docs](self).
+#[derive(Debug)]
+pub struct LogWriter<D: Disk> {
+    disk: D,
+    dir: PathBuf,
+    opts: WalOptions,
+    active: Option<Active<D::File>>,
+    /// A segment prepared ahead of need: (id, path, file).
+    prepared: Option<(SegmentId, PathBuf, D::File)>,
+    next_segment: SegmentId,
+    next_lsn: Lsn,
+    /// (LSN, crc) of the last record appended; `(0, 0)` for none.
+    last: (Lsn, u32),
+    /// The last LSN handed to the OS.
+    written_lsn: Lsn,
+    /// The last LSN known durable.
+    synced_lsn: Lsn,
+    /// Encoded bytes not yet written, destined for `active.write_offset`.
+    buf: Vec<u8>,
+    poisoned: Option<Arc<Error>>,
+}
+
+impl<D: Disk> LogWriter<D> {
+    /// Opens the log in `dir` for appending, creating the directory and an empty log if needed:
+    /// recovers it (see [`recovery`](super::recovery)), discarding the records, and continues
+    /// after its end. Returns the writer and what recovery found.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] for bad options; whatever recovery returns in `opts.recovery`
+    /// mode; [`Error::Io`] for failed file operations.
+    pub fn open(disk: D, dir: &Path, opts: WalOptions) -> Result<(Self, RecoveryReport)>
+    where
+        D: Clone,
+    {
+        opts.validate()?;
+        create_dir_durable(&disk, dir)?;
+        let report = LogReader::open(disk.clone(), dir, opts.read_options())?.for_each(|_| Ok(()))?;
+        let writer = Self::resume(disk, dir, opts, &report)?;
+        Ok((writer, report))
+    }
+
+    /// Continues the log in `dir` after the end found by `report` (which must come from reading
+    /// that directory to its end, with nothing written since). Zeroes the junk after the end,
+    /// removes later segment files and leftover temporary files, all durably.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] for bad options and [`Error::Io`] for failed file operations.
+    pub fn resume(disk: D, dir: &Path, opts: WalOptions, report: &RecoveryReport) -> Result<Self> {
+        opts.validate()?;
+        let listing = list_segments(&disk, dir)?;
+        for temp in &listing.temp_files {
+            remove_durable(&disk, temp)?;
+        }
+        let resume = &report.resume;
+        for later in &resume.later_files {
+            remove_durable(&disk, later)?;
+        }
+        // Never reuse an LSN that any valid record or header on disk has used.
+        let next_lsn = resume.expected.max(report.max_lsn_seen.next());
+        let mut writer = LogWriter {
+            disk,
+            dir: dir.to_path_buf(),
+            opts,
+            active: None,
+            prepared: None,
+            next_segment: SegmentId(1),
+            next_lsn,
+            last: resume.chain,
+            written_lsn: resume.chain.0,
+            synced_lsn: resume.chain.0,
+            buf: Vec::new(),
+            poisoned: None,
+        };
+        let Some(at) = &resume.at else {
+            return Ok(writer);
+        };
+        match at.header {
+            Some(header) => {
+                let file = writer.disk.open(&at.path, OpenMode::ReadWrite).ctx("open", &at.path)?;
+                if at.junk_end > at.offset {
+                    let len = usize::try_from(at.junk_end - at.offset).expect("within one segment");
+                    file.write_all_at(&vec![0u8; len], at.offset).ctx("write", &at.path)?;
+                    file.sync_data().ctx("sync_data", &at.path)?;
+                }
+                writer.next_segment = at.segment.next();
+                writer.active = Some(Active {
+                    id: at.segment,
+                    path: at.path.clone(),
+                    file,
+                    write_offset: at.offset,
+                    segment_bytes: header.segment_bytes,
+                });
+                if next_lsn != resume.expected {
+                    // LSNs jump: only a segment boundary may say so.
+                    writer.active = None;
+                }
+            }
+            None => {
+                writer.next_segment = at.segment;
+                // A prepared segment that was never used is all zeroes: keep it. Anything else
+                // with an unusable header is replaced.
+                let file = writer.disk.open(&at.path, OpenMode::ReadWrite).ctx("open", &at.path)?;
+                let len = file.len().ctx("len", &at.path)?;
+                if at.junk_end == 0 && len == writer.opts.segment_bytes {
+                    writer.prepared = Some((at.segment, at.path.clone(), file));
+                } else {
+                    drop(file);
+                    remove_durable(&writer.disk, &at.path)?;
+                }
+            }
+        }
+        Ok(writer)
+    }
+
+    /// The LSN the next append gets.
+    pub fn next_lsn(&self) -> Lsn {
+        self.next_lsn
+    }
+
+    /// The last LSN known durable.
+    pub fn synced_lsn(&self) -> Lsn {
+        self.synced_lsn
+    }
+
+    /// The last LSN handed to the OS.
+    pub fn written_lsn(&self) -> Lsn {
+        self.written_lsn
+    }
+
+    /// The log directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The first failure, if the writer is poisoned.
+    pub fn poisoned(&self) -> Option<&Arc<Error>> {
+        self.poisoned.as_ref()
+    }
+
+    fn check(&self) -> Result<()> {
+        match &self.poisoned {
+            Some(cause) => Err(Error::Poisoned { cause: Arc::clone(cause) }),
+            None => Ok(()),
+        }
+    }
+
+    /// Poisons the writer with `e` and returns it.
+    fn poison(&mut self, e: Error) -> Error {
+        if self.poisoned.is_none() {
+            self.poisoned = Some(Arc::new(e.clone_lossy()));
+        }
+        e
+    }
+
+    /// Encodes one record into the batch buffer (rotating to a new segment if it does not fit)
+    /// and returns its LSN. Nothing reaches the OS until [`LogWriter::write`] or
+    /// [`LogWriter::sync`], except the records of a full segment, which rotation writes and
+    /// syncs.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::TooLarge`] if the payload exceeds the maximum (nothing is appended);
+    /// [`Error::Poisoned`] after an earlier failure; the error of a failed rotation (which
+    /// poisons the writer).
+    pub fn append(&mut self, kind: RecordKind, payload: &[u8]) -> Result<Lsn> {
+        self.check()?;
+        let max = self.opts.record_payload_bytes_max;
+        if payload.len() as u64 > u64::from(max) {
+            return Err(Error::TooLarge {
+                what: "record payload",
+                len: payload.len() as u64,
+                max: u64::from(max),
+            });
+        }
+        assert!(kind.to_byte() != 0, "record kind 0 is reserved");
+        let size = encode::record_bytes(payload.len()) as u64;
+        let fits = self
+            .active
+            .as_ref()
+            .is_some_and(|a| a.write_offset + self.buf.len() as u64 + size <= a.segment_bytes);
+        if !fits {
+            if let Err(e) = self.rotate() {
+                return Err(self.poison(e));
+            }
+        }
+        let active = self.active.as_ref().expect("rotate leaves an active segment");
+        debug_assert!(active.write_offset + self.buf.len() as u64 + size <= active.segment_bytes);
+        let lsn = self.next_lsn;
+        let meta = RecordMeta { lsn, segment: active.id, synced_lsn: self.synced_lsn, kind: kind.to_byte() };
+        let crc = encode::encode_record(&mut self.buf, meta, payload);
+        self.last = (lsn, crc);
+        self.next_lsn = lsn.next();
+        Ok(lsn)
+    }
+
+    /// Hands the batch buffer to the OS.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Poisoned`] after an earlier failure; the write's error (which poisons).
+    pub fn write(&mut self) -> Result<()> {
+        self.check()?;
+        self.write_buffer().map_err(|e| self.poison(e))
+    }
+
+    fn write_buffer(&mut self) -> Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let active = self.active.as_mut().expect("a non-empty buffer has a segment");
+        active.file.write_all_at(&self.buf, active.write_offset).ctx("write", &active.path)?;
+        active.write_offset += self.buf.len() as u64;
+        self.buf.clear();
+        self.written_lsn = self.last.0;
+        Ok(())
+    }
+
+    fn sync_active(&mut self) -> Result<()> {
+        if let Some(active) = &self.active {
+            if self.synced_lsn < self.written_lsn {
+                active.file.sync_data().ctx("sync_data", &active.path)?;
+            }
+        }
+        self.synced_lsn = self.written_lsn;
+        Ok(())
+    }
+
+    /// Writes the batch buffer and makes every appended record durable; returns the durable LSN.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Poisoned`] after an earlier failure; the write's or sync's error (which poisons:
+    /// a failed sync is never retried as if it had worked).
+    pub fn sync(&mut self) -> Result<Lsn> {
+        self.check()?;
+        let result = self.write_buffer().and_then(|()| self.sync_active());
+        result.map_err(|e| self.poison(e))?;
+        Ok(self.synced_lsn)
+    }
+
+    /// Creates the next segment ahead of need, so that rotation does not wait for it.
+    ///
+    /// # Errors
+    ///
+    /// As [`segment::prepare_segment`]. A failure here does not poison: nothing was acknowledged
+    /// against it, and rotation will try again.
+    pub fn prepare_next(&mut self) -> Result<()> {
+        self.check()?;
+        if self.prepared.is_none() {
+            let id = self.next_segment;
+            let file = prepare_segment(&self.disk, &self.dir, id, self.opts.segment_bytes)?;
+            self.prepared = Some((id, self.dir.join(segment::segment_file_name(id)), file));
+        }
+        Ok(())
+    }
+
+    /// Seals the current segment (write, sync) and starts the next one.
+    fn rotate(&mut self) -> Result<()> {
+        self.write_buffer()?;
+        self.sync_active()?;
+        self.prepare_next()?;
+        let (id, path, file) = self.prepared.take().expect("prepared above");
+        debug_assert_eq!(id, self.next_segment);
+        let header = SegmentHeader {
+            segment: id,
+            first_lsn: self.next_lsn,
+            prev_last_lsn: self.last.0,
+            prev_last_crc: self.last.1,
+            segment_bytes: self.opts.segment_bytes,
+        };
+        debug_assert!(self.buf.is_empty());
+        self.buf.extend_from_slice(&encode::encode_segment_header(&header));
+        self.active =
+            Some(Active { id, path, file, write_offset: 0, segment_bytes: self.opts.segment_bytes });
+        self.next_segment = id.next();
+        Ok(())
+    }
+
+    /// Writes and syncs everything appended, then closes the files.
+    ///
+    /// # Errors
+    ///
+    /// As [`LogWriter::sync`].
+    pub fn close(mut self) -> Result<Lsn> {
+        self.sync()
+    }
+}

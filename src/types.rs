@@ -31,7 +31,12 @@ macro_rules! id_newtype {
 
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write!(f, concat!($prefix, "{}"), self.0)
+                // Honour width and alignment, as integers do.
+                if $prefix.is_empty() {
+                    fmt::Display::fmt(&self.0, f)
+                } else {
+                    f.pad(&format!(concat!($prefix, "{}"), self.0))
+                }
             }
         }
     };
@@ -71,6 +76,7 @@ mod tests {
     fn next_and_display() {
         assert_eq!(Lsn(7).next(), Lsn(8));
         assert_eq!(Lsn(8).to_string(), "8");
+        assert_eq!(format!("{:>4}|{:<10}|", Lsn(8), SegmentId(2)), "   8|segment 2 |");
         assert_eq!(SegmentId(3).to_string(), "segment 3");
         assert!(Lsn(1) > Lsn::ZERO);
     }

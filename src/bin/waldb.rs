@@ -12,6 +12,7 @@
 //! waldb directory, unreadable file, unsupported version); 64 bad command-line usage.
 
 use clap::{Parser, Subcommand};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use waldb::wal::{self, LogEnd, LogReader, ReadOptions, RecordKind, RecoveryMode, RecoveryReport, format};
@@ -72,7 +73,8 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             let code = if e.is_corrupt() { EXIT_CORRUPT } else { EXIT_CANNOT_CHECK };
-            eprintln!("waldb: error: {}", one_line(&e));
+            // Even a closed stderr must not turn into a panic.
+            let _ = writeln!(std::io::stderr(), "waldb: error: {}", one_line(&e));
             ExitCode::from(code)
         }
     }
@@ -125,10 +127,31 @@ fn read_options() -> ReadOptions {
     }
 }
 
+/// Standard output, whose failures (a closed pipe) are errors rather than panics.
+struct Out(std::io::StdoutLock<'static>);
+
+impl Out {
+    fn new() -> Self {
+        Out(std::io::stdout().lock())
+    }
+
+    fn line(&mut self, args: std::fmt::Arguments<'_>) -> Result<(), Error> {
+        writeln!(self.0, "{args}").map_err(|e| Error::Io {
+            op: "write",
+            path: "<standard output>".into(),
+            source: e,
+        })
+    }
+}
+
 fn dump(path: &Path) -> Result<u8, Error> {
     let dir = locate_log_dir(path)?;
     let reader = LogReader::open(StdDisk, &dir, read_options())?;
-    println!("{:>20} {:>10} {:>20} {:<12} {:>10} {:>6}", "SEGMENT", "OFFSET", "LSN", "TYPE", "SIZE", "OPS");
+    let mut out = Out::new();
+    out.line(format_args!(
+        "{:>20} {:>10} {:>20} {:<12} {:>10} {:>6}",
+        "SEGMENT", "OFFSET", "LSN", "TYPE", "SIZE", "OPS"
+    ))?;
     let report = reader.for_each(|r| {
         let ops = match r.kind {
             RecordKind::Txn => {
@@ -136,7 +159,7 @@ fn dump(path: &Path) -> Result<u8, Error> {
             }
             _ => "-".to_owned(),
         };
-        println!(
+        out.line(format_args!(
             "{:>20} {:>10} {:>20} {:<12} {:>10} {:>6}",
             r.segment.0,
             r.offset,
@@ -144,56 +167,56 @@ fn dump(path: &Path) -> Result<u8, Error> {
             r.kind.to_string(),
             r.encoded_len(),
             ops
-        );
-        Ok(())
+        ))
     })?;
-    Ok(print_end(&report))
+    print_end(&mut out, &report)
 }
 
 fn verify(path: &Path) -> Result<u8, Error> {
     let dir = locate_log_dir(path)?;
     let report = LogReader::open(StdDisk, &dir, read_options())?.for_each(|_| Ok(()))?;
-    println!("log:        {}", dir.display());
-    println!("segments:   {}", report.segment_files);
-    println!("records:    {}", report.records);
+    let mut out = Out::new();
+    out.line(format_args!("log:        {}", dir.display()))?;
+    out.line(format_args!("segments:   {}", report.segment_files))?;
+    out.line(format_args!("records:    {}", report.records))?;
     let lsn = |l: Option<waldb::Lsn>| l.map_or_else(|| "none".to_owned(), |l| l.to_string());
-    println!("first LSN:  {}", lsn(report.first_lsn));
-    println!("last LSN:   {}", lsn(report.last_lsn));
-    Ok(print_end(&report))
+    out.line(format_args!("first LSN:  {}", lsn(report.first_lsn)))?;
+    out.line(format_args!("last LSN:   {}", lsn(report.last_lsn)))?;
+    print_end(&mut out, &report)
 }
 
 /// Prints how the log ends and returns the exit status for it.
-fn print_end(report: &RecoveryReport) -> u8 {
+fn print_end(out: &mut Out, report: &RecoveryReport) -> Result<u8, Error> {
     match &report.end {
         LogEnd::Clean => {
-            println!("end:        clean");
-            println!("status:     healthy");
-            EXIT_HEALTHY
+            out.line(format_args!("end:        clean"))?;
+            out.line(format_args!("status:     healthy"))?;
+            Ok(EXIT_HEALTHY)
         }
         LogEnd::TornTail(cut) => {
-            println!(
+            out.line(format_args!(
                 "end:        torn tail in {} at offset {}: {} ({} bytes, {} valid records after it)",
                 cut.file.display(),
                 cut.offset,
                 cut.reason,
                 cut.dropped_bytes,
                 cut.dropped_records
-            );
-            println!("status:     torn tail (recoverable: opening cuts it)");
-            EXIT_TORN_TAIL
+            ))?;
+            out.line(format_args!("status:     torn tail (recoverable: opening cuts it)"))?;
+            Ok(EXIT_TORN_TAIL)
         }
         LogEnd::Stopped(cut) => {
-            println!(
+            out.line(format_args!(
                 "end:        CORRUPT in {} at offset {}: {}",
                 cut.file.display(),
                 cut.offset,
                 cut.reason
-            );
-            println!(
+            ))?;
+            out.line(format_args!(
                 "status:     corrupt (records after LSN {} cannot be trusted)",
                 report.last_lsn.unwrap_or_default()
-            );
-            EXIT_CORRUPT
+            ))?;
+            Ok(EXIT_CORRUPT)
         }
     }
 }

@@ -1,0 +1,203 @@
+//! Proves the `waldb wal dump|verify` contract by running the built binary: exit 0 for a healthy
+//! log, 1 for a torn tail, 2 for corruption, and a one-line error with exit 3 (never a panic) for
+//! a missing directory, a file, a directory that is not waldb's, an unreadable segment, or an
+//! unsupported version; 64 for bad usage.
+
+#![cfg(feature = "cli")]
+
+mod common;
+
+use common::*;
+use std::path::Path;
+use std::process::{Command, Output};
+use waldb::StdDisk;
+use waldb::wal::RecoveryMode;
+
+fn waldb(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_waldb")).args(args).output().expect("run waldb")
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().expect("exited normally")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A database directory with a five-record log in `wal/`.
+fn db_with_log() -> (tempfile::TempDir, Written) {
+    let tmp = tempfile::tempdir().unwrap();
+    let payloads: Vec<Vec<u8>> = (0..5).map(|i| txn_payload(i, 60)).collect();
+    let written = write_log(&StdDisk, &tmp.path().join("wal"), small_opts(), &payloads, 1);
+    (tmp, written)
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[track_caller]
+fn assert_one_line_error(o: &Output, code_expected: i32, needle: &str) {
+    assert_eq!(code(o), code_expected, "stdout {} stderr {}", stdout(o), stderr(o));
+    let err = stderr(o);
+    assert_eq!(err.lines().count(), 1, "one line: {err:?}");
+    assert!(err.starts_with("waldb: error: ") && err.contains(needle), "{err:?} lacks {needle:?}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn verify_healthy_log_exits_0_from_db_or_wal_dir() {
+    let (tmp, _) = db_with_log();
+    for dir in [tmp.path().to_path_buf(), tmp.path().join("wal")] {
+        let o = waldb(&["wal", "verify", path(&dir)]);
+        assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
+        let out = stdout(&o);
+        assert!(out.contains("records:    5"), "{out}");
+        assert!(out.contains("last LSN:   5"), "{out}");
+        assert!(out.contains("status:     healthy"), "{out}");
+    }
+}
+
+#[test]
+fn dump_prints_every_record() {
+    let (tmp, written) = db_with_log();
+    let o = waldb(&["wal", "dump", path(tmp.path())]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let out = stdout(&o);
+    let rows: Vec<Vec<&str>> = out.lines().skip(1).take(5).map(|l| l.split_whitespace().collect()).collect();
+    for (row, (lsn, _, payload)) in rows.iter().zip(&written) {
+        // SEGMENT OFFSET LSN TYPE SIZE OPS
+        assert_eq!(row[0], "1");
+        assert_eq!(row[2], lsn.to_string());
+        assert_eq!(row[3], "txn");
+        assert_eq!(row[4], (payload.len() + 40).to_string());
+        assert_eq!(row[5], "2", "put + delete");
+    }
+    assert_eq!(rows[0][1], "64", "the first record follows the segment header");
+    assert!(out.contains("status:     healthy"));
+}
+
+#[test]
+fn verify_torn_tail_exits_1() {
+    let (tmp, written) = db_with_log();
+    let wal = tmp.path().join("wal");
+    let (records, _) = read(&StdDisk, &wal, small_opts(), RecoveryMode::Strict).unwrap();
+    let files = snapshot(&StdDisk, &wal);
+    let (p, mut bytes) = files[0].clone();
+    let last = records.last().unwrap();
+    bytes[last.offset as usize + 50..].fill(0);
+    write_bytes(&StdDisk, &p, &bytes);
+    let o = waldb(&["wal", "verify", path(tmp.path())]);
+    assert_eq!(code(&o), 1, "{}{}", stdout(&o), stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains(&format!("records:    {}", written.len() - 1)), "{out}");
+    assert!(out.contains("torn tail in") && out.contains(&format!("at offset {}", last.offset)), "{out}");
+}
+
+#[test]
+fn verify_mid_log_corruption_exits_2() {
+    let (tmp, _) = db_with_log();
+    let wal = tmp.path().join("wal");
+    let (records, _) = read(&StdDisk, &wal, small_opts(), RecoveryMode::Strict).unwrap();
+    let files = snapshot(&StdDisk, &wal);
+    let (p, mut bytes) = files[0].clone();
+    bytes[records[2].offset as usize + 45] ^= 0x08;
+    write_bytes(&StdDisk, &p, &bytes);
+    for cmd in ["verify", "dump"] {
+        let o = waldb(&["wal", cmd, path(tmp.path())]);
+        assert_eq!(code(&o), 2, "{cmd}: {}{}", stdout(&o), stderr(&o));
+        let out = stdout(&o);
+        assert!(
+            out.contains(&format!("CORRUPT in {} at offset {}", p.display(), records[2].offset)),
+            "{out}"
+        );
+        assert!(out.contains("checksum mismatch"), "{out}");
+    }
+}
+
+#[test]
+fn bad_input_is_a_one_line_error_exit_3() {
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = tmp.path().join("nope");
+    assert_one_line_error(&waldb(&["wal", "verify", path(&missing)]), 3, "no such directory");
+
+    let file = tmp.path().join("file");
+    std::fs::write(&file, b"x").unwrap();
+    assert_one_line_error(&waldb(&["wal", "dump", path(&file)]), 3, "not a directory");
+
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    assert_one_line_error(
+        &waldb(&["wal", "verify", path(&empty)]),
+        3,
+        "neither a wal/ directory nor segment files",
+    );
+
+    // A "segment" that cannot be read as a file.
+    let odd = tmp.path().join("odd");
+    std::fs::create_dir_all(odd.join("wal").join("00000000000000000001.wal")).unwrap();
+    assert_one_line_error(&waldb(&["wal", "verify", path(&odd)]), 3, "00000000000000000001.wal");
+}
+
+#[test]
+fn unsupported_version_exits_3() {
+    let (tmp, _) = db_with_log();
+    let files = snapshot(&StdDisk, &tmp.path().join("wal"));
+    let (p, mut bytes) = files[0].clone();
+    bytes[8..12].copy_from_slice(&9u32.to_le_bytes());
+    let crc = crc32c_of(&bytes[..60]);
+    bytes[60..64].copy_from_slice(&crc.to_le_bytes());
+    write_bytes(&StdDisk, &p, &bytes);
+    assert_one_line_error(
+        &waldb(&["wal", "verify", path(tmp.path())]),
+        3,
+        "format version 9 is not supported",
+    );
+}
+
+/// CRC32C, written out so that the test does not trust the crate's own encoder.
+fn crc32c_of(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 { (crc >> 1) ^ 0x82F6_3B78 } else { crc >> 1 };
+        }
+    }
+    !crc
+}
+
+/// `waldb wal dump | head` must not panic when the reader goes away.
+#[test]
+fn closed_stdout_is_an_error_not_a_panic() {
+    let tmp = tempfile::tempdir().unwrap();
+    let payloads: Vec<Vec<u8>> = (0..3000).map(|i| txn_payload(i, 20)).collect();
+    write_log(&StdDisk, &tmp.path().join("wal"), small_opts(), &payloads, 3000);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_waldb"))
+        .args(["wal", "dump", path(tmp.path())])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // more than a pipe buffer of output, and nobody reads it
+    let o = child.wait_with_output().unwrap();
+    assert_one_line_error(&o, 3, "Broken pipe");
+}
+
+#[test]
+fn usage_errors_exit_64_and_help_exits_0() {
+    let o = waldb(&["wal"]);
+    assert_eq!(code(&o), 64, "{}", stderr(&o));
+    let o = waldb(&["wal", "verify"]);
+    assert_eq!(code(&o), 64);
+    let o = waldb(&["frobnicate"]);
+    assert_eq!(code(&o), 64);
+    let o = waldb(&["--help"]);
+    assert_eq!(code(&o), 0);
+    assert!(stdout(&o).contains("wal"));
+}

@@ -90,7 +90,8 @@ impl WalOptions {
         let overhead = (format::SEGMENT_HEADER_BYTES + format::RECORD_HEADER_BYTES) as u64;
         if u64::from(self.record_payload_bytes_max) + overhead > self.segment_bytes {
             return invalid(format!(
-                "a record of record_payload_bytes_max {} bytes does not fit in a segment of {} bytes",
+                "a record of record_payload_bytes_max {} bytes does not fit in a segment of {} bytes \
+                 (with {overhead} bytes of headers): lower record_payload_bytes_max or raise segment_bytes",
                 self.record_payload_bytes_max, self.segment_bytes
             ));
         }

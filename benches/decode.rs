@@ -69,8 +69,11 @@ fn codec(c: &mut Criterion) {
 fn recover(c: &mut Criterion) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("wal");
-    let opts =
-        WalOptions { segment_bytes: 8 << 20, record_payload_bytes_max: 1 << 20, ..WalOptions::default() };
+    let opts = WalOptions {
+        segment_bytes: 8 << 20,
+        record_payload_bytes_max: Some(1 << 20),
+        ..WalOptions::default()
+    };
     let (mut w, _) = LogWriter::open(StdDisk, &dir, opts).unwrap();
     let payload = vec![3u8; 4096];
     let mut bytes = 0u64;

@@ -109,7 +109,7 @@ pub fn join_files(files: &[(u64, Vec<u8>)]) -> Vec<u8> {
 
 /// The options the harness reads and writes with.
 pub fn recover_opts(mode: RecoveryMode) -> WalOptions {
-    WalOptions { segment_bytes: 4096, record_payload_bytes_max: 1024, recovery: mode }
+    WalOptions { segment_bytes: 4096, record_payload_bytes_max: Some(1024), recovery: mode }
 }
 
 /// `wal_recover`: the recovery reader, then a writer, over a directory built from the input.

@@ -3,10 +3,12 @@
 //! One seed drives everything: the disk's crash choices, the workload, the segment size, the
 //! sector size and the faults. After each crash the checker asserts:
 //!
-//! 1. recovery in the default mode succeeds (a crash alone never looks like corruption);
+//! 1. recovery in the default mode succeeds (a crash alone never looks like corruption, even
+//!    after a process restarted without a crash over unsynced data);
 //! 2. the recovered records are a prefix of the records appended, in order, byte for byte —
 //!    no hole, no torn record, no record that was not appended;
-//! 3. every record whose LSN a successful `sync` returned is in that prefix;
+//! 3. every record whose LSN a successful `sync` returned, and every record a successful open
+//!    recovered, is in that prefix;
 //! 4. the same seed produces the same trace hash and the same outcome.
 
 use std::path::Path;
@@ -21,6 +23,7 @@ const DIR: &str = "/db/wal";
 struct Outcome {
     trace_hash: u64,
     crashes: u32,
+    restarts: u32,
     appended: u64,
     recovered: u64,
     torn_tails: u32,
@@ -54,7 +57,7 @@ fn run_seed(seed: u64) -> Outcome {
     let disk = SimDisk::with_config(seed, config);
     let opts = WalOptions {
         segment_bytes: 4096 * (1 + rng.below(4)),
-        record_payload_bytes_max: 2048,
+        record_payload_bytes_max: Some(2048),
         recovery: RecoveryMode::TolerateTornTail,
     };
     let dir = Path::new(DIR);
@@ -65,11 +68,16 @@ fn run_seed(seed: u64) -> Outcome {
     // successful sync returned.
     let mut log: Vec<Appended> = Vec::new();
     let mut acked = Lsn::ZERO;
-    let epochs = 1 + rng.below(3);
+    let epochs = 1 + rng.below(4);
     for epoch in 0..epochs {
         let opened = LogWriter::open(disk.clone(), dir, opts);
         let mut writer = match opened {
-            Ok((w, _)) => Some(w),
+            // A successful open makes everything it recovered durable: count it as acknowledged.
+            Ok((w, report)) => {
+                acked = acked.max(report.last_lsn.unwrap_or(Lsn::ZERO));
+                trace.push(format!("open: recovered {} records, durable {acked}", report.records));
+                Some(w)
+            }
             // Opening writes (zeroing a torn tail, preparing): a fault may stop it. The log on
             // disk is untouched by a failed open, so the next crash and recovery still apply.
             Err(e) if faulty && !e.is_corrupt() => {
@@ -118,9 +126,17 @@ fn run_seed(seed: u64) -> Outcome {
                 }
             }
         }
-        disk.crash();
-        outcome.crashes += 1;
-        trace.push(format!("CRASH (epoch {epoch})"));
+        drop(writer);
+        if epoch + 1 < epochs && rng.below(2) == 0 {
+            // The process exits without a crash: what it wrote is in the OS cache, unsynced, and
+            // the next process must not take it for durable.
+            outcome.restarts += 1;
+            trace.push(format!("RESTART without a crash (epoch {epoch})"));
+        } else {
+            disk.crash();
+            outcome.crashes += 1;
+            trace.push(format!("CRASH (epoch {epoch})"));
+        }
         // Recovery is read-only: faults are suspended for it so that what is checked is the log.
         let faults = if faulty { Some(pause_faults(&disk)) } else { None };
         let (records, report) = match read_log(disk.clone(), dir, opts.read_options()) {
@@ -155,8 +171,9 @@ fn run_seed(seed: u64) -> Outcome {
             trace.fail(seed, &format!("synced LSN {acked} lost: recovery ends at {recovered_last}"));
         }
         outcome.recovered = records.len() as u64;
+        // What was read is not durable until a writer's open makes it so (a restart without a
+        // crash reads unsynced bytes from the OS cache).
         log.truncate(records.len());
-        acked = recovered_last;
         if let Some(f) = faults {
             disk.set_faults(f);
         }
@@ -214,16 +231,18 @@ fn wal_crash_campaign() {
     for &seed in &seeds {
         let o = run_seed(seed);
         total.crashes += o.crashes;
+        total.restarts += o.restarts;
         total.appended += o.appended;
         total.recovered += o.recovered;
         total.torn_tails += o.torn_tails;
         total.faults += o.faults;
     }
     eprintln!(
-        "wal_crash: {} seeds in {:.2?}: {} crashes, {} records appended, {} torn tails cut, {} faults",
+        "wal_crash: {} seeds in {:.2?}: {} crashes, {} restarts, {} records appended, {} torn tails cut, {} faults",
         seeds.len(),
         started.elapsed(),
         total.crashes,
+        total.restarts,
         total.appended,
         total.torn_tails,
         total.faults

@@ -20,7 +20,8 @@ const MODES: [RecoveryMode; 3] =
 /// Writes `sizes` in sessions (closing and reopening the writer at each `reopen` index), syncing
 /// every `sync_every` records, and reads everything back in every mode.
 fn round_trip<D: Disk + Clone>(disk: D, dir: &Path, sizes: &[usize], sync_every: usize, reopen: &[usize]) {
-    let opts = WalOptions { segment_bytes: 8192, record_payload_bytes_max: 6000, ..WalOptions::default() };
+    let opts =
+        WalOptions { segment_bytes: 8192, record_payload_bytes_max: Some(6000), ..WalOptions::default() };
     let mut written: Written = Vec::new();
     let mut start = 0;
     let mut bounds: Vec<usize> = reopen.iter().copied().filter(|&r| r < sizes.len()).collect();
@@ -64,7 +65,7 @@ proptest! {
 
     #[test]
     fn round_trip_std_disk(
-        sizes in prop::collection::vec(prop_oneof![0usize..200, 200usize..6000], 0..60),
+        sizes in prop::collection::vec(prop_oneof![0usize..200, 200usize..5_900], 0..60),
         sync_every in 1usize..6,
         reopen in prop::collection::vec(0usize..60, 0..3),
     ) {
@@ -75,7 +76,7 @@ proptest! {
     #[cfg(feature = "sim")]
     #[test]
     fn round_trip_sim_disk(
-        sizes in prop::collection::vec(prop_oneof![0usize..200, 200usize..6000], 0..60),
+        sizes in prop::collection::vec(prop_oneof![0usize..200, 200usize..5_900], 0..60),
         sync_every in 1usize..6,
         reopen in prop::collection::vec(0usize..60, 0..3),
     ) {

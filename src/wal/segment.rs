@@ -63,29 +63,37 @@ pub fn list_segments<D: Disk>(disk: &D, dir: &Path) -> Result<DirListing> {
     Ok(listing)
 }
 
-/// Creates `dir` and any missing parents, syncing each parent after the child is created so
-/// that the new names are durable.
+/// Creates `dir` and any missing parents, then syncs `dir` and every ancestor so that the whole
+/// chain of names is durable.
+///
+/// A directory that exists is not necessarily durable: an earlier attempt may have created it and
+/// failed before syncing its parent (the simulator found exactly this). So the chain is synced on
+/// every call, not only after a create. A `PermissionDenied` from an ancestor above `dir`'s parent
+/// is ignored: a directory this process cannot read is not one it created.
 ///
 /// # Errors
 ///
 /// [`Error::Io`](crate::Error::Io) naming the directory that failed.
 pub fn create_dir_durable<D: Disk>(disk: &D, dir: &Path) -> Result<()> {
-    let mut missing = Vec::new();
+    if !disk.is_dir(dir) {
+        disk.create_dir_all(dir).ctx("create_dir", dir)?;
+    }
+    let mut chain: Vec<&Path> = Vec::new();
     let mut at = Some(dir);
     while let Some(p) = at {
-        if p.as_os_str().is_empty() || disk.is_dir(p) {
+        if p.as_os_str().is_empty() {
+            chain.push(Path::new("."));
             break;
         }
-        missing.push(p);
+        chain.push(p);
         at = p.parent();
     }
-    for p in missing.into_iter().rev() {
-        disk.create_dir_all(p).ctx("create_dir", p)?;
-        let parent = match p.parent() {
-            Some(parent) if !parent.as_os_str().is_empty() => parent,
-            _ => Path::new("."),
-        };
-        disk.sync_dir(parent).ctx("sync_dir", parent)?;
+    for (depth, p) in chain.into_iter().enumerate() {
+        match disk.sync_dir(p) {
+            Ok(()) => {}
+            Err(e) if depth >= 2 && e.kind() == std::io::ErrorKind::PermissionDenied => {}
+            Err(e) => return Err(crate::Error::io("sync_dir", p, e)),
+        }
     }
     Ok(())
 }

@@ -16,9 +16,11 @@
 //!   it had been synced. The reader uses it to tell a torn tail from corruption.
 //! - A segment header is written only after the previous segment is synced, so a valid header
 //!   proves the previous segment durable up to `prev_last_lsn`.
-//! - Before anything new is written after recovery, the junk after the end of the recovered log
-//!   is zeroed (and synced) and later segment files are removed, so that bytes of a dropped tail
-//!   can never be mistaken for records written after it.
+//! - Before anything new is written after recovery, the recovered bytes of the last segment are
+//!   written again and synced (they may only be in the OS cache, or in pages a failed sync
+//!   dropped), the junk after the end is zeroed, and later segment files are removed — so that
+//!   what recovery read is durable before a new record's watermark claims it, and bytes of a
+//!   dropped tail can never be mistaken for records written after it.
 //!
 //! Failure model: a failed write or sync poisons the writer. Every later call returns
 //! [`Error::Poisoned`] with the first cause; nothing is retried as if it had worked. Reopening
@@ -38,18 +40,28 @@ use std::sync::Arc;
 /// The default size of a segment file.
 pub const DEFAULT_SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
 
-/// The default record payload maximum.
+/// The largest default record payload maximum (see [`WalOptions::record_payload_bytes_max`]).
 pub const DEFAULT_RECORD_PAYLOAD_BYTES_MAX: u32 = 16 * 1024 * 1024;
 
 /// Options of a log.
+///
+/// ```
+/// use waldb::wal::WalOptions;
+/// // Setting the segment size alone is always consistent: the record maximum follows it.
+/// let opts = WalOptions { segment_bytes: 1 << 20, ..WalOptions::default() };
+/// assert!(opts.validate().is_ok());
+/// assert_eq!(opts.record_payload_bytes_max(), (1 << 20) / 4 - 26);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WalOptions {
     /// Size of each segment file, between [`format::SEGMENT_BYTES_MIN`] and
-    /// [`format::SEGMENT_BYTES_MAX`].
+    /// [`format::SEGMENT_BYTES_MAX`]. Default 64 MiB.
     pub segment_bytes: u64,
-    /// The largest record payload; a larger append is [`Error::TooLarge`]. It must fit in a
-    /// segment with the headers.
-    pub record_payload_bytes_max: u32,
+    /// The largest record payload; a larger append is [`Error::TooLarge`]. `None` (the default)
+    /// derives it from the segment size: a quarter of a segment less the headers, at most
+    /// [`DEFAULT_RECORD_PAYLOAD_BYTES_MAX`]. An explicit value must fit in a segment with the
+    /// headers.
+    pub record_payload_bytes_max: Option<u32>,
     /// How to treat a damaged log at open.
     pub recovery: RecoveryMode,
 }
@@ -58,13 +70,23 @@ impl Default for WalOptions {
     fn default() -> Self {
         WalOptions {
             segment_bytes: DEFAULT_SEGMENT_BYTES,
-            record_payload_bytes_max: DEFAULT_RECORD_PAYLOAD_BYTES_MAX,
+            record_payload_bytes_max: None,
             recovery: RecoveryMode::default(),
         }
     }
 }
 
 impl WalOptions {
+    /// The record payload maximum in effect: the explicit one, or the one derived from the
+    /// segment size.
+    pub fn record_payload_bytes_max(&self) -> u32 {
+        self.record_payload_bytes_max.unwrap_or_else(|| {
+            let overhead = (format::SEGMENT_HEADER_BYTES + format::RECORD_HEADER_BYTES) as u64;
+            let quarter = self.segment_bytes.saturating_sub(overhead) / 4;
+            u32::try_from(quarter.min(u64::from(DEFAULT_RECORD_PAYLOAD_BYTES_MAX))).expect("≤ 16 MiB")
+        })
+    }
+
     /// Checks the options.
     ///
     /// # Errors
@@ -80,19 +102,19 @@ impl WalOptions {
                 format::SEGMENT_BYTES_MAX
             ));
         }
-        if self.record_payload_bytes_max > format::RECORD_PAYLOAD_BYTES_LIMIT {
+        let record_max = self.record_payload_bytes_max();
+        if record_max > format::RECORD_PAYLOAD_BYTES_LIMIT {
             return invalid(format!(
-                "record_payload_bytes_max {} exceeds the format limit {}",
-                self.record_payload_bytes_max,
+                "record_payload_bytes_max {record_max} exceeds the format limit {}",
                 format::RECORD_PAYLOAD_BYTES_LIMIT
             ));
         }
         let overhead = (format::SEGMENT_HEADER_BYTES + format::RECORD_HEADER_BYTES) as u64;
-        if u64::from(self.record_payload_bytes_max) + overhead > self.segment_bytes {
+        if u64::from(record_max) + overhead > self.segment_bytes {
             return invalid(format!(
-                "a record of record_payload_bytes_max {} bytes does not fit in a segment of {} bytes \
+                "a record of record_payload_bytes_max {record_max} bytes does not fit in a segment of {} bytes \
                  (with {overhead} bytes of headers): lower record_payload_bytes_max or raise segment_bytes",
-                self.record_payload_bytes_max, self.segment_bytes
+                self.segment_bytes
             ));
         }
         Ok(())
@@ -102,7 +124,7 @@ impl WalOptions {
     pub fn read_options(&self) -> ReadOptions {
         ReadOptions {
             mode: self.recovery,
-            record_payload_bytes_max: self.record_payload_bytes_max,
+            record_payload_bytes_max: self.record_payload_bytes_max(),
             segment_bytes_max: format::SEGMENT_BYTES_MAX,
         }
     }
@@ -201,11 +223,20 @@ impl<D: Disk> LogWriter<D> {
         match at.header {
             Some(header) => {
                 let file = writer.disk.open(&at.path, OpenMode::ReadWrite).ctx("open", &at.path)?;
+                // What recovery read may be only in the OS cache: a previous process may have
+                // exited without syncing, or a failed sync may have dropped its pages for good
+                // (they stay readable, but no later sync writes them). Writing the bytes again
+                // makes them dirty, so the sync below makes durable exactly what was read —
+                // before any new record's `synced_lsn` claims it.
+                let live = usize::try_from(at.offset).expect("within one segment");
+                let mut bytes = vec![0u8; live];
+                file.read_exact_at(&mut bytes, 0).ctx("read", &at.path)?;
+                file.write_all_at(&bytes, 0).ctx("write", &at.path)?;
                 if at.junk_end > at.offset {
                     let len = usize::try_from(at.junk_end - at.offset).expect("within one segment");
                     file.write_all_at(&vec![0u8; len], at.offset).ctx("write", &at.path)?;
-                    file.sync_data().ctx("sync_data", &at.path)?;
                 }
+                file.sync_data().ctx("sync_data", &at.path)?;
                 writer.next_segment = at.segment.next();
                 writer.active = Some(Active {
                     id: at.segment,
@@ -288,7 +319,7 @@ impl<D: Disk> LogWriter<D> {
     /// poisons the writer).
     pub fn append(&mut self, kind: RecordKind, payload: &[u8]) -> Result<Lsn> {
         self.check()?;
-        let max = self.opts.record_payload_bytes_max;
+        let max = self.opts.record_payload_bytes_max();
         if payload.len() as u64 > u64::from(max) {
             return Err(Error::TooLarge {
                 what: "record payload",

@@ -35,7 +35,7 @@ macro_rules! on_both_disks {
 pub fn small_opts() -> WalOptions {
     WalOptions {
         segment_bytes: 4096,
-        record_payload_bytes_max: 2048,
+        record_payload_bytes_max: Some(2048),
         recovery: RecoveryMode::TolerateTornTail,
     }
 }

@@ -5,10 +5,12 @@
 //!   more work, another crash — checking after every crash that the recovered log is a prefix of
 //!   what was appended, holds every synced record, and never a torn one.
 //!
+//! - `faults`: the log's behaviour under each fault, scenario by scenario.
 //! - `regressions`: each bug the simulator found, as a named test with its seed.
 //!
 //! Seeds: `WALDB_SIM_SEEDS=N` widens the default campaign, `WALDB_SIM_SEED=S` runs one seed.
 //! A failure prints the seed and the command that replays it.
 
+mod faults;
 mod regressions;
 mod wal_crash;

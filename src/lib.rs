@@ -63,7 +63,6 @@ pub mod disk;
 mod error;
 #[cfg(feature = "sim")]
 mod rng;
-#[allow(dead_code)]
 mod sync;
 mod types;
 pub mod wal;

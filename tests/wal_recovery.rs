@@ -95,11 +95,8 @@ proptest! {
 fn truncation_at_every_byte<D: Disk + Clone>(disk: D, dir: &Path) {
     let opts = small_opts();
     let payloads: Vec<Vec<u8>> = (0..44).map(|i| txn_payload(i, 40 + (i * 53) % 300)).collect();
-    let written = write_log(&disk, dir, opts, &payloads, 1);
-    let files = snapshot(&disk, dir);
+    let Laid { written, files, places } = lay_out(&disk, dir, opts, &payloads);
     assert!(files.len() >= 3, "the log spans several segments: {}", files.len());
-    let (all, _) = read(&disk, dir, opts, RecoveryMode::Strict).unwrap();
-    let places = layout(&all, &files);
     let mut resumed = 0;
     for fi in 0..files.len() {
         let used_end = places.iter().filter(|p| p.0 == fi).map(|p| p.1 + p.2).max().unwrap_or(64);
@@ -228,11 +225,8 @@ fn check_flip<D: Disk + Clone>(
 fn every_bit_of_a_small_log<D: Disk + Clone>(disk: D, dir: &Path) {
     let opts = small_opts();
     let payloads: Vec<Vec<u8>> = (0..5).map(|i| txn_payload(i, 30 + i * 9)).collect();
-    let written = write_log(&disk, dir, opts, &payloads, 1);
-    let files = snapshot(&disk, dir);
+    let Laid { written, files, places } = lay_out(&disk, dir, opts, &payloads);
     assert_eq!(files.len(), 1);
-    let (all, _) = read(&disk, dir, opts, RecoveryMode::Strict).unwrap();
-    let places = layout(&all, &files);
     let end = places.last().map(|p| p.1 + p.2).unwrap() + 64;
     let mut flips = 0;
     for offset in 0..end {
@@ -252,11 +246,8 @@ fn every_bit_of_a_small_log<D: Disk + Clone>(disk: D, dir: &Path) {
 fn sampled_bits_of_a_large_log<D: Disk + Clone>(disk: D, dir: &Path) {
     let opts = small_opts();
     let payloads: Vec<Vec<u8>> = (0..120).map(|i| txn_payload(i, 30 + (i * 97) % 700)).collect();
-    let written = write_log(&disk, dir, opts, &payloads, 1);
-    let files = snapshot(&disk, dir);
+    let Laid { written, files, places } = lay_out(&disk, dir, opts, &payloads);
     assert!(files.len() >= 8, "{} segments", files.len());
-    let (all, _) = read(&disk, dir, opts, RecoveryMode::Strict).unwrap();
-    let places = layout(&all, &files);
     let mut rng = 0x9E37_79B9_7F4A_7C15u64;
     let mut next = move || {
         rng ^= rng << 13;

@@ -104,11 +104,14 @@ const FILL_CHUNK_BYTES: usize = 1024 * 1024;
 /// Creates segment `id` in `dir`, full size and zero-filled, durable under its final name, and
 /// returns it open for writing. See the [module docs](self) for the steps.
 ///
+/// If a full-size, all-zero file already has the final name (a preparation that failed after its
+/// rename), it is synced and returned.
+///
 /// # Errors
 ///
 /// [`Error::Io`](crate::Error::Io) or [`Error::StorageFull`](crate::Error::StorageFull) with the
-/// step and path. An existing segment `id` is an error (`AlreadyExists` on rename is not
-/// possible to detect portably, so it is checked first).
+/// step and path. An existing segment `id` holding data is an error (`AlreadyExists`): it is
+/// never overwritten.
 pub fn prepare_segment<D: Disk>(disk: &D, dir: &Path, id: SegmentId, segment_bytes: u64) -> Result<D::File> {
     assert!(
         (format::SEGMENT_BYTES_MIN..=format::SEGMENT_BYTES_MAX).contains(&segment_bytes),
@@ -117,11 +120,20 @@ pub fn prepare_segment<D: Disk>(disk: &D, dir: &Path, id: SegmentId, segment_byt
     let name = segment_file_name(id);
     let path = dir.join(&name);
     let temp = dir.join(format!("{name}.tmp"));
-    if disk.open(&path, OpenMode::Read).is_ok() {
+    if let Ok(existing) = disk.open(&path, OpenMode::ReadWrite) {
+        // An earlier preparation that failed after its rename (at the directory sync) leaves a
+        // full-size, all-zero file: finish that preparation. Anything else is refused, never
+        // overwritten.
+        let bytes = crate::disk::read_file(disk, &path, segment_bytes).ctx("read", &path);
+        if bytes.is_ok_and(|b| b.len() as u64 == segment_bytes && b.iter().all(|&x| x == 0)) {
+            existing.sync_all().ctx("sync_all", &path)?;
+            disk.sync_dir(dir).ctx("sync_dir", dir)?;
+            return Ok(existing);
+        }
         return Err(crate::Error::io(
             "prepare_segment",
             &path,
-            std::io::Error::from(std::io::ErrorKind::AlreadyExists),
+            std::io::Error::new(std::io::ErrorKind::AlreadyExists, "a segment file with data exists"),
         ));
     }
     match disk.remove_file(&temp) {

@@ -143,6 +143,10 @@ struct Active<F> {
 }
 
 /// Appends records to a log directory. See the [module docs](self).
+///
+/// Dropping a writer without [`LogWriter::close`] writes nothing more: records appended since the
+/// last [`LogWriter::write`] are discarded, and what was written but not synced is left to the
+/// OS (as after a process exit). Nothing acknowledged by a `sync` is affected.
 #[derive(Debug)]
 pub struct LogWriter<D: Disk> {
     disk: D,

@@ -185,3 +185,22 @@ pub fn layout(records: &[OwnedRecord], files: &Snapshot) -> Vec<(usize, usize, u
         })
         .collect()
 }
+
+/// A log written for damage tests: what was appended, the files, and where each record lives.
+pub struct Laid {
+    pub written: Written,
+    pub files: Snapshot,
+    /// Per record: (file index, offset, encoded length).
+    pub places: Vec<(usize, usize, usize)>,
+}
+
+/// Writes `payloads` (syncing each), and returns the log's bytes and layout. The log must read
+/// back strictly, whole.
+pub fn lay_out<D: Disk + Clone>(disk: &D, dir: &Path, opts: WalOptions, payloads: &[Vec<u8>]) -> Laid {
+    let written = write_log(disk, dir, opts, payloads, 1);
+    let files = snapshot(disk, dir);
+    let (records, _) = read(disk, dir, opts, RecoveryMode::Strict).expect("a fresh log reads strictly");
+    assert_prefix(&records, &written, written.len(), "fresh log");
+    let places = layout(&records, &files);
+    Laid { written, files, places }
+}

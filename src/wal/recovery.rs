@@ -25,6 +25,11 @@
 //! | non-zero bytes, but no evidence | **torn tail** |
 //! | a valid record with `synced_lsn ≥ L` or a header with `prev_last_lsn ≥ L` | **corruption** |
 //!
+//! One refinement: if the bad point lies in a segment whose *next* segment's header chains exactly
+//! to the last record read (same LSN, same checksum), that segment's records really ended there —
+//! the writer rotated — and the bad bytes lie in unused space: reading goes on with the next
+//! segment (`Strict` still reports the non-zero bytes).
+//!
 //! Some problems cannot come from a crash at all and are corruption wherever they are: a CRC-valid
 //! record with the wrong LSN, an unknown mandatory record type, a malformed payload, a broken
 //! chain between segments, a header whose segment number differs from its file name. A missing
@@ -42,7 +47,8 @@
 //! | [`RecoveryMode::TolerateTornTail`] (default) | `Ok` | `Ok`, reported in [`LogEnd::TornTail`] | [`Error::Corrupt`] |
 //! | [`RecoveryMode::PointInTime`] | `Ok` | `Ok`, [`LogEnd::TornTail`] | `Ok`, [`LogEnd::Stopped`] at the first bad point |
 //!
-//! In every mode the records yielded are exactly the valid prefix: no record after the first bad
+//! Records of an unknown *ignorable* kind (128–255) are yielded as [`RecordKind::Unknown`]; a
+//! consumer that does not know them skips them. In every mode the records yielded are exactly the valid prefix: no record after the first bad
 //! point is ever returned. Under `Strict` and `TolerateTornTail` an error can come after some
 //! records were yielded; callers apply records only once the whole log has been read.
 //!
@@ -549,16 +555,21 @@ impl<D: Disk> LogReader<D> {
         Ok(Step::Continue)
     }
 
+    /// The LSN due at the current position: the next one in this segment, or after the last one
+    /// read when no segment header has been accepted here.
+    fn due(&self) -> Lsn {
+        if self.phase == Phase::Records {
+            self.expected
+        } else {
+            self.chain.map_or(Lsn(1), |(lsn, _)| lsn.next())
+        }
+    }
+
     /// Reading stopped at `offset` of the current segment because of `cause`: decide how the log
     /// ends (see the module docs), and finish or fail.
     fn conclude(&mut self, offset: usize, cause: Cause) -> Result<Step> {
         let (id, path) = (self.current().0, self.current().1.to_path_buf());
-        // The first LSN that could not be read.
-        let due = if self.phase == Phase::Records {
-            self.expected
-        } else {
-            self.chain.map_or(Lsn(1), |(lsn, _)| lsn.next())
-        };
+        let due = self.due();
         let scan_from = match cause {
             // The rest of the segment is an earlier use's data; only later files matter.
             Cause::Stale => self.buf.len(),
@@ -694,11 +705,7 @@ impl<D: Disk> LogReader<D> {
         });
         let later_files =
             self.segments.get(self.idx + 1..).unwrap_or(&[]).iter().map(|(_, p)| p.clone()).collect();
-        let expected = if self.phase == Phase::Records {
-            self.expected
-        } else {
-            self.chain.map_or(Lsn(1), |(lsn, _)| lsn.next())
-        };
+        let expected = self.due();
         let max_lsn_seen = self.max_lsn_seen.max(scan.max_lsn);
         self.report = Some(RecoveryReport {
             mode: self.opts.mode,

@@ -41,6 +41,14 @@ fn path(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
+/// The records of the log in `db/wal` and its first segment file with its bytes, for damaging.
+fn first_segment(db: &Path) -> (Vec<waldb::wal::OwnedRecord>, std::path::PathBuf, Vec<u8>) {
+    let wal = db.join("wal");
+    let (records, _) = read(&StdDisk, &wal, small_opts(), RecoveryMode::Strict).unwrap();
+    let (path, bytes) = snapshot(&StdDisk, &wal).swap_remove(0);
+    (records, path, bytes)
+}
+
 #[track_caller]
 fn assert_one_line_error(o: &Output, code_expected: i32, needle: &str) {
     assert_eq!(code(o), code_expected, "stdout {} stderr {}", stdout(o), stderr(o));
@@ -85,10 +93,7 @@ fn dump_prints_every_record() {
 #[test]
 fn verify_torn_tail_exits_1() {
     let (tmp, written) = db_with_log();
-    let wal = tmp.path().join("wal");
-    let (records, _) = read(&StdDisk, &wal, small_opts(), RecoveryMode::Strict).unwrap();
-    let files = snapshot(&StdDisk, &wal);
-    let (p, mut bytes) = files[0].clone();
+    let (records, p, mut bytes) = first_segment(tmp.path());
     let last = records.last().unwrap();
     bytes[last.offset as usize + 50..].fill(0);
     write_bytes(&StdDisk, &p, &bytes);
@@ -102,10 +107,7 @@ fn verify_torn_tail_exits_1() {
 #[test]
 fn verify_mid_log_corruption_exits_2() {
     let (tmp, _) = db_with_log();
-    let wal = tmp.path().join("wal");
-    let (records, _) = read(&StdDisk, &wal, small_opts(), RecoveryMode::Strict).unwrap();
-    let files = snapshot(&StdDisk, &wal);
-    let (p, mut bytes) = files[0].clone();
+    let (records, p, mut bytes) = first_segment(tmp.path());
     bytes[records[2].offset as usize + 45] ^= 0x08;
     write_bytes(&StdDisk, &p, &bytes);
     for cmd in ["verify", "dump"] {

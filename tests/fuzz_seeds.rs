@@ -25,25 +25,27 @@ fn seeds(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
     out
 }
 
-#[test]
-fn wal_decode_seeds_hold() {
-    let seeds = seeds("wal_decode");
-    assert!(seeds.len() >= 5, "the corpus is committed");
+/// Runs `harness` on every committed seed of `target`, naming the seed on failure.
+fn replay(target: &str, harness: impl Fn(&[u8])) {
+    let seeds = seeds(target);
+    assert!(seeds.len() >= 5, "the {target} corpus is committed");
     for (path, data) in seeds {
         eprintln!("{}", path.display());
-        harness::wal_decode(&data);
+        harness(&data);
     }
 }
 
 #[test]
+fn wal_decode_seeds_hold() {
+    replay("wal_decode", harness::wal_decode);
+}
+
+#[test]
 fn wal_recover_seeds_hold() {
-    let seeds = seeds("wal_recover");
-    assert!(seeds.len() >= 5, "the corpus is committed");
-    for (path, data) in seeds {
-        eprintln!("{}", path.display());
+    replay("wal_recover", |data| {
         let tmp = tempfile::tempdir().unwrap();
-        harness::wal_recover(StdDisk, &tmp.path().join("wal"), &data);
-    }
+        harness::wal_recover(StdDisk, &tmp.path().join("wal"), data);
+    });
 }
 
 fn record(segment: u64, lsn: u64, synced: u64, kind: RecordKind, payload: &[u8]) -> Vec<u8> {

@@ -116,8 +116,8 @@ pub trait Disk: Send + Sync + 'static {
 
 /// An open file with positional I/O. Methods take `&self` so that one handle can be shared
 /// between a writer and readers.
-// `len` is the file's length in bytes, as in the standard library's `Metadata::len`; an `is_empty` would add
-// nothing the engine uses.
+// `len` is the file's length in bytes, as in the standard library's `Metadata::len`; an
+// `is_empty` would add nothing the engine uses.
 #[allow(clippy::len_without_is_empty)]
 pub trait DiskFile: Send + Sync + 'static {
     /// Fills `buf` from the bytes at `offset`.

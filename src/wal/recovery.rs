@@ -48,9 +48,10 @@
 //! | [`RecoveryMode::PointInTime`] | `Ok` | `Ok`, [`LogEnd::TornTail`] | `Ok`, [`LogEnd::Stopped`] at the first bad point |
 //!
 //! Records of an unknown *ignorable* kind (128–255) are yielded as [`RecordKind::Unknown`]; a
-//! consumer that does not know them skips them. In every mode the records yielded are exactly the valid prefix: no record after the first bad
-//! point is ever returned. Under `Strict` and `TolerateTornTail` an error can come after some
-//! records were yielded; callers apply records only once the whole log has been read.
+//! consumer that does not know them skips them. In every mode the records yielded are exactly the
+//! valid prefix: no record after the first bad point is ever returned. Under `Strict` and
+//! `TolerateTornTail` an error can come after some records were yielded; callers apply records
+//! only once the whole log has been read.
 //!
 //! # Limits
 //!

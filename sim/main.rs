@@ -5,6 +5,8 @@
 //!   more work, another crash — checking after every crash that the recovered log is a prefix of
 //!   what was appended, holds every synced record, and never a torn one.
 //!
+//! - `group`: group commit (`Wal`) with a crash after every flusher step of seeded runs, and
+//!   each failure path (sync EIO, disk full, panics) bounded in steps.
 //! - `faults`: the log's behaviour under each fault, scenario by scenario.
 //! - `regressions`: each bug the simulator found, as a named test with its seed.
 //!
@@ -12,5 +14,7 @@
 //! A failure prints the seed and the command that replays it.
 
 mod faults;
+mod group;
 mod regressions;
+mod support;
 mod wal_crash;

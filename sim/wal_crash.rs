@@ -16,6 +16,8 @@ use waldb::sim::{SimConfig, SimDisk, SimFaults, SimRng};
 use waldb::wal::{LogEnd, LogWriter, RecordKind, RecoveryMode, WalOptions, read_log};
 use waldb::{Error, Lsn};
 
+use crate::support::{Trace, seeds};
+
 const DIR: &str = "/db/wal";
 
 /// What one seed did, for the determinism check and the summary.
@@ -62,7 +64,7 @@ fn run_seed(seed: u64) -> Outcome {
     };
     let dir = Path::new(DIR);
     let mut outcome = Outcome::default();
-    let mut trace = Trace::default();
+    let mut trace = Trace::new("wal_crash");
     trace.push(format!("segment_bytes {} faults {faulty}", opts.segment_bytes));
     // The log as the workload believes it: appended records in order, and the highest LSN a
     // successful sync returned.
@@ -189,43 +191,9 @@ fn pause_faults(disk: &SimDisk) -> SimFaults {
     was
 }
 
-/// The last events of a run, printed when it fails.
-#[derive(Default)]
-struct Trace {
-    events: std::collections::VecDeque<String>,
-}
-
-impl Trace {
-    const EVENTS_MAX: usize = 40;
-
-    fn push(&mut self, event: String) {
-        if self.events.len() == Self::EVENTS_MAX {
-            self.events.pop_front();
-        }
-        self.events.push_back(event);
-    }
-
-    fn fail(&self, seed: u64, what: &str) -> ! {
-        let events: Vec<&str> = self.events.iter().map(String::as_str).collect();
-        panic!(
-            "simulation failed: seed {seed}: {what}\n  replay: WALDB_SIM_SEED={seed} cargo test --features sim \
-             --test sim wal_crash\n  last events:\n    {}",
-            events.join("\n    ")
-        );
-    }
-}
-
-fn seeds() -> Vec<u64> {
-    if let Ok(s) = std::env::var("WALDB_SIM_SEED") {
-        return vec![s.trim().parse().expect("WALDB_SIM_SEED is a number")];
-    }
-    let n = std::env::var("WALDB_SIM_SEEDS").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(300u64);
-    (0..n).collect()
-}
-
 #[test]
 fn wal_crash_campaign() {
-    let seeds = seeds();
+    let seeds = seeds(300);
     let started = std::time::Instant::now();
     let mut total = Outcome::default();
     for &seed in &seeds {

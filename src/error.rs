@@ -12,6 +12,8 @@
 //! | [`Error::Poisoned`] | an earlier write or sync failed; reopen to recover from what is truly on disk |
 //! | [`Error::InvalidConfig`] | fix the options |
 //! | [`Error::NotWaldb`] | the path is not a waldb directory |
+//! | [`Error::Closed`] | the log was closed; open it again |
+//! | [`Error::FlusherPanicked`] | a bug: report it; reopen to recover from what is on disk |
 //!
 //! Programmer errors (broken invariants) are assertions, not variants. Nothing here is recognised
 //! by its text: match on the variant.
@@ -109,6 +111,18 @@ pub enum Error {
         /// Why it was rejected.
         reason: String,
     },
+
+    /// The log was closed (or is closing): it takes no more appends.
+    #[error("the log is closed")]
+    Closed,
+
+    /// The code that writes the log panicked. The log is poisoned with this cause (its in-memory
+    /// state is unknown); what is on disk is intact up to the last sync, and reopening recovers.
+    #[error("the log flusher panicked: {message}")]
+    FlusherPanicked {
+        /// The panic message, when it was a string.
+        message: String,
+    },
 }
 
 impl Error {
@@ -136,7 +150,7 @@ impl Error {
 impl Error {
     /// A copy of this error for keeping as a poison cause (`io::Error` is not `Clone`: the copy
     /// keeps its kind and message).
-    pub(crate) fn clone_lossy(&self) -> Error {
+    pub fn clone_lossy(&self) -> Error {
         let io_copy = |e: &io::Error| io::Error::new(e.kind(), e.to_string());
         match self {
             Error::Io { op, path, source } => Error::Io { op, path: path.clone(), source: io_copy(source) },
@@ -155,6 +169,8 @@ impl Error {
             Error::NotWaldb { path, reason } => {
                 Error::NotWaldb { path: path.clone(), reason: reason.clone() }
             }
+            Error::Closed => Error::Closed,
+            Error::FlusherPanicked { message } => Error::FlusherPanicked { message: message.clone() },
         }
     }
 }

@@ -164,13 +164,13 @@ enum DirOp {
     Rename { from: String, to: String },
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 enum Pending {
     Write { offset: u64, bytes: Vec<u8> },
     SetLen(u64),
 }
 
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 struct Inode {
     /// What reads see.
     data: Vec<u8>,
@@ -180,7 +180,7 @@ struct Inode {
     pending: Vec<Pending>,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct State {
     rng: SimRng,
     config: SimConfig,
@@ -199,7 +199,7 @@ struct State {
     /// Calls per [`FaultOp`], for scheduled faults.
     op_calls: [u64; 4],
     /// Scheduled faults: (operation, call number) pairs still to fire.
-    scheduled: BTreeSet<(FaultOp, u64)>,
+    scheduled: BTreeMap<(FaultOp, u64), io::ErrorKind>,
     stats: SimStats,
     /// FNV-1a over every operation and outcome.
     trace: u64,
@@ -247,8 +247,8 @@ fn split(path: &Path) -> io::Result<(PathBuf, String)> {
     Ok((parent, name.to_owned()))
 }
 
-fn eio(what: &str) -> io::Error {
-    io::Error::other(format!("simulated I/O error ({what})"))
+fn eio(kind: io::ErrorKind, what: &str) -> io::Error {
+    io::Error::new(kind, format!("simulated I/O error ({what})"))
 }
 
 fn apply_write(buf: &mut Vec<u8>, offset: u64, bytes: &[u8]) {
@@ -275,19 +275,20 @@ impl State {
     }
 
     /// Counts a call of `op` and decides whether it fails.
-    fn fault(&mut self, op: FaultOp) -> bool {
+    /// Counts a call of `op` and decides whether it fails; returns the error kind if so.
+    fn fault(&mut self, op: FaultOp) -> Option<io::ErrorKind> {
         let i = op.index();
         self.op_calls[i] += 1;
         let n = self.op_calls[i];
         let scheduled = self.scheduled.remove(&(op, n));
         let p = self.config.faults.io_error_probability[i];
         let random = p > 0.0 && self.rng.chance(p);
-        if scheduled || random {
+        if scheduled.is_some() || random {
             self.stats.io_errors[i] += 1;
             self.mix(&[0xFA, i as u64, n]);
-            true
+            Some(scheduled.unwrap_or(io::ErrorKind::Other))
         } else {
-            false
+            None
         }
     }
 
@@ -473,7 +474,7 @@ impl SimDisk {
             pending_dir_ops: BTreeMap::new(),
             handles: BTreeMap::new(),
             op_calls: [0; 4],
-            scheduled: BTreeSet::new(),
+            scheduled: BTreeMap::new(),
             stats: SimStats::default(),
             trace: 0xcbf2_9ce4_8422_2325 ^ seed,
         };
@@ -492,6 +493,25 @@ impl SimDisk {
         self.lock().crash();
     }
 
+    /// An independent disk holding what would survive a power failure now if the failure lost
+    /// everything it may lose: every unsynced write and every unsynced directory operation.
+    /// This disk is not changed. Checks "durable before acknowledged" at the moment of an
+    /// acknowledgement without disturbing a running system.
+    pub fn durable_clone(&self) -> SimDisk {
+        let mut state = self.lock().clone();
+        for inode in state.inodes.values_mut() {
+            inode.pending.clear();
+            inode.data = inode.durable.clone();
+        }
+        state.pending_dir_ops.clear();
+        State::prune(&mut state.durable);
+        state.volatile = state.durable.clone();
+        state.epoch += 1;
+        state.handles.clear();
+        state.collect_garbage();
+        SimDisk { state: Arc::new(Mutex::new(state)) }
+    }
+
     /// Replaces the faults to inject from now on.
     pub fn set_faults(&self, faults: SimFaults) {
         self.lock().config.faults = faults;
@@ -508,10 +528,20 @@ impl SimDisk {
     ///
     /// If `n` is zero.
     pub fn fail_nth(&self, op: FaultOp, n: u64) {
+        self.fail_nth_with(op, n, io::ErrorKind::Other);
+    }
+
+    /// Makes the `n`-th call of `op` from now fail with an error of `kind`, e.g.
+    /// `StorageFull` for a write that hits ENOSPC on a filesystem that allocates on write.
+    ///
+    /// # Panics
+    ///
+    /// If `n` is zero.
+    pub fn fail_nth_with(&self, op: FaultOp, n: u64, kind: io::ErrorKind) {
         assert!(n > 0, "fail_nth counts from 1");
         let mut s = self.lock();
         let at = s.op_calls[op.index()] + n;
-        s.scheduled.insert((op, at));
+        s.scheduled.insert((op, at), kind);
     }
 
     /// Flips bit `bit` (0–7) of byte `offset` of the file at `path`, in its durable image and in
@@ -682,8 +712,8 @@ impl Disk for SimDisk {
         let path = normalise(path);
         let mut s = self.lock();
         s.check_parent_dir(&path)?;
-        if s.fault(FaultOp::SyncDir) {
-            return Err(eio("sync_dir"));
+        if let Some(kind) = s.fault(FaultOp::SyncDir) {
+            return Err(eio(kind, "sync_dir"));
         }
         if let Some(ops) = s.pending_dir_ops.remove(&path) {
             for op in &ops {
@@ -713,7 +743,7 @@ impl SimFile {
     fn sync(&self) -> io::Result<()> {
         let mut s = self.lock();
         s.live_inode(self.ino, self.epoch)?;
-        if s.fault(FaultOp::Sync) {
+        if let Some(kind) = s.fault(FaultOp::Sync) {
             let drop_writes = s.config.faults.failed_sync_drops_writes;
             let inode = s.live_inode(self.ino, self.epoch)?;
             if drop_writes {
@@ -721,7 +751,7 @@ impl SimFile {
                 // see them until they are evicted (here: until a crash).
                 inode.pending.clear();
             }
-            return Err(eio("sync"));
+            return Err(eio(kind, "sync"));
         }
         let inode = s.live_inode(self.ino, self.epoch)?;
         for p in std::mem::take(&mut inode.pending) {
@@ -755,8 +785,8 @@ impl DiskFile for SimFile {
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
         let mut s = self.lock();
         s.live_inode(self.ino, self.epoch)?;
-        if s.fault(FaultOp::Read) {
-            return Err(eio("read"));
+        if let Some(kind) = s.fault(FaultOp::Read) {
+            return Err(eio(kind, "read"));
         }
         let inode = s.live_inode(self.ino, self.epoch)?;
         let start = usize::try_from(offset).map_err(|_| io::Error::from(io::ErrorKind::UnexpectedEof))?;
@@ -772,8 +802,8 @@ impl DiskFile for SimFile {
         self.check_writable()?;
         let mut s = self.lock();
         s.live_inode(self.ino, self.epoch)?;
-        if s.fault(FaultOp::Write) {
-            return Err(eio("write"));
+        if let Some(kind) = s.fault(FaultOp::Write) {
+            return Err(eio(kind, "write"));
         }
         let end = offset.checked_add(buf.len() as u64).ok_or(io::ErrorKind::InvalidInput)?;
         let mut len = buf.len();
@@ -812,8 +842,8 @@ impl DiskFile for SimFile {
         self.check_writable()?;
         let mut s = self.lock();
         s.live_inode(self.ino, self.epoch)?;
-        if s.fault(FaultOp::Write) {
-            return Err(eio("set_len"));
+        if let Some(kind) = s.fault(FaultOp::Write) {
+            return Err(eio(kind, "set_len"));
         }
         if let Some(cap) = s.config.faults.capacity_bytes {
             let used = s.used_bytes();

@@ -17,6 +17,8 @@
 //! - [`writer`]: [`LogWriter`], appending, rotating, syncing, fail-stop.
 //! - [`recovery`]: [`LogReader`], which yields the valid prefix and tells a torn tail from
 //!   corruption.
+//! - [`group`]: [`Wal`], group commit over the writer: many committers, one flusher step,
+//!   durability modes, back-pressure, fail-stop.
 //!
 //! Invariants across the log: LSNs rise by one per record, jumping forward only at a segment
 //! boundary (recorded in the header); each segment header chains to the previous segment's last
@@ -26,6 +28,7 @@
 pub mod decode;
 pub mod encode;
 pub mod format;
+pub mod group;
 pub mod payload;
 pub mod recovery;
 pub mod segment;
@@ -33,6 +36,7 @@ pub mod writer;
 
 pub use decode::{Corruption, DecodeLimits, Decoded, RecordRef, decode_record, decode_segment_header};
 pub use encode::{RecordMeta, SegmentHeader, encode_record, encode_segment_header};
+pub use group::{BatchConfig, Driver, Durability, StepReport, Ticket, Wal, WalBatch, WalConfig, WalStats};
 pub use payload::{Op, RecordKind, TxnRef, decode_checkpoint, decode_txn, encode_checkpoint, encode_txn};
 pub use recovery::{
     Cut, LogEnd, LogReader, LogRecord, OwnedRecord, ReadOptions, RecoveryMode, RecoveryReport, read_log,

@@ -291,6 +291,44 @@ impl<D: Disk> LogWriter<D> {
         &self.dir
     }
 
+    /// The segment records are being appended to, if any.
+    pub fn active_segment(&self) -> Option<SegmentId> {
+        self.active.as_ref().map(|a| a.id)
+    }
+
+    /// Bytes still free in the active segment after what is buffered; 0 without one.
+    pub fn space_left(&self) -> u64 {
+        self.active.as_ref().map_or(0, |a| a.segment_bytes - a.write_offset - self.buf.len() as u64)
+    }
+
+    /// True if the next segment has been prepared, so rotation will not create a file.
+    pub fn has_prepared(&self) -> bool {
+        self.prepared.is_some()
+    }
+
+    /// The id the next segment will have.
+    pub fn next_segment(&self) -> SegmentId {
+        self.next_segment
+    }
+
+    /// Hands the writer a segment prepared elsewhere (by [`segment::prepare_segment`] for
+    /// [`LogWriter::next_segment`], in this writer's directory), so that rotation uses it.
+    ///
+    /// # Panics
+    ///
+    /// If `id` is not the next segment or one is already prepared: the caller's bookkeeping is
+    /// broken.
+    pub fn install_prepared(&mut self, id: SegmentId, file: D::File) {
+        assert_eq!(id, self.next_segment, "prepared segment for the wrong id");
+        assert!(self.prepared.is_none(), "a segment is already prepared");
+        self.prepared = Some((id, self.dir.join(segment::segment_file_name(id)), file));
+    }
+
+    /// The options the writer runs with.
+    pub fn options(&self) -> &WalOptions {
+        &self.opts
+    }
+
     /// The first failure, if the writer is poisoned.
     pub fn poisoned(&self) -> Option<&Arc<Error>> {
         self.poisoned.as_ref()

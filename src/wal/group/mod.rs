@@ -1,0 +1,1352 @@
+//! Group commit: many committers, one log writer, nothing acknowledged before it is durable.
+//!
+//! ```text
+//!  append ──reserve (records, bytes)──▶ LSN = fetch_add ──▶ lock-free queue ──▶ Ticket
+//!     ▲  waits while the queue is full                              │
+//!     │                                       flusher step: drain the contiguous LSN prefix,
+//!  Ticket::wait / .await ◀── wake ◀── publish ◀── encode into one buffer, one write, one sync
+//! ```
+//!
+//! [`Wal`] sits on a [`LogWriter`]. Appends take no lock: each reserves room in the bounded
+//! queue (waiting while it is full: back-pressure), takes its LSNs from an atomic counter and
+//! pushes. The **flusher step** — one function over [`Disk`] + [`Clock`] — drains what is queued
+//! in LSN order (a committer between taking its LSN and pushing leaves a gap that the step waits
+//! for), encodes it into the writer's buffer, writes it once, syncs once if any record needs it,
+//! publishes the durable LSN and wakes the waiters. Who runs the step is the [`Driver`]'s choice:
+//!
+//! - [`Driver::LeaderFollower`] (default): a committer that waits for a sync and finds no flush
+//!   in flight runs the step itself; commits that arrive meanwhile ride the next step, run by one
+//!   of them. A background thread serves async waiters, `Buffered` deadlines and `None` records.
+//! - [`Driver::Thread`]: a dedicated thread runs every step.
+//! - [`Driver::Manual`]: nobody; a simulator or an async task calls [`Wal::flush_step`].
+//!
+//! No timer delays a waiting commit ([`BatchConfig::linger`] is off unless chosen). The next
+//! segment is prepared — created, zero-filled, synced, its directory entry synced — by a
+//! background thread ahead of need, so a commit never waits for a file creation.
+//!
+//! ## Guarantees
+//!
+//! - **Durable before acknowledged.** A [`Durability::Sync`] ticket resolves `Ok` only after a
+//!   sync covering its record and every earlier record returned `Ok`.
+//! - **LSN order.** Records reach the file in LSN order; the recovered log is a prefix.
+//! - **Bounded.** At most [`BatchConfig::queue_records_max`] records and
+//!   [`BatchConfig::queue_bytes_max`] encoded bytes wait in the queue; one step writes at most
+//!   one batch.
+//! - **Fail-stop.** A failed write, sync or rotation — disk full included — poisons the log:
+//!   every waiter whose record is not durable and every later append gets [`Error::Poisoned`]
+//!   carrying the first cause; a failed sync is never retried; nothing is acknowledged after the
+//!   failure. Disk full poisons too (the safe choice: the failed write may have landed in part);
+//!   once space is freed, reopening recovers and writing resumes.
+//! - **No hang.** A panic inside the step poisons the log with [`Error::FlusherPanicked`]; a
+//!   panic of the background thread elsewhere does the same, or, with
+//!   [`WalConfig::degrade_on_thread_death`], hands the flushing to the committers, which then
+//!   write and sync inline. [`Wal::close`] drains, syncs and stops the threads; dropping a `Wal`
+//!   does the same, best effort.
+//!
+//! The proofs: `tests/loom.rs` (the handshake under every interleaving, bounded),
+//! `sim/group_crash.rs` (a crash at every flusher step), `tests/wal_group.rs` (modes, faults,
+//! panics, back-pressure, close, rotation).
+
+mod config;
+mod queue;
+mod stats;
+mod ticket;
+
+pub use config::{
+    BatchConfig, Driver, Durability, PrepareAhead, QUEUE_BYTES_LIMIT, QUEUE_RECORDS_LIMIT, WalConfig,
+};
+pub use stats::{Summary, WalStats};
+pub use ticket::Ticket;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use self::queue::Queue;
+use self::stats::{Counters, nanos};
+use self::ticket::Durable;
+use super::encode::record_bytes;
+use super::payload::RecordKind;
+use super::recovery::RecoveryReport;
+use super::segment::prepare_segment;
+use super::writer::LogWriter;
+use crate::clock::{Clock, SystemClock};
+use crate::disk::{Disk, StdDisk};
+use crate::error::{Error, Result};
+use crate::sync::{
+    AtomicBool, AtomicU64, Condvar, Mutex, Ordering::SeqCst, lock, thread, wait, wait_timeout,
+};
+use crate::types::{Lsn, SegmentId};
+
+/// Records to append together with one ticket, their bytes in one buffer (no allocation per
+/// record). See [`Wal::append_batch`].
+#[derive(Clone, Debug, Default)]
+pub struct WalBatch {
+    data: Vec<u8>,
+    /// (kind, end offset in `data`) per record.
+    records: Vec<(RecordKind, usize)>,
+    encoded: u64,
+}
+
+impl WalBatch {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a record.
+    pub fn push(&mut self, kind: RecordKind, payload: &[u8]) {
+        self.data.extend_from_slice(payload);
+        self.records.push((kind, self.data.len()));
+        self.encoded += record_bytes(payload.len()) as u64;
+    }
+
+    /// The number of records.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// True if the batch has no records.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// Removes every record, keeping the buffers.
+    pub fn clear(&mut self) {
+        self.data.clear();
+        self.records.clear();
+        self.encoded = 0;
+    }
+
+    /// The records' size once encoded, headers included.
+    pub fn encoded_bytes(&self) -> u64 {
+        self.encoded
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (RecordKind, &[u8])> {
+        let mut start = 0;
+        self.records.iter().map(move |&(kind, end)| {
+            let payload = &self.data[start..end];
+            start = end;
+            (kind, payload)
+        })
+    }
+}
+
+/// One append waiting in the queue.
+struct Entry {
+    /// The LSN of its first record.
+    first: u64,
+    records: u32,
+    /// Encoded bytes, as reserved.
+    bytes: u64,
+    durability: Durability,
+    /// `clock.now()` at the append, for `Buffered` deadlines.
+    enqueued_at: Duration,
+    body: Body,
+}
+
+enum Body {
+    One(RecordKind, Vec<u8>),
+    Many(WalBatch),
+}
+
+/// The queue's reservation counter packs records (high 24 bits) and bytes (low 40 bits).
+const BYTES_BITS: u32 = 40;
+
+fn pack(records: u64, bytes: u64) -> u64 {
+    (records << BYTES_BITS) | bytes
+}
+
+fn unpack(packed: u64) -> (u64, u64) {
+    (packed >> BYTES_BITS, packed & ((1 << BYTES_BITS) - 1))
+}
+
+/// What the flusher owns: the writer and the entries drained but not yet written.
+struct Flusher<D: Disk> {
+    writer: LogWriter<D>,
+    /// Entries drained from the queue, in LSN order once sorted; the front may wait for a gap.
+    pending: VecDeque<Entry>,
+    /// The time by which written `Buffered` records must be synced.
+    deadline: Option<Duration>,
+}
+
+/// The segment preparation hand-off between the flusher and the preparer.
+enum Prep<F> {
+    Idle,
+    Requested(SegmentId),
+    Working(SegmentId),
+    Ready(SegmentId, F),
+}
+
+struct PrepState<F> {
+    slot: Prep<F>,
+    shutdown: bool,
+}
+
+/// Waiter bookkeeping, behind one mutex.
+struct State {
+    durable: Lsn,
+    failed: Option<Arc<Error>>,
+    /// Someone is running flusher steps.
+    leader: bool,
+    /// Threads blocked on `changed`.
+    sleepers: usize,
+    /// Async waiters by (LSN, id).
+    wakers: BTreeMap<(Lsn, u64), Waker>,
+    next_waker_id: u64,
+    /// The background thread waits on `work`.
+    worker_waiting: bool,
+    /// The background thread died and committers flush inline.
+    thread_dead: bool,
+    /// `close` asks the background threads to stop.
+    shutdown: bool,
+    /// When written `Buffered` records must be synced.
+    sync_deadline: Option<Duration>,
+}
+
+/// A fault a test plants in the flusher (feature `sim`).
+#[cfg(feature = "sim")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PlantedPanic {
+    /// Panic inside the next flusher step, after its write and before its sync.
+    InStep,
+    /// Panic in the background thread before its next step.
+    InThread,
+}
+
+/// Everything the committers, the flusher and the background threads share.
+struct Shared<D: Disk, C: Clock> {
+    disk: D,
+    clock: C,
+    dir: PathBuf,
+    config: WalConfig,
+    record_payload_max: u64,
+    queue: Queue<Entry>,
+    /// Packed (records, bytes) reserved in the queue.
+    reserved: AtomicU64,
+    /// The next LSN to hand out.
+    next_lsn: AtomicU64,
+    durable: AtomicU64,
+    written: AtomicU64,
+    /// The highest LSN a caller of [`Wal::sync`] wants durable.
+    sync_wanted: AtomicU64,
+    poisoned: AtomicBool,
+    closing: AtomicBool,
+    /// Set by appends that need the background thread.
+    kicked: AtomicBool,
+    flusher: Mutex<Flusher<D>>,
+    state: Mutex<State>,
+    /// Durable LSN advanced, the log failed, leadership or queue space was released.
+    changed: Condvar,
+    /// Work for the background thread.
+    work: Condvar,
+    prep: Mutex<PrepState<D::File>>,
+    prep_changed: Condvar,
+    stats: Counters,
+    #[cfg(feature = "sim")]
+    planted: std::sync::Mutex<Option<PlantedPanic>>,
+}
+
+/// What one flusher step did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StepReport {
+    /// Records written.
+    pub records: u64,
+    /// Whether the step synced.
+    pub synced: bool,
+    /// The durable LSN after the step.
+    pub durable: Lsn,
+}
+
+impl StepReport {
+    /// True if the step wrote or synced anything.
+    pub fn progressed(&self) -> bool {
+        self.records > 0 || self.synced
+    }
+}
+
+/// A group-commit write-ahead log. See the [module docs](self).
+///
+/// `Wal` is `Sync`: share it (e.g. in an `Arc`) between committing threads and tasks.
+pub struct Wal<D: Disk = StdDisk, C: Clock = SystemClock> {
+    shared: Arc<Shared<D, C>>,
+    threads: std::sync::Mutex<Vec<thread::JoinHandle<()>>>,
+    closed: std::sync::Mutex<Option<Result<Lsn>>>,
+}
+
+impl Wal<StdDisk, SystemClock> {
+    /// Opens (creating if needed) the log in `dir` on real files, recovering it in
+    /// `config.log.recovery` mode.
+    ///
+    /// # Errors
+    ///
+    /// As [`Wal::open_with`].
+    pub fn open(dir: impl AsRef<Path>, config: WalConfig) -> Result<(Self, RecoveryReport)> {
+        Self::open_with(StdDisk, SystemClock::new(), dir.as_ref(), config)
+    }
+}
+
+impl<D: Disk + Clone, C: Clock + Clone> Wal<D, C> {
+    /// Opens the log in `dir` on `disk`: recovers it (discarding the records; read them first
+    /// with a [`LogReader`](super::LogReader) and use [`Wal::from_writer`] to keep them), and
+    /// starts the background threads of the driver.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] for bad options; whatever recovery returns; [`Error::Io`] for
+    /// failed file operations.
+    pub fn open_with(disk: D, clock: C, dir: &Path, config: WalConfig) -> Result<(Self, RecoveryReport)> {
+        config.validate()?;
+        let (writer, report) = LogWriter::open(disk.clone(), dir, config.log)?;
+        Ok((Self::from_writer(disk, clock, writer, config)?, report))
+    }
+}
+
+impl<D: Disk, C: Clock> Wal<D, C> {
+    /// Starts group commit over `writer` (from [`LogWriter::open`] or [`LogWriter::resume`],
+    /// with nothing appended since), with `config.log` equal to the writer's options.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] for bad options; the error of preparing the first segment.
+    pub fn from_writer(disk: D, clock: C, mut writer: LogWriter<D>, config: WalConfig) -> Result<Self> {
+        config.validate()?;
+        if *writer.options() != config.log {
+            return Err(Error::InvalidConfig {
+                reason: "config.log differs from the writer's options".into(),
+            });
+        }
+        if config.prepare_ahead == PrepareAhead::Background
+            && writer.active_segment().is_none()
+            && !writer.has_prepared()
+        {
+            writer.prepare_next()?;
+        }
+        let next = writer.next_lsn().0;
+        let synced = writer.synced_lsn();
+        let shared = Arc::new(Shared {
+            dir: writer.dir().to_path_buf(),
+            record_payload_max: u64::from(config.log.record_payload_bytes_max()),
+            disk,
+            clock,
+            config,
+            queue: Queue::new(),
+            reserved: AtomicU64::new(0),
+            next_lsn: AtomicU64::new(next),
+            durable: AtomicU64::new(synced.0),
+            written: AtomicU64::new(synced.0),
+            sync_wanted: AtomicU64::new(0),
+            poisoned: AtomicBool::new(false),
+            closing: AtomicBool::new(false),
+            kicked: AtomicBool::new(false),
+            flusher: Mutex::new(Flusher { writer, pending: VecDeque::new(), deadline: None }),
+            state: Mutex::new(State {
+                durable: synced,
+                failed: None,
+                leader: false,
+                sleepers: 0,
+                wakers: BTreeMap::new(),
+                next_waker_id: 0,
+                worker_waiting: false,
+                thread_dead: false,
+                shutdown: false,
+                sync_deadline: None,
+            }),
+            changed: Condvar::new(),
+            work: Condvar::new(),
+            prep: Mutex::new(PrepState { slot: Prep::Idle, shutdown: false }),
+            prep_changed: Condvar::new(),
+            stats: Counters::new(),
+            #[cfg(feature = "sim")]
+            planted: std::sync::Mutex::new(None),
+        });
+        let wal =
+            Wal { shared, threads: std::sync::Mutex::new(Vec::new()), closed: std::sync::Mutex::new(None) };
+        {
+            let mut f = lock(&wal.shared.flusher);
+            wal.shared.request_segment(&mut f);
+        }
+        let background = wal.shared.config.driver != Driver::Manual;
+        let mut threads = Vec::new();
+        if background {
+            let shared = Arc::clone(&wal.shared);
+            threads.push(spawn("waldb-flusher", move || shared.run_worker()));
+            if wal.shared.config.prepare_ahead == PrepareAhead::Background {
+                let shared = Arc::clone(&wal.shared);
+                threads.push(spawn("waldb-prepare", move || shared.run_preparer()));
+            }
+        }
+        *wal.threads.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = threads;
+        Ok(wal)
+    }
+
+    /// Appends one record with the configured [`WalConfig::durability`].
+    ///
+    /// Returns once the record is queued (waiting while the queue is full); the [`Ticket`]
+    /// resolves when the durability is met.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::TooLarge`] for a payload above the record maximum; [`Error::Poisoned`] after a
+    /// failure; [`Error::Closed`] after [`Wal::close`].
+    pub fn append(&self, kind: RecordKind, payload: &[u8]) -> Result<Ticket> {
+        self.append_with(kind, payload, self.shared.config.durability)
+    }
+
+    /// Appends one record with `durability`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Wal::append`].
+    pub fn append_with(&self, kind: RecordKind, payload: &[u8], durability: Durability) -> Result<Ticket> {
+        self.shared.check_record(payload.len())?;
+        assert!(kind.to_byte() != 0, "record kind 0 is reserved");
+        let bytes = record_bytes(payload.len()) as u64;
+        Shared::submit(&self.shared, 1, bytes, durability, Body::One(kind, payload.to_vec()))
+    }
+
+    /// Appends every record of `batch`, with consecutive LSNs and one ticket (resolving to the
+    /// last LSN). The batch is not split between flushes unless it exceeds
+    /// [`BatchConfig::batch_records_max`] or [`BatchConfig::batch_bytes_max`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Wal::append`]; [`Error::TooLarge`] also for a batch larger than the queue limits,
+    /// and [`Error::InvalidConfig`] for an empty batch.
+    pub fn append_batch(&self, batch: WalBatch, durability: Durability) -> Result<Ticket> {
+        if batch.is_empty() {
+            return Err(Error::InvalidConfig { reason: "an empty batch has no LSN to acknowledge".into() });
+        }
+        for (kind, payload) in batch.iter() {
+            self.shared.check_record(payload.len())?;
+            assert!(kind.to_byte() != 0, "record kind 0 is reserved");
+        }
+        let b = &self.shared.config.batch;
+        if batch.len() as u64 > u64::from(b.queue_records_max) {
+            return Err(Error::TooLarge {
+                what: "batch (records)",
+                len: batch.len() as u64,
+                max: u64::from(b.queue_records_max),
+            });
+        }
+        if batch.encoded > b.queue_bytes_max {
+            return Err(Error::TooLarge { what: "batch", len: batch.encoded, max: b.queue_bytes_max });
+        }
+        let records = u32::try_from(batch.len()).expect("bounded by queue_records_max");
+        let bytes = batch.encoded;
+        Shared::submit(&self.shared, records, bytes, durability, Body::Many(batch))
+    }
+
+    /// Makes every record appended before this call durable, whatever its durability, and
+    /// returns the durable LSN.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Poisoned`] if the log failed first.
+    pub fn sync(&self) -> Result<Lsn> {
+        let target = Lsn(self.shared.next_lsn.load(SeqCst).saturating_sub(1));
+        self.shared.sync_wanted.fetch_max(target.0, SeqCst);
+        self.shared.kick();
+        self.shared.wait_durable(target)
+    }
+
+    /// Runs one flusher step (for [`Driver::Manual`]; harmless with the others): drains the
+    /// queue up to the batch limits, writes, syncs if any record needs it or a `Buffered`
+    /// deadline passed, publishes and wakes. Returns without doing anything if another step is
+    /// in flight.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Poisoned`] if the log is (or becomes) poisoned.
+    pub fn flush_step(&self) -> Result<StepReport> {
+        let shared = &self.shared;
+        {
+            let mut st = lock(&shared.state);
+            if st.leader {
+                return Ok(StepReport { durable: st.durable, ..StepReport::default() });
+            }
+            st.leader = true;
+        }
+        let report = {
+            let mut f = lock(&shared.flusher);
+            shared.run_step(&mut f, false)
+        };
+        shared.release_leadership();
+        report
+    }
+
+    /// Prepares the requested next segment now (for [`Driver::Manual`], whose log has no
+    /// preparer thread). Returns whether it prepared one.
+    ///
+    /// # Errors
+    ///
+    /// The preparation's error (which does not poison: rotation will retry inline).
+    pub fn prepare_step(&self) -> Result<bool> {
+        self.shared.prepare_one(false)
+    }
+
+    /// The last LSN known durable.
+    pub fn durable_lsn(&self) -> Lsn {
+        Lsn(self.shared.durable.load(SeqCst))
+    }
+
+    /// The LSN the next append will get.
+    pub fn next_lsn(&self) -> Lsn {
+        Lsn(self.shared.next_lsn.load(SeqCst))
+    }
+
+    /// The log directory.
+    pub fn dir(&self) -> &Path {
+        &self.shared.dir
+    }
+
+    /// The first failure, if the log is poisoned.
+    pub fn poisoned(&self) -> Option<Arc<Error>> {
+        lock(&self.shared.state).failed.clone()
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> WalStats {
+        let s = &self.shared;
+        let c = &s.stats;
+        let (queue_records, queue_bytes) = unpack(s.reserved.load(SeqCst));
+        let failed = lock(&s.state).failed.clone();
+        let relaxed = std::sync::atomic::Ordering::Relaxed;
+        WalStats {
+            queue_records,
+            queue_bytes,
+            appends: c.appends.load(relaxed),
+            records: c.records.load(relaxed),
+            flushes: c.flushes.load(relaxed),
+            syncs: c.syncs.load(relaxed),
+            batch_records: c.batch_records.summary(),
+            batch_histogram: c.batch_records.powers_of_two(),
+            write_latency_ns: c.write_latency.summary(),
+            sync_latency_ns: c.sync_latency.summary(),
+            bytes_written: c.bytes_written.load(relaxed),
+            rotations: c.rotations.load(relaxed),
+            rotations_inline: c.rotations_inline.load(relaxed),
+            segments_prepared: c.segments_prepared.load(relaxed),
+            prepare_failures: c.prepare_failures.load(relaxed),
+            backpressure_waits: c.backpressure_waits.load(relaxed),
+            durable_lsn: Lsn(s.durable.load(SeqCst)),
+            written_lsn: Lsn(s.written.load(SeqCst)),
+            healthy: failed.is_none(),
+            last_error: c.last_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone(),
+        }
+    }
+
+    /// Plants a panic in the flusher, for tests of the failure paths.
+    #[cfg(feature = "sim")]
+    pub fn plant_panic(&self, at: PlantedPanic) {
+        *self.shared.planted.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(at);
+    }
+
+    /// Drains every queued record, syncs, stops the background threads and returns the durable
+    /// LSN — or the first failure. Later appends get [`Error::Closed`]; a second `close` returns
+    /// the first one's result.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Poisoned`] with the first failure if the log failed.
+    pub fn close(&self) -> Result<Lsn> {
+        let mut closed = self.closed.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(result) = &*closed {
+            return clone_result(result);
+        }
+        let shared = &self.shared;
+        shared.closing.store(true, SeqCst);
+        let result = shared.drain_for_close();
+        {
+            let mut st = lock(&shared.state);
+            st.shutdown = true;
+            shared.work.notify_all();
+            shared.changed.notify_all();
+        }
+        {
+            let mut prep = lock(&shared.prep);
+            prep.shutdown = true;
+            shared.prep_changed.notify_all();
+        }
+        let threads =
+            std::mem::take(&mut *self.threads.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        for t in threads {
+            // A thread that panicked has already poisoned the log or handed over.
+            let _ = t.join();
+        }
+        *closed = Some(clone_result(&result));
+        result
+    }
+}
+
+impl<D: Disk, C: Clock> Drop for Wal<D, C> {
+    /// Closes the log if [`Wal::close`] was not called, ignoring its error.
+    fn drop(&mut self) {
+        let _ = self.close();
+    }
+}
+
+impl<D: Disk, C: Clock> std::fmt::Debug for Wal<D, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Wal")
+            .field("dir", &self.shared.dir)
+            .field("durable_lsn", &self.durable_lsn())
+            .field("next_lsn", &self.next_lsn())
+            .finish_non_exhaustive()
+    }
+}
+
+fn clone_result(r: &Result<Lsn>) -> Result<Lsn> {
+    match r {
+        Ok(lsn) => Ok(*lsn),
+        Err(e) => Err(e.clone_lossy()),
+    }
+}
+
+fn spawn<F: FnOnce() + Send + 'static>(name: &str, f: F) -> thread::JoinHandle<()> {
+    thread::Builder::new().name(name.to_string()).spawn(f).expect("spawning a waldb thread")
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic without a message".to_string()
+    }
+}
+
+/// The contiguous prefix of `pending` one step takes.
+struct Take {
+    entries: usize,
+    records: u64,
+    bytes: u64,
+}
+
+impl<D: Disk, C: Clock> Shared<D, C> {
+    fn check_record(&self, len: usize) -> Result<()> {
+        if len as u64 > self.record_payload_max {
+            return Err(Error::TooLarge {
+                what: "record payload",
+                len: len as u64,
+                max: self.record_payload_max,
+            });
+        }
+        Ok(())
+    }
+
+    /// `Err` if the log takes no more appends.
+    fn check_usable(&self) -> Result<()> {
+        if self.poisoned.load(SeqCst) {
+            let cause = lock(&self.state).failed.clone().expect("poisoned has a cause");
+            return Err(Error::Poisoned { cause });
+        }
+        if self.closing.load(SeqCst) {
+            return Err(Error::Closed);
+        }
+        Ok(())
+    }
+
+    fn degraded(&self) -> bool {
+        lock(&self.state).thread_dead
+    }
+
+    /// Whether a committer may run steps itself.
+    fn may_lead(&self, st: &State) -> bool {
+        st.thread_dead || self.config.driver != Driver::Thread
+    }
+
+    fn submit(
+        this: &Arc<Self>,
+        records: u32,
+        bytes: u64,
+        durability: Durability,
+        body: Body,
+    ) -> Result<Ticket> {
+        this.check_usable()?;
+        this.reserve(u64::from(records), bytes)?;
+        // Checked again after reserving: `close` and a failure set their flag, then look at the
+        // reservations, so one of the two sides sees the other.
+        if let Err(e) = this.check_usable() {
+            this.reserved.fetch_sub(pack(u64::from(records), bytes), SeqCst);
+            return Err(e);
+        }
+        let first = this.next_lsn.fetch_add(u64::from(records), SeqCst);
+        let enqueued_at =
+            if matches!(durability, Durability::Buffered { .. }) { this.clock.now() } else { Duration::ZERO };
+        this.queue.push(Entry { first, records, bytes, durability, enqueued_at, body });
+        let relaxed = std::sync::atomic::Ordering::Relaxed;
+        this.stats.appends.fetch_add(1, relaxed);
+        this.stats.records.fetch_add(u64::from(records), relaxed);
+        let last = Lsn(first + u64::from(records) - 1);
+        match durability {
+            Durability::Sync => {
+                if this.config.driver == Driver::Thread {
+                    this.kick();
+                }
+                let shared: Arc<dyn Durable> = Arc::clone(this) as Arc<dyn Durable>;
+                Ok(Ticket::waiting(last, shared))
+            }
+            Durability::Buffered { .. } | Durability::None => {
+                if this.degraded() {
+                    // No background thread: write and sync inline.
+                    this.sync_wanted.fetch_max(last.0, SeqCst);
+                    this.wait_durable(last)?;
+                    return Ok(Ticket::done(last));
+                }
+                this.kick();
+                // Nothing is acknowledged after a failure.
+                if this.poisoned.load(SeqCst) {
+                    this.check_usable()?;
+                }
+                Ok(Ticket::done(last))
+            }
+        }
+    }
+
+    /// Reserves room for `records` records of `bytes` encoded bytes, waiting while the queue is
+    /// full.
+    fn reserve(&self, records: u64, bytes: u64) -> Result<()> {
+        let b = &self.config.batch;
+        let (max_records, max_bytes) = (u64::from(b.queue_records_max), b.queue_bytes_max);
+        let mut counted = false;
+        loop {
+            let current = self.reserved.load(SeqCst);
+            let (r, by) = unpack(current);
+            if r + records <= max_records && by + bytes <= max_bytes {
+                let next = current + pack(records, bytes);
+                if self.reserved.compare_exchange(current, next, SeqCst, SeqCst).is_ok() {
+                    return Ok(());
+                }
+                continue;
+            }
+            if !counted {
+                counted = true;
+                self.stats.backpressure_waits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            self.wait_for_space(current)?;
+        }
+    }
+
+    /// Waits until the reservation counter moves from `seen`, running a step if this committer
+    /// may lead and nobody is.
+    fn wait_for_space(&self, seen: u64) -> Result<()> {
+        let mut st = lock(&self.state);
+        loop {
+            if let Some(cause) = &st.failed {
+                return Err(Error::Poisoned { cause: Arc::clone(cause) });
+            }
+            if self.closing.load(SeqCst) {
+                return Err(Error::Closed);
+            }
+            if self.reserved.load(SeqCst) != seen {
+                return Ok(());
+            }
+            if !st.leader && self.may_lead(&st) {
+                st.leader = true;
+                drop(st);
+                let report = {
+                    let mut f = lock(&self.flusher);
+                    self.run_step(&mut f, false)
+                };
+                self.release_leadership();
+                if report?.progressed() {
+                    return Ok(());
+                }
+                st = lock(&self.state);
+            } else {
+                drop(st);
+                self.kick();
+                st = lock(&self.state);
+            }
+            if self.reserved.load(SeqCst) != seen {
+                return Ok(());
+            }
+            st.sleepers += 1;
+            st = wait(&self.changed, st);
+            st.sleepers -= 1;
+        }
+    }
+
+    /// Asks the background thread for a step.
+    fn kick(&self) {
+        if self.config.driver == Driver::Manual {
+            return;
+        }
+        if !self.kicked.swap(true, SeqCst) {
+            let st = lock(&self.state);
+            if st.worker_waiting {
+                self.work.notify_one();
+            }
+        }
+    }
+
+    /// Blocks until `lsn` is durable, leading steps when allowed.
+    fn wait_durable_impl(&self, lsn: Lsn) -> Result<Lsn> {
+        if self.durable.load(SeqCst) >= lsn.0 {
+            return Ok(lsn);
+        }
+        let mut st = lock(&self.state);
+        let mut must_wait = false;
+        loop {
+            if st.durable >= lsn {
+                return Ok(lsn);
+            }
+            if let Some(cause) = &st.failed {
+                return Err(Error::Poisoned { cause: Arc::clone(cause) });
+            }
+            if !must_wait && !st.leader && self.may_lead(&st) {
+                st.leader = true;
+                drop(st);
+                let progressed = self.lead_until(lsn);
+                self.release_leadership();
+                st = lock(&self.state);
+                // No progress: an earlier LSN is not pushed yet. Its committer will flush or
+                // kick, and the publish wakes this one.
+                must_wait = !progressed;
+                continue;
+            }
+            if !self.may_lead(&st) && !st.leader {
+                drop(st);
+                self.kick();
+                st = lock(&self.state);
+                if st.durable >= lsn || st.failed.is_some() {
+                    continue;
+                }
+            }
+            st.sleepers += 1;
+            st = wait(&self.changed, st);
+            st.sleepers -= 1;
+            must_wait = false;
+        }
+    }
+
+    /// Runs steps (this caller holds leadership) until `lsn` is durable, the log failed, or a
+    /// step made no progress; returns whether any step progressed.
+    fn lead_until(&self, lsn: Lsn) -> bool {
+        let mut f = lock(&self.flusher);
+        let mut progressed = false;
+        loop {
+            match self.run_step(&mut f, false) {
+                Ok(report) if report.progressed() => progressed = true,
+                Ok(_) | Err(_) => return progressed,
+            }
+            if self.durable.load(SeqCst) >= lsn.0 {
+                return true;
+            }
+        }
+    }
+
+    /// Gives up leadership and wakes whoever may take it.
+    fn release_leadership(&self) {
+        let mut st = lock(&self.state);
+        st.leader = false;
+        if st.sleepers > 0 {
+            self.changed.notify_all();
+        }
+        if st.worker_waiting && self.kicked.load(SeqCst) {
+            self.work.notify_one();
+        }
+    }
+
+    /// One step under `catch_unwind`: a panic poisons the log.
+    fn run_step(&self, f: &mut Flusher<D>, force_sync: bool) -> Result<StepReport> {
+        #[cfg(not(loom))]
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.step(f, force_sync)))
+            .unwrap_or_else(|payload| Err(Error::FlusherPanicked { message: panic_message(&*payload) }));
+        #[cfg(loom)]
+        let outcome = self.step(f, force_sync);
+        match outcome {
+            Ok(report) => Ok(report),
+            Err(e) => {
+                let cause = self.poison(e);
+                self.discard(f);
+                Err(Error::Poisoned { cause })
+            }
+        }
+    }
+
+    /// Records the first failure and wakes everyone; returns the first cause.
+    fn poison(&self, e: Error) -> Arc<Error> {
+        self.stats.note_error(&e);
+        self.poisoned.store(true, SeqCst);
+        let (cause, wakers) = {
+            let mut st = lock(&self.state);
+            let cause = Arc::clone(st.failed.get_or_insert_with(|| Arc::new(e)));
+            let wakers = std::mem::take(&mut st.wakers);
+            self.changed.notify_all();
+            self.work.notify_all();
+            (cause, wakers)
+        };
+        for (_, w) in wakers {
+            w.wake();
+        }
+        cause
+    }
+
+    /// After a failure: drops everything queued, releasing its reservations.
+    fn discard(&self, f: &mut Flusher<D>) {
+        while let Some(e) = self.queue.pop() {
+            f.pending.push_back(e);
+        }
+        let (mut records, mut bytes) = (0, 0);
+        for e in f.pending.drain(..) {
+            records += u64::from(e.records);
+            bytes += e.bytes;
+        }
+        if records > 0 {
+            self.reserved.fetch_sub(pack(records, bytes), SeqCst);
+            let st = lock(&self.state);
+            if st.sleepers > 0 {
+                self.changed.notify_all();
+            }
+        }
+    }
+
+    /// Moves everything pushed into `f.pending`, in LSN order.
+    fn drain(&self, f: &mut Flusher<D>) {
+        let mut sorted = true;
+        let mut last = f.pending.back().map(|e| e.first);
+        while let Some(e) = self.queue.pop() {
+            if last.is_some_and(|l| e.first < l) {
+                sorted = false;
+            }
+            last = Some(e.first);
+            f.pending.push_back(e);
+        }
+        if !sorted {
+            f.pending.make_contiguous().sort_unstable_by_key(|e| e.first);
+        }
+    }
+
+    /// The contiguous prefix of `f.pending` within the batch limits (at least one entry when
+    /// the front is next in line).
+    fn take(&self, f: &Flusher<D>) -> Take {
+        let b = &self.config.batch;
+        let mut expected = f.writer.next_lsn().0;
+        let mut t = Take { entries: 0, records: 0, bytes: 0 };
+        for e in &f.pending {
+            if e.first != expected {
+                break;
+            }
+            let over = t.bytes + e.bytes > b.batch_bytes_max
+                || t.records + u64::from(e.records) > u64::from(b.batch_records_max);
+            if t.entries > 0 && over {
+                break;
+            }
+            t.entries += 1;
+            t.records += u64::from(e.records);
+            t.bytes += e.bytes;
+            expected += u64::from(e.records);
+        }
+        t
+    }
+
+    #[cfg(feature = "sim")]
+    fn planted(&self, at: PlantedPanic) -> bool {
+        let mut p = self.planted.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if *p == Some(at) {
+            *p = None;
+            return true;
+        }
+        false
+    }
+
+    /// The flusher step: drain, encode, write once, sync once if needed, publish, wake.
+    fn step(&self, f: &mut Flusher<D>, force_sync: bool) -> Result<StepReport> {
+        if self.poisoned.load(SeqCst) {
+            self.discard(f);
+            let cause = lock(&self.state).failed.clone().expect("poisoned has a cause");
+            return Err(Error::Poisoned { cause });
+        }
+        self.install_ready_segment(f);
+        self.drain(f);
+        let mut take = self.take(f);
+        let linger = self.config.batch.linger;
+        if !linger.is_zero()
+            && take.entries > 0
+            && take.records < u64::from(self.config.batch.batch_records_max)
+        {
+            self.clock.sleep(linger);
+            self.drain(f);
+            take = self.take(f);
+        }
+        let now = self.clock.now();
+        let due = f.deadline.is_some_and(|d| now >= d);
+        let wanted = self.sync_wanted.load(SeqCst) > f.writer.synced_lsn().0;
+        let unsynced = f.writer.written_lsn() > f.writer.synced_lsn();
+        let mut need_sync = force_sync || due || wanted;
+        if take.entries == 0 && !(need_sync && unsynced) {
+            if !unsynced && f.deadline.is_some() {
+                // Synced meanwhile (by a rotation): nothing is due any more.
+                f.deadline = None;
+                lock(&self.state).sync_deadline = None;
+            }
+            let durable = f.writer.synced_lsn();
+            return Ok(StepReport { records: 0, synced: false, durable });
+        }
+        if take.bytes > f.writer.space_left() && !f.writer.has_prepared() {
+            self.claim_segment(f);
+        }
+        let segment_before = f.writer.active_segment();
+        let mut deadline = f.deadline;
+        for entry in f.pending.drain(..take.entries) {
+            let mut expect = entry.first;
+            let mut append = |kind: RecordKind, payload: &[u8]| -> Result<()> {
+                let lsn = f.writer.append(kind, payload)?;
+                assert_eq!(lsn.0, expect, "records reach the log in LSN order");
+                expect += 1;
+                Ok(())
+            };
+            match &entry.body {
+                Body::One(kind, payload) => append(*kind, payload)?,
+                Body::Many(batch) => {
+                    for (kind, payload) in batch.iter() {
+                        append(kind, payload)?;
+                    }
+                }
+            }
+            match entry.durability {
+                Durability::Sync => need_sync = true,
+                Durability::Buffered { every } => {
+                    let d = entry.enqueued_at + every;
+                    deadline = Some(deadline.map_or(d, |old: Duration| old.min(d)));
+                }
+                Durability::None => {}
+            }
+        }
+        if take.entries > 0 {
+            self.reserved.fetch_sub(pack(take.records, take.bytes), SeqCst);
+        }
+        // A `Buffered` record written only now may already be past its window.
+        if deadline.is_some_and(|d| now >= d) {
+            need_sync = true;
+        }
+        let segment_after = f.writer.active_segment();
+        if segment_after != segment_before && segment_before.is_some() {
+            let started = segment_after.map_or(0, |s| s.0) - segment_before.map_or(0, |s| s.0);
+            self.stats.rotations.fetch_add(started, std::sync::atomic::Ordering::Relaxed);
+        }
+        let relaxed = std::sync::atomic::Ordering::Relaxed;
+        let before = self.clock.now();
+        f.writer.write()?;
+        let after_write = self.clock.now();
+        if take.records > 0 {
+            self.stats.write_latency.record(nanos(after_write.saturating_sub(before)));
+            self.stats.batch_records.record(take.records);
+            self.stats.flushes.fetch_add(1, relaxed);
+            self.stats.bytes_written.fetch_add(take.bytes, relaxed);
+        }
+        #[cfg(feature = "sim")]
+        if self.planted(PlantedPanic::InStep) {
+            panic!("planted panic inside the flusher step");
+        }
+        let mut synced = false;
+        if need_sync && f.writer.written_lsn() > f.writer.synced_lsn() {
+            f.writer.sync()?;
+            synced = true;
+            deadline = None;
+            self.stats.sync_latency.record(nanos(self.clock.now().saturating_sub(after_write)));
+            self.stats.syncs.fetch_add(1, relaxed);
+        } else if need_sync {
+            deadline = None;
+        }
+        let new_deadline = deadline.is_some() && f.deadline.is_none();
+        f.deadline = deadline;
+        self.publish(f, new_deadline);
+        if segment_after != segment_before {
+            self.request_segment(f);
+        }
+        Ok(StepReport { records: take.records, synced, durable: f.writer.synced_lsn() })
+    }
+
+    /// Publishes the writer's written and durable LSNs and wakes whoever they satisfy.
+    fn publish(&self, f: &Flusher<D>, new_deadline: bool) {
+        let durable = f.writer.synced_lsn();
+        self.written.store(f.writer.written_lsn().0, SeqCst);
+        self.durable.store(durable.0, SeqCst);
+        let mut ready = Vec::new();
+        {
+            let mut st = lock(&self.state);
+            st.durable = durable;
+            st.sync_deadline = f.deadline;
+            while let Some(entry) = st.wakers.first_entry() {
+                if entry.key().0 > durable {
+                    break;
+                }
+                ready.push(entry.remove());
+            }
+            if st.sleepers > 0 {
+                self.changed.notify_all();
+            }
+            if new_deadline && st.worker_waiting {
+                self.work.notify_one();
+            }
+        }
+        for w in ready {
+            w.wake();
+        }
+    }
+
+    /// Installs a prepared segment if the preparer has one ready.
+    fn install_ready_segment(&self, f: &mut Flusher<D>) {
+        if f.writer.has_prepared() {
+            return;
+        }
+        let mut prep = lock(&self.prep);
+        if let Prep::Ready(id, _) = &prep.slot {
+            if *id == f.writer.next_segment() {
+                let Prep::Ready(id, file) = std::mem::replace(&mut prep.slot, Prep::Idle) else {
+                    unreachable!()
+                };
+                f.writer.install_prepared(id, file);
+            }
+        }
+    }
+
+    /// Rotation is imminent and nothing is prepared: takes the preparer's segment (waiting for
+    /// one in progress) or cancels its request, so that the rotation prepares inline.
+    fn claim_segment(&self, f: &mut Flusher<D>) {
+        let mut prep = lock(&self.prep);
+        loop {
+            match std::mem::replace(&mut prep.slot, Prep::Idle) {
+                Prep::Ready(id, file) if id == f.writer.next_segment() => {
+                    f.writer.install_prepared(id, file);
+                    return;
+                }
+                Prep::Working(id) => {
+                    prep.slot = Prep::Working(id);
+                    prep = wait(&self.prep_changed, prep);
+                }
+                Prep::Ready(..) | Prep::Requested(_) | Prep::Idle => {
+                    self.stats.rotations_inline.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Asks the preparer for the writer's next segment if none is prepared or requested.
+    fn request_segment(&self, f: &mut Flusher<D>) {
+        if self.config.prepare_ahead != PrepareAhead::Background
+            || f.writer.has_prepared()
+            || f.writer.poisoned().is_some()
+        {
+            return;
+        }
+        let mut prep = lock(&self.prep);
+        if matches!(prep.slot, Prep::Idle) {
+            prep.slot = Prep::Requested(f.writer.next_segment());
+            self.prep_changed.notify_all();
+        }
+    }
+
+    /// Prepares the requested segment (`block`: wait for a request). Returns whether it did.
+    fn prepare_one(&self, block: bool) -> Result<bool> {
+        let id = {
+            let mut prep = lock(&self.prep);
+            loop {
+                if prep.shutdown {
+                    return Ok(false);
+                }
+                if let Prep::Requested(id) = prep.slot {
+                    prep.slot = Prep::Working(id);
+                    break id;
+                }
+                if !block {
+                    return Ok(false);
+                }
+                prep = wait(&self.prep_changed, prep);
+            }
+        };
+        let result = prepare_segment(&self.disk, &self.dir, id, self.config.log.segment_bytes);
+        let mut prep = lock(&self.prep);
+        self.prep_changed.notify_all();
+        match result {
+            Ok(file) => {
+                prep.slot = Prep::Ready(id, file);
+                self.stats.segments_prepared.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Ok(true)
+            }
+            Err(e) => {
+                // Not poisoned: rotation will prepare inline (and fail-stop if that fails).
+                prep.slot = Prep::Idle;
+                self.stats.prepare_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.stats.note_error(&e);
+                Err(e)
+            }
+        }
+    }
+
+    /// The preparer thread: prepares requested segments until shutdown.
+    fn run_preparer(&self) {
+        loop {
+            #[cfg(not(loom))]
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.prepare_one(true)));
+            #[cfg(loom)]
+            let outcome: std::thread::Result<Result<bool>> = Ok(self.prepare_one(true));
+            match outcome {
+                Ok(Ok(true) | Err(_)) => {}
+                Ok(Ok(false)) => return,
+                Err(_) => {
+                    // A panic while preparing: leave the slot to inline rotation and stop.
+                    let mut prep = lock(&self.prep);
+                    prep.slot = Prep::Idle;
+                    self.prep_changed.notify_all();
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The background thread: steps when kicked or when a `Buffered` deadline passes.
+    fn run_worker(&self) {
+        #[cfg(not(loom))]
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.worker_loop()));
+        #[cfg(loom)]
+        let outcome: std::thread::Result<()> = Ok(self.worker_loop());
+        if let Err(payload) = outcome {
+            let message = panic_message(&*payload);
+            if self.config.degrade_on_thread_death {
+                self.stats.note_error(&Error::FlusherPanicked { message });
+                let mut st = lock(&self.state);
+                st.thread_dead = true;
+                st.leader = false;
+                self.changed.notify_all();
+                let wakers = std::mem::take(&mut st.wakers);
+                drop(st);
+                // Async waiters poll again and flush inline.
+                for (_, w) in wakers {
+                    w.wake();
+                }
+            } else {
+                lock(&self.state).leader = false;
+                self.poison(Error::FlusherPanicked { message });
+            }
+        }
+    }
+
+    fn worker_loop(&self) {
+        let mut st = lock(&self.state);
+        loop {
+            if st.shutdown {
+                return;
+            }
+            let now = self.clock.now();
+            let due = st.sync_deadline.is_some_and(|d| now >= d);
+            let kicked = self.kicked.load(SeqCst);
+            if (kicked || due) && !st.leader && st.failed.is_none() {
+                self.kicked.store(false, SeqCst);
+                st.leader = true;
+                drop(st);
+                #[cfg(feature = "sim")]
+                if self.planted(PlantedPanic::InThread) {
+                    panic!("planted panic in the background thread");
+                }
+                {
+                    let mut f = lock(&self.flusher);
+                    loop {
+                        match self.run_step(&mut f, due) {
+                            Ok(r) if r.progressed() && self.reserved.load(SeqCst) > 0 => {}
+                            _ => break,
+                        }
+                    }
+                }
+                self.release_leadership();
+                st = lock(&self.state);
+                continue;
+            }
+            st.worker_waiting = true;
+            st = match st.sync_deadline {
+                Some(d) if st.failed.is_none() => wait_timeout(&self.work, st, d.saturating_sub(now)),
+                _ => wait(&self.work, st),
+            };
+            st.worker_waiting = false;
+        }
+    }
+
+    /// For `close`: takes leadership, steps until every reserved record is written, and syncs.
+    fn drain_for_close(&self) -> Result<Lsn> {
+        let mut st = lock(&self.state);
+        while st.leader {
+            st.sleepers += 1;
+            st = wait(&self.changed, st);
+            st.sleepers -= 1;
+        }
+        st.leader = true;
+        drop(st);
+        let result = {
+            let mut f = lock(&self.flusher);
+            loop {
+                match self.run_step(&mut f, true) {
+                    Err(e) => break Err(e),
+                    // Every step is forced, so the last one synced what it wrote.
+                    Ok(r) if self.reserved.load(SeqCst) == 0 && f.pending.is_empty() => break Ok(r.durable),
+                    // A committer between reserving and pushing: let it run.
+                    Ok(r) if !r.progressed() => thread::yield_now(),
+                    Ok(_) => {}
+                }
+            }
+        };
+        self.release_leadership();
+        result
+    }
+}
+
+impl<D: Disk, C: Clock> Durable for Shared<D, C> {
+    fn wait_durable(&self, lsn: Lsn) -> Result<Lsn> {
+        self.wait_durable_impl(lsn)
+    }
+
+    fn poll_durable(&self, lsn: Lsn, waker_id: &mut Option<u64>, cx: &mut Context<'_>) -> Poll<Result<Lsn>> {
+        let ready = |st: &mut State, waker_id: &mut Option<u64>| {
+            if let Some(id) = waker_id.take() {
+                st.wakers.remove(&(lsn, id));
+            }
+        };
+        if self.durable.load(SeqCst) >= lsn.0 {
+            if waker_id.is_some() {
+                ready(&mut lock(&self.state), waker_id);
+            }
+            return Poll::Ready(Ok(lsn));
+        }
+        let mut st = lock(&self.state);
+        if st.durable >= lsn {
+            ready(&mut st, waker_id);
+            return Poll::Ready(Ok(lsn));
+        }
+        if let Some(cause) = &st.failed {
+            let cause = Arc::clone(cause);
+            ready(&mut st, waker_id);
+            return Poll::Ready(Err(Error::Poisoned { cause }));
+        }
+        if st.thread_dead {
+            // Degraded: no background thread, so the poll flushes inline.
+            ready(&mut st, waker_id);
+            drop(st);
+            return Poll::Ready(self.wait_durable_impl(lsn));
+        }
+        let id = *waker_id.get_or_insert_with(|| {
+            st.next_waker_id += 1;
+            st.next_waker_id
+        });
+        match st.wakers.get_mut(&(lsn, id)) {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            Some(w) => w.clone_from(cx.waker()),
+            None => {
+                st.wakers.insert((lsn, id), cx.waker().clone());
+            }
+        }
+        drop(st);
+        self.kick();
+        Poll::Pending
+    }
+
+    fn forget(&self, lsn: Lsn, waker_id: u64) {
+        lock(&self.state).wakers.remove(&(lsn, waker_id));
+    }
+}

@@ -1,0 +1,299 @@
+//! Group commit on real files and on `SimDisk`: every driver and durability mode, concurrent
+//! committers, back-pressure, close and drop, rotation across many segments, and the failure
+//! paths (sync EIO, disk full, flusher panics). See `src/wal/group/mod.rs` for the guarantees.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{block_on, txn_payload as payload};
+use waldb::wal::{
+    BatchConfig, Driver, Durability, RecordKind, RecoveryMode, Wal, WalBatch, WalConfig, WalOptions, read_log,
+};
+use waldb::{Disk, Error, Lsn, StdDisk, SystemClock};
+
+fn config(driver: Driver) -> WalConfig {
+    WalConfig {
+        log: WalOptions { segment_bytes: 64 << 10, ..WalOptions::default() },
+        driver,
+        ..WalConfig::default()
+    }
+}
+
+/// Reads `dir` strictly and returns (LSN, payload) pairs.
+fn recovered<D: Disk + Clone>(disk: &D, dir: &Path, log: WalOptions) -> Vec<(Lsn, Vec<u8>)> {
+    let opts = waldb::wal::ReadOptions { mode: RecoveryMode::Strict, ..log.read_options() };
+    let (records, _) = read_log(disk.clone(), dir, opts).expect("the log reads strictly");
+    records.into_iter().map(|r| (r.lsn, r.payload)).collect()
+}
+
+/// `threads` committers append `per_thread` records each and wait for every ticket; then the
+/// log holds exactly those records, each at the LSN its ticket named.
+fn concurrent_commits(driver: Driver, threads: usize, per_thread: usize) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("wal");
+    let cfg = config(driver);
+    let (wal, _) = Wal::open(&dir, cfg).unwrap();
+    let wal = Arc::new(wal);
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let wal = Arc::clone(&wal);
+            std::thread::spawn(move || {
+                let mut acked = Vec::new();
+                for i in 0..per_thread {
+                    let p = payload(t * 100_000 + i, 100);
+                    let lsn = wal.append(RecordKind::Txn, &p).unwrap().wait().unwrap();
+                    assert!(wal.durable_lsn() >= lsn, "acknowledged before durable");
+                    acked.push((lsn, p));
+                }
+                acked
+            })
+        })
+        .collect();
+    let mut acked: Vec<(Lsn, Vec<u8>)> = handles.into_iter().flat_map(|h| h.join().unwrap()).collect();
+    acked.sort();
+    let stats = wal.stats();
+    wal.close().unwrap();
+    assert_eq!(stats.records, (threads * per_thread) as u64);
+    assert!(stats.healthy);
+    assert!(stats.syncs <= stats.records, "{stats:?}");
+    let got = recovered(&StdDisk, &dir, cfg.log);
+    assert_eq!(got.len(), acked.len());
+    assert!(got == acked, "the log holds exactly the acknowledged records at their LSNs");
+}
+
+#[test]
+fn leader_follower_commits_from_many_threads() {
+    concurrent_commits(Driver::LeaderFollower, 8, 150);
+}
+
+#[test]
+fn thread_driver_commits_from_many_threads() {
+    concurrent_commits(Driver::Thread, 8, 150);
+}
+
+#[test]
+fn manual_driver_commits_from_many_threads() {
+    // Blocking waiters run the steps themselves.
+    concurrent_commits(Driver::Manual, 4, 150);
+}
+
+#[test]
+fn tickets_resolve_on_a_runtime_free_executor() {
+    for driver in [Driver::LeaderFollower, Driver::Thread] {
+        let tmp = tempfile::tempdir().unwrap();
+        let (wal, _) = Wal::open(tmp.path(), config(driver)).unwrap();
+        let tickets: Vec<_> =
+            (0..50).map(|i| wal.append(RecordKind::Txn, &payload(i, 40)).unwrap()).collect();
+        let lsns = block_on(async {
+            let mut out = Vec::new();
+            for t in tickets {
+                out.push(t.await.unwrap());
+            }
+            out
+        });
+        assert_eq!(lsns, (1..=50).map(Lsn).collect::<Vec<_>>());
+        assert!(wal.durable_lsn() >= Lsn(50));
+        wal.close().unwrap();
+    }
+}
+
+#[test]
+fn batch_append_gets_consecutive_lsns_and_one_ticket() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = config(Driver::LeaderFollower);
+    let (wal, _) = Wal::open(tmp.path(), cfg).unwrap();
+    wal.append(RecordKind::Txn, &payload(7, 40)).unwrap().wait().unwrap();
+    let mut batch = WalBatch::new();
+    for i in 0..1000 {
+        batch.push(RecordKind::Txn, &payload(i, 100));
+    }
+    let last = wal.append_batch(batch, Durability::Sync).unwrap().wait().unwrap();
+    assert_eq!(last, Lsn(1001));
+    assert!(matches!(wal.append_batch(WalBatch::new(), Durability::Sync), Err(Error::InvalidConfig { .. })));
+    wal.close().unwrap();
+    let got = recovered(&StdDisk, tmp.path(), cfg.log);
+    assert_eq!(got.len(), 1001);
+    assert_eq!(got[1], (Lsn(2), payload(0, 100)));
+    assert_eq!(got[1000], (Lsn(1001), payload(999, 100)));
+}
+
+#[test]
+fn oversized_records_and_batches_are_rejected_without_an_lsn() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cfg = config(Driver::LeaderFollower);
+    cfg.batch.queue_records_max = 10;
+    let (wal, _) = Wal::open(tmp.path(), cfg).unwrap();
+    let max = cfg.log.record_payload_bytes_max() as usize;
+    let e = wal.append(RecordKind::Txn, &vec![1; max + 1]).unwrap_err();
+    assert!(matches!(e, Error::TooLarge { len, .. } if len == max as u64 + 1), "{e}");
+    let mut batch = WalBatch::new();
+    for _ in 0..11 {
+        batch.push(RecordKind::Txn, &payload(0, 40));
+    }
+    assert!(matches!(wal.append_batch(batch, Durability::Sync), Err(Error::TooLarge { .. })));
+    assert_eq!(wal.next_lsn(), Lsn(1), "no LSN was consumed");
+    wal.append(RecordKind::Txn, &payload(3, max - 20)).unwrap().wait().unwrap();
+    wal.close().unwrap();
+}
+
+#[test]
+fn close_drains_every_mode_and_later_appends_fail() {
+    for driver in [Driver::LeaderFollower, Driver::Thread, Driver::Manual] {
+        let tmp = tempfile::tempdir().unwrap();
+        let cfg = config(driver);
+        let (wal, _) = Wal::open(tmp.path(), cfg).unwrap();
+        let every = Durability::Buffered { every: Duration::from_secs(3600) };
+        let mut tickets = Vec::new();
+        for i in 0..300 {
+            let d = [Durability::None, every, Durability::Sync][i % 3];
+            tickets.push(wal.append_with(RecordKind::Txn, &payload(i, 60), d).unwrap());
+        }
+        assert_eq!(wal.close().unwrap(), Lsn(300), "{driver:?}");
+        for t in tickets {
+            t.wait().unwrap();
+        }
+        assert!(matches!(wal.append(RecordKind::Txn, b"late"), Err(Error::Closed)));
+        assert_eq!(wal.close().unwrap(), Lsn(300), "a second close returns the first result");
+        assert_eq!(recovered(&StdDisk, tmp.path(), cfg.log).len(), 300);
+    }
+}
+
+#[test]
+fn drop_without_close_drains() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = config(Driver::Thread);
+    {
+        let (wal, _) = Wal::open(tmp.path(), cfg).unwrap();
+        for i in 0..200 {
+            wal.append_with(RecordKind::Txn, &payload(i, 80), Durability::None).unwrap().wait().unwrap();
+        }
+    }
+    assert_eq!(recovered(&StdDisk, tmp.path(), cfg.log).len(), 200);
+}
+
+#[test]
+fn reopen_continues_the_lsns() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = config(Driver::LeaderFollower);
+    for round in 0..3u64 {
+        let (wal, report) = Wal::open(tmp.path(), cfg).unwrap();
+        assert_eq!(report.records, round * 10);
+        for i in 0..10 {
+            let lsn = wal.append(RecordKind::Txn, &payload(i, 30)).unwrap().wait().unwrap();
+            assert_eq!(lsn, Lsn(round * 10 + i as u64 + 1));
+        }
+        wal.close().unwrap();
+    }
+}
+
+#[test]
+fn rotation_across_many_segments_prepares_ahead() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = WalConfig {
+        log: WalOptions { segment_bytes: 16 << 10, ..WalOptions::default() },
+        ..WalConfig::default()
+    };
+    let (wal, _) = Wal::open(tmp.path(), cfg).unwrap();
+    let wal = Arc::new(wal);
+    let handles: Vec<_> = (0..4)
+        .map(|t| {
+            let wal = Arc::clone(&wal);
+            std::thread::spawn(move || {
+                for i in 0..400 {
+                    wal.append(RecordKind::Txn, &payload(t * 1000 + i, 200)).unwrap().wait().unwrap();
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    let stats = wal.stats();
+    wal.close().unwrap();
+    // 1600 records of ~240 bytes in 16 KiB segments: about 25 segments.
+    assert!(stats.rotations >= 20, "{stats:?}");
+    assert!(stats.segments_prepared >= stats.rotations - stats.rotations_inline, "{stats:?}");
+    let got = recovered(&StdDisk, tmp.path(), cfg.log);
+    assert_eq!(got.len(), 1600);
+    assert!(got.windows(2).all(|w| w[1].0 == w[0].0.next()));
+    eprintln!(
+        "rotations {} (inline {}), prepared {}, sync p50 {} µs",
+        stats.rotations,
+        stats.rotations_inline,
+        stats.segments_prepared,
+        stats.sync_latency_ns.p50 / 1000
+    );
+}
+
+#[test]
+fn backpressure_bounds_the_queue() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cfg = config(Driver::Thread);
+    cfg.log.record_payload_bytes_max = Some(1024);
+    cfg.batch.queue_records_max = 16;
+    cfg.batch.queue_bytes_max = 4096;
+    let (wal, _) = Wal::open(tmp.path(), cfg).unwrap();
+    let wal = Arc::new(wal);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let (wal, stop) = (Arc::clone(&wal), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            let mut most = (0, 0);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let s = wal.stats();
+                most = (most.0.max(s.queue_records), most.1.max(s.queue_bytes));
+            }
+            most
+        })
+    };
+    let writers: Vec<_> = (0..3)
+        .map(|t| {
+            let wal = Arc::clone(&wal);
+            std::thread::spawn(move || {
+                for i in 0..2000 {
+                    wal.append_with(RecordKind::Txn, &payload(t * 10_000 + i, 100), Durability::None)
+                        .unwrap()
+                        .wait()
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().unwrap();
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let most = watcher.join().unwrap();
+    let stats = wal.stats();
+    wal.close().unwrap();
+    assert!(most.0 <= 16 && most.1 <= 4096, "queue exceeded its bounds: {most:?}");
+    assert!(stats.backpressure_waits > 0, "the test never filled the queue: {stats:?}");
+    assert_eq!(recovered(&StdDisk, tmp.path(), cfg.log).len(), 6000);
+}
+
+#[test]
+fn invalid_configs_are_rejected() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cfg = config(Driver::LeaderFollower);
+    cfg.batch.queue_bytes_max = 100;
+    assert!(matches!(Wal::open(tmp.path(), cfg), Err(Error::InvalidConfig { .. })));
+    let mut cfg = config(Driver::LeaderFollower);
+    cfg.durability = Durability::Buffered { every: Duration::ZERO };
+    assert!(matches!(Wal::open(tmp.path(), cfg), Err(Error::InvalidConfig { .. })));
+    let mut cfg = config(Driver::LeaderFollower);
+    cfg.batch.batch_records_max = 0;
+    assert!(matches!(Wal::open(tmp.path(), cfg), Err(Error::InvalidConfig { .. })));
+    let _ = SystemClock::new();
+}
+
+#[test]
+fn presets_validate() {
+    for b in [BatchConfig::latency(), BatchConfig::default(), BatchConfig::throughput()] {
+        b.validate().unwrap();
+    }
+    assert!(BatchConfig::latency().batch_records_max < BatchConfig::throughput().batch_records_max);
+    assert!(BatchConfig::default().linger.is_zero() && BatchConfig::latency().linger.is_zero());
+}

@@ -36,7 +36,9 @@ pub mod writer;
 
 pub use decode::{Corruption, DecodeLimits, Decoded, RecordRef, decode_record, decode_segment_header};
 pub use encode::{RecordMeta, SegmentHeader, encode_record, encode_segment_header};
-pub use group::{BatchConfig, Driver, Durability, StepReport, Ticket, Wal, WalBatch, WalConfig, WalStats};
+pub use group::{
+    BatchConfig, Driver, Durability, PrepareAhead, StepReport, Ticket, Wal, WalBatch, WalConfig, WalStats,
+};
 pub use payload::{Op, RecordKind, TxnRef, decode_checkpoint, decode_txn, encode_checkpoint, encode_txn};
 pub use recovery::{
     Cut, LogEnd, LogReader, LogRecord, OwnedRecord, ReadOptions, RecoveryMode, RecoveryReport, read_log,

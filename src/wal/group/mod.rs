@@ -153,15 +153,19 @@ enum Body {
     Many(WalBatch),
 }
 
-/// The queue's reservation counter packs records (high 24 bits) and bytes (low 40 bits).
+/// The queue's reservation counter packs the closed flag (bit 63), records (bits 40–62) and
+/// bytes (bits 0–39). One atomic, so that `close` and a reservation are ordered by their
+/// read-modify-writes alone: either the reservation sees the flag, or `close` sees (and
+/// drains) the reservation.
 const BYTES_BITS: u32 = 40;
+const CLOSED: u64 = 1 << 63;
 
 fn pack(records: u64, bytes: u64) -> u64 {
     (records << BYTES_BITS) | bytes
 }
 
 fn unpack(packed: u64) -> (u64, u64) {
-    (packed >> BYTES_BITS, packed & ((1 << BYTES_BITS) - 1))
+    ((packed & !CLOSED) >> BYTES_BITS, packed & ((1 << BYTES_BITS) - 1))
 }
 
 /// What the flusher owns: the writer and the entries drained but not yet written.
@@ -234,15 +238,20 @@ struct Shared<D: Disk, C: Clock> {
     /// The highest LSN a caller of [`Wal::sync`] wants durable.
     sync_wanted: AtomicU64,
     poisoned: AtomicBool,
-    closing: AtomicBool,
     /// Set by appends that need the background thread.
     kicked: AtomicBool,
+    /// Pushes and withdrawn reservations so far, times two; bit 0 is set while a leader waits
+    /// on `pushed` for the push that closes a gap. One atomic, so that a pusher and the waiter
+    /// are ordered by their read-modify-writes.
+    queue_events: AtomicU64,
     flusher: Mutex<Flusher<D>>,
     state: Mutex<State>,
     /// Durable LSN advanced, the log failed, leadership or queue space was released.
     changed: Condvar,
     /// Work for the background thread.
     work: Condvar,
+    /// A push happened (for a leader waiting on a gap).
+    pushed: Condvar,
     prep: Mutex<PrepState<D::File>>,
     prep_changed: Condvar,
     stats: Counters,
@@ -340,8 +349,8 @@ impl<D: Disk, C: Clock> Wal<D, C> {
             written: AtomicU64::new(synced.0),
             sync_wanted: AtomicU64::new(0),
             poisoned: AtomicBool::new(false),
-            closing: AtomicBool::new(false),
             kicked: AtomicBool::new(false),
+            queue_events: AtomicU64::new(0),
             flusher: Mutex::new(Flusher { writer, pending: VecDeque::new(), deadline: None }),
             state: Mutex::new(State {
                 durable: synced,
@@ -357,6 +366,7 @@ impl<D: Disk, C: Clock> Wal<D, C> {
             }),
             changed: Condvar::new(),
             work: Condvar::new(),
+            pushed: Condvar::new(),
             prep: Mutex::new(PrepState { slot: Prep::Idle, shutdown: false }),
             prep_changed: Condvar::new(),
             stats: Counters::new(),
@@ -558,7 +568,7 @@ impl<D: Disk, C: Clock> Wal<D, C> {
             return clone_result(result);
         }
         let shared = &self.shared;
-        shared.closing.store(true, SeqCst);
+        shared.reserved.fetch_or(CLOSED, SeqCst);
         let result = shared.drain_for_close();
         {
             let mut st = lock(&shared.state);
@@ -645,10 +655,14 @@ impl<D: Disk, C: Clock> Shared<D, C> {
             let cause = lock(&self.state).failed.clone().expect("poisoned has a cause");
             return Err(Error::Poisoned { cause });
         }
-        if self.closing.load(SeqCst) {
+        if self.is_closing() {
             return Err(Error::Closed);
         }
         Ok(())
+    }
+
+    fn is_closing(&self) -> bool {
+        self.reserved.load(SeqCst) & CLOSED != 0
     }
 
     fn degraded(&self) -> bool {
@@ -673,12 +687,14 @@ impl<D: Disk, C: Clock> Shared<D, C> {
         // reservations, so one of the two sides sees the other.
         if let Err(e) = this.check_usable() {
             this.reserved.fetch_sub(pack(u64::from(records), bytes), SeqCst);
+            this.note_queue_event();
             return Err(e);
         }
         let first = this.next_lsn.fetch_add(u64::from(records), SeqCst);
         let enqueued_at =
             if matches!(durability, Durability::Buffered { .. }) { this.clock.now() } else { Duration::ZERO };
         this.queue.push(Entry { first, records, bytes, durability, enqueued_at, body });
+        this.note_queue_event();
         let relaxed = std::sync::atomic::Ordering::Relaxed;
         this.stats.appends.fetch_add(1, relaxed);
         this.stats.records.fetch_add(u64::from(records), relaxed);
@@ -716,6 +732,9 @@ impl<D: Disk, C: Clock> Shared<D, C> {
         let mut counted = false;
         loop {
             let current = self.reserved.load(SeqCst);
+            if current & CLOSED != 0 {
+                return Err(Error::Closed);
+            }
             let (r, by) = unpack(current);
             if r + records <= max_records && by + bytes <= max_bytes {
                 let next = current + pack(records, bytes);
@@ -740,7 +759,7 @@ impl<D: Disk, C: Clock> Shared<D, C> {
             if let Some(cause) = &st.failed {
                 return Err(Error::Poisoned { cause: Arc::clone(cause) });
             }
-            if self.closing.load(SeqCst) {
+            if self.is_closing() {
                 return Err(Error::Closed);
             }
             if self.reserved.load(SeqCst) != seen {
@@ -831,9 +850,9 @@ impl<D: Disk, C: Clock> Shared<D, C> {
         let mut f = lock(&self.flusher);
         let mut progressed = false;
         loop {
-            match self.run_step(&mut f, false) {
-                Ok(report) if report.progressed() => progressed = true,
-                Ok(_) | Err(_) => return progressed,
+            match self.step_or_wait(&mut f, false) {
+                Ok(true) => progressed = true,
+                Ok(false) | Err(_) => return progressed,
             }
             if self.durable.load(SeqCst) >= lsn.0 {
                 return true;
@@ -845,11 +864,44 @@ impl<D: Disk, C: Clock> Shared<D, C> {
     fn release_leadership(&self) {
         let mut st = lock(&self.state);
         st.leader = false;
-        if st.sleepers > 0 {
+        // Sleepers that may lead, and `close`, wait for leadership; in `Thread` mode the others
+        // wait only for the publish.
+        if st.sleepers > 0 && (self.may_lead(&st) || self.is_closing()) {
             self.changed.notify_all();
         }
         if st.worker_waiting && self.kicked.load(SeqCst) {
             self.work.notify_one();
+        }
+    }
+
+    /// Runs a step; if it could not progress because an earlier LSN is reserved but not yet
+    /// pushed (a gap), waits — keeping leadership — for the next push and returns `Ok(true)` to
+    /// ask for another step. `Ok(false)`: nothing to do.
+    fn step_or_wait(&self, f: &mut Flusher<D>, force_sync: bool) -> Result<bool> {
+        let events = self.queue_events.load(SeqCst) >> 1;
+        let report = self.run_step(f, force_sync)?;
+        if report.progressed() {
+            return Ok(true);
+        }
+        let gap = !f.pending.is_empty() || self.reserved.load(SeqCst) & !CLOSED > 0;
+        if !gap {
+            return Ok(false);
+        }
+        // A committer is between taking its LSN and pushing (nanoseconds, unless it was
+        // preempted): wait for its push rather than spin or hand the work around.
+        let mut st = lock(&self.state);
+        while self.queue_events.fetch_or(1, SeqCst) >> 1 == events && st.failed.is_none() {
+            st = wait(&self.pushed, st);
+        }
+        self.queue_events.fetch_and(!1, SeqCst);
+        Ok(true)
+    }
+
+    /// Counts a push (or a withdrawn reservation) and wakes a leader waiting for one.
+    fn note_queue_event(&self) {
+        if self.queue_events.fetch_add(2, SeqCst) & 1 == 1 {
+            let _st = lock(&self.state);
+            self.pushed.notify_all();
         }
     }
 
@@ -873,13 +925,15 @@ impl<D: Disk, C: Clock> Shared<D, C> {
     /// Records the first failure and wakes everyone; returns the first cause.
     fn poison(&self, e: Error) -> Arc<Error> {
         self.stats.note_error(&e);
-        self.poisoned.store(true, SeqCst);
         let (cause, wakers) = {
             let mut st = lock(&self.state);
             let cause = Arc::clone(st.failed.get_or_insert_with(|| Arc::new(e)));
+            // Set under the lock after the cause, so whoever sees the flag finds the cause.
+            self.poisoned.store(true, SeqCst);
             let wakers = std::mem::take(&mut st.wakers);
             self.changed.notify_all();
             self.work.notify_all();
+            self.pushed.notify_all();
             (cause, wakers)
         };
         for (_, w) in wakers {
@@ -1238,9 +1292,11 @@ impl<D: Disk, C: Clock> Shared<D, C> {
             }
             let now = self.clock.now();
             let due = st.sync_deadline.is_some_and(|d| now >= d);
-            let kicked = self.kicked.load(SeqCst);
-            if (kicked || due) && !st.leader && st.failed.is_none() {
-                self.kicked.store(false, SeqCst);
+            // Consume the kick with a read-modify-write: it reads from the kicker's swap, so
+            // the kicker's push is visible to the drain below.
+            let free = !st.leader && st.failed.is_none();
+            let kicked = free && self.kicked.swap(false, SeqCst);
+            if free && (kicked || due) {
                 st.leader = true;
                 drop(st);
                 #[cfg(feature = "sim")]
@@ -1249,10 +1305,9 @@ impl<D: Disk, C: Clock> Shared<D, C> {
                 }
                 {
                     let mut f = lock(&self.flusher);
-                    loop {
-                        match self.run_step(&mut f, due) {
-                            Ok(r) if r.progressed() && self.reserved.load(SeqCst) > 0 => {}
-                            _ => break,
+                    while let Ok(true) = self.step_or_wait(&mut f, due) {
+                        if self.reserved.load(SeqCst) & !CLOSED == 0 {
+                            break;
                         }
                     }
                 }
@@ -1282,12 +1337,12 @@ impl<D: Disk, C: Clock> Shared<D, C> {
         let result = {
             let mut f = lock(&self.flusher);
             loop {
-                match self.run_step(&mut f, true) {
+                match self.step_or_wait(&mut f, true) {
                     Err(e) => break Err(e),
                     // Every step is forced, so the last one synced what it wrote.
-                    Ok(r) if self.reserved.load(SeqCst) == 0 && f.pending.is_empty() => break Ok(r.durable),
-                    // A committer between reserving and pushing: let it run.
-                    Ok(r) if !r.progressed() => thread::yield_now(),
+                    Ok(_) if self.reserved.load(SeqCst) & !CLOSED == 0 && f.pending.is_empty() => {
+                        break Ok(f.writer.synced_lsn());
+                    }
                     Ok(_) => {}
                 }
             }

@@ -1,8 +1,8 @@
 //! Group commit on `SimDisk`: a crash at every flusher step of seeded runs, and each failure
 //! path — sync EIO, disk full, a panicking flusher — bounded in steps, never in wall time.
 //!
-//! The crash campaign checks, for every seed and every step `k` of its run, a crash after step
-//! `k`:
+//! The crash campaign (`WALDB_SIM_GROUP_SEEDS=N`, default 40; `WALDB_SIM_SEED=S` replays one)
+//! checks, for every seed and every step `k` of its run, a crash after step `k`:
 //!
 //! 1. recovery succeeds and the recovered log is a prefix of the appended records, byte for
 //!    byte, at their LSNs;
@@ -224,7 +224,7 @@ fn run(seed: u64, crash_after: Option<usize>, trace: &mut Trace) -> Run {
 
 #[test]
 fn group_crash_at_every_flusher_step() {
-    let seeds = seeds(40);
+    let seeds = seeds("WALDB_SIM_GROUP_SEEDS", 40);
     let started = std::time::Instant::now();
     let (mut crashes, mut acked) = (0u64, 0u64);
     for &seed in &seeds {

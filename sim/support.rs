@@ -34,12 +34,13 @@ impl Trace {
     }
 }
 
-/// `WALDB_SIM_SEED=S` alone, else seeds `0..WALDB_SIM_SEEDS` (default `default`).
-pub fn seeds(default: u64) -> Vec<u64> {
+/// `WALDB_SIM_SEED=S` alone, else seeds `0..N` with `N` from the environment variable `var`
+/// (default `default`).
+pub fn seeds(var: &str, default: u64) -> Vec<u64> {
     if let Ok(s) = std::env::var("WALDB_SIM_SEED") {
         return vec![s.trim().parse().expect("WALDB_SIM_SEED is a number")];
     }
-    let n = std::env::var("WALDB_SIM_SEEDS").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(default);
+    let n = std::env::var(var).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(default);
     (0..n).collect()
 }
 

@@ -193,7 +193,7 @@ fn pause_faults(disk: &SimDisk) -> SimFaults {
 
 #[test]
 fn wal_crash_campaign() {
-    let seeds = seeds(300);
+    let seeds = seeds("WALDB_SIM_SEEDS", 300);
     let started = std::time::Instant::now();
     let mut total = Outcome::default();
     for &seed in &seeds {

@@ -4,9 +4,10 @@
 //! every byte of I/O and every reading of time go through two injectable seams, [`Disk`] and
 //! [`Clock`], so that the same code runs on real files and under deterministic crash simulation.
 //!
-//! This release contains the foundation: the seams, the write-ahead log format, its pure
-//! decoder, segment files, the log writer and the recovery reader. The group-commit flusher and
-//! the transactional database are built on them.
+//! This release contains the seams, the write-ahead log format, its pure decoder, segment files,
+//! the log writer, the recovery reader and group commit ([`wal::Wal`]: many concurrent
+//! committers, one flusher step, durability modes, back-pressure, fail-stop). The transactional
+//! database is built on them.
 //!
 //! ## Guarantees of the log, as built so far
 //!
@@ -23,6 +24,9 @@
 //!   allocated by an unchecked length.
 //! - **Fail-stop.** A failed write or sync poisons the writer; it is never retried as if it had
 //!   worked.
+//! - **Group commit.** A [`wal::Wal`] `Sync` ticket resolves only after a sync covering its
+//!   record; commits that arrive during an fsync ride the next one; the queue is bounded; a
+//!   failure reaches every waiter. See [`wal::group`].
 //!
 //! ## Example
 //!

@@ -297,3 +297,32 @@ fn presets_validate() {
     assert!(BatchConfig::latency().batch_records_max < BatchConfig::throughput().batch_records_max);
     assert!(BatchConfig::default().linger.is_zero() && BatchConfig::latency().linger.is_zero());
 }
+
+/// On real files too, a dying flusher thread reaches every waiter (poison) or hands the
+/// flushing to the committers (degradation); nothing hangs.
+#[cfg(feature = "sim")]
+#[test]
+fn flusher_thread_panic_on_real_files() {
+    use waldb::wal::group::PlantedPanic;
+    for degrade in [false, true] {
+        let tmp = tempfile::tempdir().unwrap();
+        let cfg = WalConfig { degrade_on_thread_death: degrade, ..config(Driver::Thread) };
+        let (wal, _) = Wal::open(tmp.path(), cfg).unwrap();
+        let first = wal.append(RecordKind::Txn, &payload(0, 50)).unwrap().wait().unwrap();
+        wal.plant_panic(PlantedPanic::InThread);
+        // Once the thread is dead, a poisoned log refuses appends too: the error reaches the
+        // caller at `append` or at `wait`.
+        let results: Vec<_> =
+            (1..5).map(|i| wal.append(RecordKind::Txn, &payload(i, 50)).and_then(|t| t.wait())).collect();
+        if degrade {
+            assert!(results.iter().all(Result::is_ok), "{results:?}");
+            wal.close().unwrap();
+            assert_eq!(recovered(&StdDisk, tmp.path(), cfg.log).len(), 5);
+        } else {
+            assert!(results.iter().all(|r| matches!(r, Err(Error::Poisoned { .. }))), "{results:?}");
+            assert!(wal.close().is_err());
+            let got = recovered(&StdDisk, tmp.path(), cfg.log);
+            assert!(got.first().is_some_and(|(l, _)| *l == first));
+        }
+    }
+}

@@ -503,6 +503,11 @@ impl<D: Disk, C: Clock> Wal<D, C> {
         Lsn(self.shared.durable.load(SeqCst))
     }
 
+    /// The last LSN handed to the OS.
+    pub fn written_lsn(&self) -> Lsn {
+        Lsn(self.shared.written.load(SeqCst))
+    }
+
     /// The LSN the next append will get.
     pub fn next_lsn(&self) -> Lsn {
         Lsn(self.shared.next_lsn.load(SeqCst))

@@ -484,3 +484,27 @@ fn wal_and_writer_share_the_log_format() {
     assert_eq!(w.append(RecordKind::Txn, &txn(2, 20)).unwrap(), lsn.next());
     w.close().unwrap();
 }
+
+/// Natural group commit: records queued while no step runs (as during an fsync) ride one write
+/// and one sync, and no timer stands between them and it; a linger, when chosen, is the only
+/// wait.
+#[test]
+fn queued_commits_ride_one_sync_without_a_timer() {
+    for linger in [Duration::ZERO, Duration::from_micros(200)] {
+        let disk = SimDisk::new(13);
+        let clock = SimClock::new();
+        let mut config = manual(small_log());
+        config.batch.linger = linger;
+        let (wal, _) = Wal::open_with(disk.clone(), clock.clone(), Path::new(DIR), config).unwrap();
+        let tickets = queue_sync(&wal, 5);
+        let (syncs, before) = (disk.stats().syncs, clock.now());
+        let r = wal.flush_step().unwrap();
+        assert_eq!((r.records, r.synced), (5, true), "linger {linger:?}");
+        assert_eq!(disk.stats().syncs - syncs, 1, "one sync for the whole batch");
+        assert_eq!(clock.now() - before, linger, "the step waited for nothing but the linger");
+        for t in tickets {
+            t.wait().unwrap();
+        }
+        wal.close().unwrap();
+    }
+}

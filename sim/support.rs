@@ -44,25 +44,6 @@ pub fn seeds(var: &str, default: u64) -> Vec<u64> {
     (0..n).collect()
 }
 
-/// Polls `future` to completion on this thread, parking between polls (no runtime).
-pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
-    use std::sync::Arc;
-    use std::task::{Context, Poll, Wake, Waker};
-
-    struct Unpark(std::thread::Thread);
-    impl Wake for Unpark {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-
-    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
-    let mut cx = Context::from_waker(&waker);
-    let mut future = std::pin::pin!(future);
-    loop {
-        if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
-            return out;
-        }
-        std::thread::park();
-    }
-}
+#[path = "../tests/common/block_on.rs"]
+mod block_on;
+pub use block_on::block_on;

@@ -203,8 +203,6 @@ struct State {
     next_waker_id: u64,
     /// The background thread waits on `work`.
     worker_waiting: bool,
-    /// The background thread died and committers flush inline.
-    thread_dead: bool,
     /// `close` asks the background threads to stop.
     shutdown: bool,
     /// When written `Buffered` records must be synced.
@@ -240,6 +238,9 @@ struct Shared<D: Disk, C: Clock> {
     poisoned: AtomicBool,
     /// Set by appends that need the background thread.
     kicked: AtomicBool,
+    /// The background thread died and committers flush inline (set under the `state` lock, so
+    /// that sleepers deciding under it see it). An atomic: every non-durable append reads it.
+    thread_dead: AtomicBool,
     /// Pushes and withdrawn reservations so far, times two; bit 0 is set while a leader waits
     /// on `pushed` for the push that closes a gap. One atomic, so that a pusher and the waiter
     /// are ordered by their read-modify-writes.
@@ -350,6 +351,7 @@ impl<D: Disk, C: Clock> Wal<D, C> {
             sync_wanted: AtomicU64::new(0),
             poisoned: AtomicBool::new(false),
             kicked: AtomicBool::new(false),
+            thread_dead: AtomicBool::new(false),
             queue_events: AtomicU64::new(0),
             flusher: Mutex::new(Flusher { writer, pending: VecDeque::new(), deadline: None }),
             state: Mutex::new(State {
@@ -360,7 +362,6 @@ impl<D: Disk, C: Clock> Wal<D, C> {
                 wakers: BTreeMap::new(),
                 next_waker_id: 0,
                 worker_waiting: false,
-                thread_dead: false,
                 shutdown: false,
                 sync_deadline: None,
             }),
@@ -480,12 +481,7 @@ impl<D: Disk, C: Clock> Wal<D, C> {
             }
             st.leader = true;
         }
-        let report = {
-            let mut f = lock(&shared.flusher);
-            shared.run_step(&mut f, false)
-        };
-        shared.release_leadership();
-        report
+        shared.step_as_leader()
     }
 
     /// Prepares the requested next segment now (for [`Driver::Manual`], whose log has no
@@ -671,12 +667,12 @@ impl<D: Disk, C: Clock> Shared<D, C> {
     }
 
     fn degraded(&self) -> bool {
-        lock(&self.state).thread_dead
+        self.thread_dead.load(SeqCst)
     }
 
     /// Whether a committer may run steps itself.
-    fn may_lead(&self, st: &State) -> bool {
-        st.thread_dead || self.config.driver != Driver::Thread
+    fn may_lead(&self) -> bool {
+        self.degraded() || self.config.driver != Driver::Thread
     }
 
     fn submit(
@@ -770,15 +766,10 @@ impl<D: Disk, C: Clock> Shared<D, C> {
             if self.reserved.load(SeqCst) != seen {
                 return Ok(());
             }
-            if !st.leader && self.may_lead(&st) {
+            if !st.leader && self.may_lead() {
                 st.leader = true;
                 drop(st);
-                let report = {
-                    let mut f = lock(&self.flusher);
-                    self.run_step(&mut f, false)
-                };
-                self.release_leadership();
-                if report?.progressed() {
+                if self.step_as_leader()?.progressed() {
                     return Ok(());
                 }
                 st = lock(&self.state);
@@ -823,7 +814,7 @@ impl<D: Disk, C: Clock> Shared<D, C> {
             if let Some(cause) = &st.failed {
                 return Err(Error::Poisoned { cause: Arc::clone(cause) });
             }
-            if !must_wait && !st.leader && self.may_lead(&st) {
+            if !must_wait && !st.leader && self.may_lead() {
                 st.leader = true;
                 drop(st);
                 let progressed = self.lead_until(lsn);
@@ -834,7 +825,7 @@ impl<D: Disk, C: Clock> Shared<D, C> {
                 must_wait = !progressed;
                 continue;
             }
-            if !self.may_lead(&st) && !st.leader {
+            if !self.may_lead() && !st.leader {
                 drop(st);
                 self.kick();
                 st = lock(&self.state);
@@ -865,13 +856,23 @@ impl<D: Disk, C: Clock> Shared<D, C> {
         }
     }
 
+    /// Runs one step as the leader (the caller set `leader`), then gives leadership up.
+    fn step_as_leader(&self) -> Result<StepReport> {
+        let report = {
+            let mut f = lock(&self.flusher);
+            self.run_step(&mut f, false)
+        };
+        self.release_leadership();
+        report
+    }
+
     /// Gives up leadership and wakes whoever may take it.
     fn release_leadership(&self) {
         let mut st = lock(&self.state);
         st.leader = false;
         // Sleepers that may lead, and `close`, wait for leadership; in `Thread` mode the others
         // wait only for the publish.
-        if st.sleepers > 0 && (self.may_lead(&st) || self.is_closing()) {
+        if st.sleepers > 0 && (self.may_lead() || self.is_closing()) {
             self.changed.notify_all();
         }
         if st.worker_waiting && self.kicked.load(SeqCst) {
@@ -1273,7 +1274,7 @@ impl<D: Disk, C: Clock> Shared<D, C> {
             if self.config.degrade_on_thread_death {
                 self.stats.note_error(&Error::FlusherPanicked { message });
                 let mut st = lock(&self.state);
-                st.thread_dead = true;
+                self.thread_dead.store(true, SeqCst);
                 st.leader = false;
                 self.changed.notify_all();
                 let wakers = std::mem::take(&mut st.wakers);
@@ -1384,7 +1385,7 @@ impl<D: Disk, C: Clock> Durable for Shared<D, C> {
             ready(&mut st, waker_id);
             return Poll::Ready(Err(Error::Poisoned { cause }));
         }
-        if st.thread_dead {
+        if self.degraded() {
             // Degraded: no background thread, so the poll flushes inline.
             ready(&mut st, waker_id);
             drop(st);

@@ -186,7 +186,7 @@ pub struct WalStats {
     pub write_latency_ns: Summary,
     /// Time of one sync call, in nanoseconds.
     pub sync_latency_ns: Summary,
-    /// Bytes handed to the OS (records and segment headers).
+    /// Encoded record bytes handed to the OS (headers included; segment headers not).
     pub bytes_written: u64,
     /// Segments started by rotation.
     pub rotations: u64,

@@ -546,6 +546,7 @@ impl<D: Disk, C: Clock> Wal<D, C> {
             durable_lsn: Lsn(s.durable.load(SeqCst)),
             written_lsn: Lsn(s.written.load(SeqCst)),
             healthy: failed.is_none(),
+            degraded: s.degraded(),
             last_error: c.last_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone(),
         }
     }

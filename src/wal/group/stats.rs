@@ -204,6 +204,9 @@ pub struct WalStats {
     pub written_lsn: Lsn,
     /// False once the log is poisoned.
     pub healthy: bool,
+    /// True once the background thread died and committers flush inline
+    /// ([`WalConfig::degrade_on_thread_death`](super::WalConfig::degrade_on_thread_death)).
+    pub degraded: bool,
     /// The last error seen (a failed preparation or the poison cause), as text.
     pub last_error: Option<String>,
 }

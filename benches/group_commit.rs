@@ -3,6 +3,7 @@
 //! ```text
 //! cargo bench --bench group_commit                 # the table (about 2 minutes)
 //! WALDB_BENCH_SECONDS=0.5 WALDB_BENCH_ROUNDS=3 cargo bench --bench group_commit
+//! WALDB_BENCH_ONLY=nondurable cargo bench --bench group_commit   # sections: commits, rotation, nondurable
 //! ```
 //!
 //! 1. The disk: 4 KiB `pwrite` + `fdatasync` latency into a growing file and into a file
@@ -285,11 +286,25 @@ fn main() {
         root.display()
     );
 
-    let (grow, zeroed) = raw_fdatasync(&root, 2000);
-    println!(
-        "\n4 KiB write + fdatasync, median of 2000: growing file {grow:.0} µs, pre-zeroed file {zeroed:.0} µs"
-    );
+    let only = std::env::var("WALDB_BENCH_ONLY").unwrap_or_default();
+    let wanted = |section: &str| only.is_empty() || only.split(',').any(|s| s.trim() == section);
+    if wanted("commits") {
+        let (grow, zeroed) = raw_fdatasync(&root, 2000);
+        println!(
+            "\n4 KiB write + fdatasync, median of 2000: growing file {grow:.0} µs, pre-zeroed file {zeroed:.0} µs"
+        );
+        commits(&root, seconds, rounds, zeroed);
+    }
+    if wanted("rotation") {
+        rotation(&root, seconds, rounds);
+    }
+    if wanted("nondurable") {
+        non_durable(&root, seconds, rounds);
+    }
+}
 
+/// Section 2: durable commits against the two ideals.
+fn commits(root: &Path, seconds: f64, rounds: usize, zeroed: f64) {
     let counts: Vec<usize> = std::env::var("WALDB_BENCH_COMMITTERS")
         .ok()
         .map(|s| s.split(',').map(|c| c.trim().parse().expect("WALDB_BENCH_COMMITTERS: numbers")).collect())
@@ -356,8 +371,10 @@ fn main() {
         "\nA lone committer's p50 (leader/follower): {lone:.0} µs = {:.2}× a raw 4 KiB write + fdatasync into a pre-zeroed file",
         lone / zeroed
     );
+}
 
-    // Rotation: 1 MiB segments, prepared ahead vs inline, 4 committers.
+/// Section 3: rotation with 1 MiB segments, prepared ahead vs inline, 4 committers.
+fn rotation(root: &Path, seconds: f64, rounds: usize) {
     println!("\n| 1 MiB segments, 4 committers | commits/s | p99 µs | max µs | rotations (inline) |");
     println!("|---|---:|---:|---:|---:|");
     for (name, prepare) in
@@ -383,8 +400,10 @@ fn main() {
             stats.rotations_inline
         );
     }
+}
 
-    // Non-durable appends from one thread, and the batch API.
+/// Section 4: non-durable appends from one thread, and the batch API.
+fn non_durable(root: &Path, seconds: f64, rounds: usize) {
     println!("\n| one thread, 100-byte records | records/s (median of {rounds}) |");
     println!("|---|---:|");
     let every = Durability::Buffered { every: Duration::from_millis(10) };

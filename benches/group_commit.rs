@@ -316,11 +316,11 @@ fn commits(root: &Path, seconds: f64, rounds: usize, zeroed: f64) {
         for (ci, &n) in counts.iter().enumerate() {
             for (vi, _) in VARIANTS.iter().enumerate() {
                 let run = match vi {
-                    0 => ideal_run(&root, true, n, seconds),
-                    1 => ideal_run(&root, false, n, seconds),
+                    0 => ideal_run(root, true, n, seconds),
+                    1 => ideal_run(root, false, n, seconds),
                     2 => {
                         waldb_run(
-                            &root,
+                            root,
                             wal_config(Driver::Thread, 64 << 20, PrepareAhead::Background),
                             n,
                             seconds,
@@ -329,7 +329,7 @@ fn commits(root: &Path, seconds: f64, rounds: usize, zeroed: f64) {
                     }
                     _ => {
                         let (run, stats) = waldb_run(
-                            &root,
+                            root,
                             wal_config(Driver::LeaderFollower, 64 << 20, PrepareAhead::Background),
                             n,
                             seconds,
@@ -384,7 +384,7 @@ fn rotation(root: &Path, seconds: f64, rounds: usize) {
         let mut rates = Vec::new();
         for _ in 0..rounds.max(1) {
             let (run, stats) =
-                waldb_run(&root, wal_config(Driver::LeaderFollower, 1 << 20, prepare), 4, seconds);
+                waldb_run(root, wal_config(Driver::LeaderFollower, 1 << 20, prepare), 4, seconds);
             rates.push(run.commits as f64 / run.seconds);
             if best.as_ref().is_none_or(|(b, _)| b.commits < run.commits) {
                 best = Some((run, stats));

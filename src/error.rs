@@ -14,6 +14,8 @@
 //! | [`Error::NotWaldb`] | the path is not a waldb directory |
 //! | [`Error::Closed`] | the log was closed; open it again |
 //! | [`Error::FlusherPanicked`] | a bug: report it; reopen to recover from what is on disk |
+//! | [`Error::Locked`] | another handle owns the database directory: close it, or wait |
+//! | [`Error::Conflict`] | a concurrent commit invalidated what the transaction read: retry it |
 //!
 //! Programmer errors (broken invariants) are assertions, not variants. Nothing here is recognised
 //! by its text: match on the variant.
@@ -123,6 +125,22 @@ pub enum Error {
         /// The panic message, when it was a string.
         message: String,
     },
+
+    /// The database directory is already open, in this process or another (its `LOCK` file is
+    /// locked).
+    #[error("the database at {path} is already open (locked by another handle)")]
+    Locked {
+        /// The lock file.
+        path: PathBuf,
+    },
+
+    /// Validation failed: a transaction committed after this one's snapshot wrote a key this
+    /// one read, scanned or (under snapshot isolation) wrote. Nothing was written; retry.
+    #[error("transaction conflict: {reason}")]
+    Conflict {
+        /// Which key or range conflicted, in words.
+        reason: String,
+    },
 }
 
 impl Error {
@@ -171,6 +189,8 @@ impl Error {
             }
             Error::Closed => Error::Closed,
             Error::FlusherPanicked { message } => Error::FlusherPanicked { message: message.clone() },
+            Error::Locked { path } => Error::Locked { path: path.clone() },
+            Error::Conflict { reason } => Error::Conflict { reason: reason.clone() },
         }
     }
 }

@@ -63,6 +63,7 @@
 #![cfg_attr(test, allow(clippy::cast_possible_truncation))]
 
 pub mod clock;
+pub mod db;
 pub mod disk;
 mod error;
 #[cfg(feature = "sim")]
@@ -72,6 +73,7 @@ mod types;
 pub mod wal;
 
 pub use clock::{Clock, SimClock, SystemClock};
+pub use db::{Commit, Db, DbOptions, Isolation, Transaction};
 pub use disk::{Disk, DiskFile, OpenMode, StdDisk};
 pub use error::{Error, Result};
 pub use types::{Lsn, SegmentId, TxnId};

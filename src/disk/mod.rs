@@ -165,6 +165,15 @@ pub trait DiskFile: Send + Sync + 'static {
     ///
     /// As [`DiskFile::sync_data`].
     fn sync_all(&self) -> io::Result<()>;
+
+    /// Takes an exclusive advisory lock on the file without waiting; `Ok(false)` if another
+    /// handle — in this process or another — holds one. The lock lasts until this handle is
+    /// dropped (or the process ends). Nothing about it is durable.
+    ///
+    /// # Errors
+    ///
+    /// Any I/O error other than "locked"; `Unsupported` where the platform has no file locks.
+    fn try_lock(&self) -> io::Result<bool>;
 }
 
 /// Reads a whole file of at most `max_bytes` bytes.

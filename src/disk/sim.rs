@@ -196,6 +196,8 @@ struct State {
     pending_dir_ops: BTreeMap<PathBuf, Vec<DirOp>>,
     /// Open handles per inode (current epoch).
     handles: BTreeMap<Ino, usize>,
+    /// Inodes locked by [`DiskFile::try_lock`] (current epoch): a crash releases them all.
+    locked: BTreeSet<Ino>,
     /// Calls per [`FaultOp`], for scheduled faults.
     op_calls: [u64; 4],
     /// Scheduled faults: (operation, call number) pairs still to fire.
@@ -220,6 +222,8 @@ pub struct SimFile {
     epoch: u64,
     writable: bool,
     path: PathBuf,
+    /// Whether this handle holds the inode's lock.
+    holds_lock: std::sync::atomic::AtomicBool,
 }
 
 fn normalise(path: &Path) -> PathBuf {
@@ -423,6 +427,7 @@ impl State {
         self.volatile = self.durable.clone();
         self.epoch += 1;
         self.handles.clear();
+        self.locked.clear();
         self.collect_garbage();
         self.stats.crashes += 1;
         let digest = self.durable_digest();
@@ -473,6 +478,7 @@ impl SimDisk {
             durable: BTreeMap::new(),
             pending_dir_ops: BTreeMap::new(),
             handles: BTreeMap::new(),
+            locked: BTreeSet::new(),
             op_calls: [0; 4],
             scheduled: BTreeMap::new(),
             stats: SimStats::default(),
@@ -508,6 +514,7 @@ impl SimDisk {
         state.volatile = state.durable.clone();
         state.epoch += 1;
         state.handles.clear();
+        state.locked.clear();
         state.collect_garbage();
         SimDisk { state: Arc::new(Mutex::new(state)) }
     }
@@ -542,6 +549,11 @@ impl SimDisk {
         let mut s = self.lock();
         let at = s.op_calls[op.index()] + n;
         s.scheduled.insert((op, at), kind);
+    }
+
+    /// Cancels every fault scheduled with [`SimDisk::fail_nth`] that has not fired yet.
+    pub fn clear_scheduled(&self) {
+        self.lock().scheduled.clear();
     }
 
     /// Flips bit `bit` (0–7) of byte `offset` of the file at `path`, in its durable image and in
@@ -622,7 +634,14 @@ impl Disk for SimDisk {
         };
         *s.handles.entry(ino).or_default() += 1;
         let epoch = s.epoch;
-        Ok(SimFile { state: Arc::clone(&self.state), ino, epoch, writable: mode != OpenMode::Read, path })
+        Ok(SimFile {
+            state: Arc::clone(&self.state),
+            ino,
+            epoch,
+            writable: mode != OpenMode::Read,
+            path,
+            holds_lock: std::sync::atomic::AtomicBool::new(false),
+        })
     }
 
     fn create_dir_all(&self, path: &Path) -> io::Result<()> {
@@ -770,6 +789,9 @@ impl Drop for SimFile {
     fn drop(&mut self) {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
         if s.epoch == self.epoch {
+            if self.holds_lock.load(std::sync::atomic::Ordering::SeqCst) {
+                s.locked.remove(&self.ino);
+            }
             if let Some(n) = s.handles.get_mut(&self.ino) {
                 *n -= 1;
                 if *n == 0 {
@@ -868,6 +890,19 @@ impl DiskFile for SimFile {
 
     fn sync_all(&self) -> io::Result<()> {
         self.sync()
+    }
+
+    fn try_lock(&self) -> io::Result<bool> {
+        let mut s = self.lock();
+        s.live_inode(self.ino, self.epoch)?;
+        if self.holds_lock.load(std::sync::atomic::Ordering::SeqCst) {
+            return Ok(true);
+        }
+        let taken = s.locked.insert(self.ino);
+        if taken {
+            self.holds_lock.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        Ok(taken)
     }
 }
 

@@ -126,4 +126,14 @@ impl DiskFile for StdFile {
     fn sync_all(&self) -> io::Result<()> {
         self.file.sync_all()
     }
+
+    fn try_lock(&self) -> io::Result<bool> {
+        // `flock` on Unix: per open file description, so a second handle in the same process
+        // conflicts too.
+        match self.file.try_lock() {
+            Ok(()) => Ok(true),
+            Err(fs::TryLockError::WouldBlock) => Ok(false),
+            Err(fs::TryLockError::Error(e)) => Err(e),
+        }
+    }
 }

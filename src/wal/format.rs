@@ -144,7 +144,7 @@ const _: () = {
     assert!(rec::FLAGS + 1 == rec::RESERVED.start);
     assert!(rec::RESERVED.end == RECORD_HEADER_BYTES);
     // Headers keep 8-byte fields 8-aligned within the header.
-    assert!(RECORD_HEADER_BYTES % 8 == 0 && SEGMENT_HEADER_BYTES % 8 == 0);
+    assert!(RECORD_HEADER_BYTES.is_multiple_of(8) && SEGMENT_HEADER_BYTES.is_multiple_of(8));
 
     // Any record up to the hard ceiling fits in the largest segment; the smallest segment holds
     // a header and a record.

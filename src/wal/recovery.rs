@@ -198,6 +198,10 @@ pub struct RecoveryReport {
     /// The highest LSN seen anywhere, including valid records in a dropped tail and LSNs a
     /// segment header reserved. A writer continues above it so that no LSN is ever reused.
     pub max_lsn_seen: Lsn,
+    /// The log in this directory begins after this LSN: the `prev_last_lsn` of its first
+    /// segment's header (records up to it were in segments since removed, e.g. after a
+    /// checkpoint). `Lsn::ZERO` for a log that starts at its beginning or has no valid header.
+    pub starts_after: Lsn,
     /// How the log ended.
     pub end: LogEnd,
     /// Where a writer continues.
@@ -298,6 +302,7 @@ pub struct LogReader<D: Disk> {
     first_lsn: Option<Lsn>,
     last_lsn: Option<Lsn>,
     max_lsn_seen: Lsn,
+    starts_after: Lsn,
     phase: Phase,
     report: Option<RecoveryReport>,
 }
@@ -324,6 +329,7 @@ impl<D: Disk> LogReader<D> {
             first_lsn: None,
             last_lsn: None,
             max_lsn_seen: Lsn::ZERO,
+            starts_after: Lsn::ZERO,
             phase: Phase::Segment,
             report: None,
         })
@@ -435,6 +441,8 @@ impl<D: Disk> LogReader<D> {
                         );
                         return self.conclude(0, Cause::Hard(why));
                     }
+                } else {
+                    self.starts_after = h.prev_last_lsn;
                 }
                 let limit = usize::try_from(h.segment_bytes).unwrap_or(usize::MAX);
                 self.buf.truncate(limit);
@@ -463,11 +471,11 @@ impl<D: Disk> LogReader<D> {
                     return self.conclude(pos, Cause::Hard(why));
                 }
                 let kind = RecordKind::from_byte(r.kind);
-                if let RecordKind::Unknown(b) = kind {
-                    if !kind.is_ignorable() {
-                        let why = format!("unknown record type {b} (written by a newer waldb?)");
-                        return self.conclude(pos, Cause::Hard(why));
-                    }
+                if let RecordKind::Unknown(b) = kind
+                    && !kind.is_ignorable()
+                {
+                    let why = format!("unknown record type {b} (written by a newer waldb?)");
+                    return self.conclude(pos, Cause::Hard(why));
                 }
                 if let Err(e) = validate_payload(kind, r.payload) {
                     return self.conclude(pos, Cause::Hard(format!("malformed {kind} payload: {e}")));
@@ -540,16 +548,13 @@ impl<D: Disk> LogReader<D> {
             return self.conclude(self.pos, cause);
         }
         let rest = self.buf.get(self.pos..).unwrap_or(&[]);
-        if self.opts.mode == RecoveryMode::Strict && !matches!(cause, Cause::Stale) {
-            if let Some(at) = rest.iter().position(|&b| b != 0) {
-                let offset = (self.pos + at) as u64;
-                let path = self.current().1.to_path_buf();
-                return Err(Error::corrupt(
-                    path,
-                    offset,
-                    "non-zero bytes after the last record of a segment",
-                ));
-            }
+        if self.opts.mode == RecoveryMode::Strict
+            && !matches!(cause, Cause::Stale)
+            && let Some(at) = rest.iter().position(|&b| b != 0)
+        {
+            let offset = (self.pos + at) as u64;
+            let path = self.current().1.to_path_buf();
+            return Err(Error::corrupt(path, offset, "non-zero bytes after the last record of a segment"));
         }
         self.idx += 1;
         self.phase = Phase::Segment;
@@ -674,23 +679,23 @@ impl<D: Disk> LogReader<D> {
         let mut at = first.saturating_sub(rec::SEGMENT.start);
         while at <= last && at + format::RECORD_HEADER_BYTES <= bytes.len() {
             // Cheap filter first: the segment field must match before a checksum is computed.
-            if bytes[at + rec::SEGMENT.start..at + rec::SEGMENT.end] == want {
-                if let Decoded::Record(r) = decode::decode_record(&bytes[at..], &limits) {
-                    scan.dropped_records += 1;
-                    scan.max_lsn = scan.max_lsn.max(r.lsn);
-                    if r.synced_lsn >= due {
-                        scan.evidence = Some(format!(
-                            "a valid record at offset {} of {} (LSN {}) was written after LSN {} was durable",
-                            base + at,
-                            path.display(),
-                            r.lsn,
-                            r.synced_lsn
-                        ));
-                        return;
-                    }
-                    at += r.encoded_len();
-                    continue;
+            if bytes[at + rec::SEGMENT.start..at + rec::SEGMENT.end] == want
+                && let Decoded::Record(r) = decode::decode_record(&bytes[at..], &limits)
+            {
+                scan.dropped_records += 1;
+                scan.max_lsn = scan.max_lsn.max(r.lsn);
+                if r.synced_lsn >= due {
+                    scan.evidence = Some(format!(
+                        "a valid record at offset {} of {} (LSN {}) was written after LSN {} was durable",
+                        base + at,
+                        path.display(),
+                        r.lsn,
+                        r.synced_lsn
+                    ));
+                    return;
                 }
+                at += r.encoded_len();
+                continue;
             }
             at += 1;
         }
@@ -715,6 +720,7 @@ impl<D: Disk> LogReader<D> {
             first_lsn: self.first_lsn,
             last_lsn: self.last_lsn,
             max_lsn_seen,
+            starts_after: self.starts_after,
             end,
             resume: Resume { at, chain: self.chain.unwrap_or((Lsn::ZERO, 0)), expected, later_files },
         });

@@ -166,6 +166,40 @@ pub fn remove_durable<D: Disk>(disk: &D, path: &Path) -> Result<()> {
     disk.sync_dir(dir).ctx("sync_dir", dir)
 }
 
+/// Removes, oldest first, the segments of the log in `dir` whose every record is at or below
+/// `lsn` — a segment is known to end at or below `lsn` when the *next* segment's valid header
+/// says so (`prev_last_lsn ≤ lsn`) — and returns how many it removed. The last segment is never
+/// removed. Each removal is made durable before the next, so a crash leaves the log a suffix
+/// of itself, never a log with a hole.
+///
+/// # Errors
+///
+/// [`Error::Io`](crate::Error::Io) for a failed listing, read, remove or directory sync.
+pub fn remove_segments_through<D: Disk>(disk: &D, dir: &Path, lsn: crate::types::Lsn) -> Result<u64> {
+    let listing = list_segments(disk, dir)?;
+    let mut removed = 0;
+    for pair in listing.segments.windows(2) {
+        let (_, path) = &pair[0];
+        let (_, next_path) = &pair[1];
+        let next = disk.open(next_path, OpenMode::Read).ctx("open", next_path)?;
+        let mut head = [0u8; format::SEGMENT_HEADER_BYTES];
+        match next.read_exact_at(&mut head, 0) {
+            Ok(()) => {}
+            // Shorter than a header: a file being prepared; it proves nothing.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+            Err(e) => return Err(crate::Error::io("read", next_path, e)),
+        }
+        match crate::wal::decode::decode_segment_header(&head) {
+            crate::wal::decode::HeaderDecoded::Valid(h) if h.prev_last_lsn <= lsn => {
+                remove_durable(disk, path)?;
+                removed += 1;
+            }
+            _ => break,
+        }
+    }
+    Ok(removed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -375,10 +375,8 @@ impl<D: Disk> LogWriter<D> {
             .active
             .as_ref()
             .is_some_and(|a| a.write_offset + self.buf.len() as u64 + size <= a.segment_bytes);
-        if !fits {
-            if let Err(e) = self.rotate() {
-                return Err(self.poison(e));
-            }
+        if !fits && let Err(e) = self.rotate() {
+            return Err(self.poison(e));
         }
         let active = self.active.as_ref().expect("rotate leaves an active segment");
         debug_assert!(active.write_offset + self.buf.len() as u64 + size <= active.segment_bytes);
@@ -413,10 +411,10 @@ impl<D: Disk> LogWriter<D> {
     }
 
     fn sync_active(&mut self) -> Result<()> {
-        if let Some(active) = &self.active {
-            if self.synced_lsn < self.written_lsn {
-                active.file.sync_data().ctx("sync_data", &active.path)?;
-            }
+        if let Some(active) = &self.active
+            && self.synced_lsn < self.written_lsn
+        {
+            active.file.sync_data().ctx("sync_data", &active.path)?;
         }
         self.synced_lsn = self.written_lsn;
         Ok(())

@@ -184,10 +184,10 @@ impl WalConfig {
                 ),
             });
         }
-        if let Durability::Buffered { every } = self.durability {
-            if every.is_zero() {
-                return Err(Error::InvalidConfig { reason: "Buffered { every } must be positive".into() });
-            }
+        if let Durability::Buffered { every } = self.durability
+            && every.is_zero()
+        {
+            return Err(Error::InvalidConfig { reason: "Buffered { every } must be positive".into() });
         }
         Ok(())
     }

@@ -1159,13 +1159,11 @@ impl<D: Disk, C: Clock> Shared<D, C> {
             return;
         }
         let mut prep = lock(&self.prep);
-        if let Prep::Ready(id, _) = &prep.slot {
-            if *id == f.writer.next_segment() {
-                let Prep::Ready(id, file) = std::mem::replace(&mut prep.slot, Prep::Idle) else {
-                    unreachable!()
-                };
-                f.writer.install_prepared(id, file);
-            }
+        if let Prep::Ready(id, _) = &prep.slot
+            && *id == f.writer.next_segment()
+        {
+            let Prep::Ready(id, file) = std::mem::replace(&mut prep.slot, Prep::Idle) else { unreachable!() };
+            f.writer.install_prepared(id, file);
         }
     }
 

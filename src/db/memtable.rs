@@ -1,0 +1,231 @@
+//! The memtable: a concurrent ordered multi-version map.
+//!
+//! ```text
+//!  SkipMap<key, Chain>          Chain = versions of one key, oldest first
+//!   "a" ─▶ [(L3, "x"), (L9, deleted)]
+//!   "b" ─▶ [(L5, "y")]
+//! ```
+//!
+//! - A version is inserted by the sequencer at its commit LSN, before that LSN is visible; a
+//!   snapshot at LSN `S` reads, for each key, the newest version at or below `S`, so versions
+//!   above it are ignored until they become visible.
+//! - Versions of one key are inserted in LSN order (the sequencer is serial; recovery replays in
+//!   order), so a chain is sorted by appending.
+//! - Reclamation: every version that shadows an older one is noted in `reclaim`, in LSN order.
+//!   Once the horizon (the oldest LSN any snapshot can read at) reaches it, the older versions
+//!   are dropped: only the newest version at or below the horizon can still be read. A key left
+//!   with a lone deletion below the horizon is removed from the map, under the sequencer's lock
+//!   so that no insertion into it can race.
+//!
+//! Readers take a chain's small mutex for the few nanoseconds of a lookup; they never wait for
+//! a commit's I/O.
+
+use crossbeam_skiplist::SkipMap;
+use std::collections::VecDeque;
+use std::ops::Bound;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::types::Lsn;
+
+/// A value, shared between versions, snapshots and checkpoints without copying.
+pub(crate) type Value = Arc<[u8]>;
+
+/// One version of a key: its value at `lsn`, or `None` for a deletion.
+#[derive(Clone, Debug)]
+struct Version {
+    lsn: Lsn,
+    value: Option<Value>,
+}
+
+/// The versions of one key, oldest first.
+#[derive(Debug, Default)]
+struct Chain {
+    versions: Mutex<Vec<Version>>,
+}
+
+impl Chain {
+    fn lock(&self) -> MutexGuard<'_, Vec<Version>> {
+        self.versions.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The newest version at or below `at`: `None` if there is none, `Some(None)` if it is a
+    /// deletion.
+    fn read(&self, at: Lsn) -> Option<Option<Value>> {
+        let versions = self.lock();
+        versions.iter().rev().find(|v| v.lsn <= at).map(|v| v.value.clone())
+    }
+}
+
+/// See the [module docs](self).
+#[derive(Debug, Default)]
+pub(crate) struct Memtable {
+    map: SkipMap<Box<[u8]>, Chain>,
+    /// (LSN of a version that shadows an older one, its key), in LSN order.
+    reclaim: Mutex<VecDeque<(Lsn, Box<[u8]>)>>,
+}
+
+impl Memtable {
+    pub(crate) fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a version of `key` at `lsn`, which must be at or above every version of `key`
+    /// already present (at the same LSN it replaces the value).
+    pub(crate) fn insert(&self, key: &[u8], lsn: Lsn, value: Option<Value>) {
+        let entry = match self.map.get(key) {
+            Some(e) => e,
+            None => self.map.get_or_insert(key.into(), Chain::default()),
+        };
+        let mut versions = entry.value().lock();
+        if let Some(last) = versions.last_mut().filter(|v| v.lsn == lsn) {
+            // The same key twice in one replayed record: the later operation wins.
+            last.value = value;
+            return;
+        }
+        assert!(versions.last().is_none_or(|v| v.lsn < lsn), "versions of a key are inserted in LSN order");
+        let shadows = !versions.is_empty() || value.is_none();
+        versions.push(Version { lsn, value });
+        drop(versions);
+        if shadows {
+            let mut reclaim = self.reclaim.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            reclaim.push_back((lsn, key.into()));
+        }
+    }
+
+    /// The value of `key` in the snapshot at `at`: `None` if absent or deleted.
+    pub(crate) fn get(&self, key: &[u8], at: Lsn) -> Option<Value> {
+        self.map.get(key).and_then(|e| e.value().read(at)).flatten()
+    }
+
+    /// How many versions of `key` are held.
+    #[cfg(test)]
+    fn version_count(&self, key: &[u8]) -> usize {
+        self.map.get(key).map_or(0, |e| e.value().lock().len())
+    }
+
+    /// Live pairs of the snapshot at `at` with keys in `range`, in key order, at most `limit`.
+    pub(crate) fn range(
+        &self,
+        range: (Bound<&[u8]>, Bound<&[u8]>),
+        at: Lsn,
+        limit: usize,
+    ) -> Vec<(Box<[u8]>, Value)> {
+        let mut out = Vec::new();
+        if limit == 0 {
+            return out;
+        }
+        for entry in self.map.range::<[u8], _>(range) {
+            if let Some(Some(value)) = entry.value().read(at) {
+                out.push((entry.key().clone(), value));
+                if out.len() >= limit {
+                    break;
+                }
+            }
+        }
+        out
+    }
+
+    /// Calls `f` for every live pair of the snapshot at `at`, in key order.
+    pub(crate) fn for_each_at(
+        &self,
+        at: Lsn,
+        mut f: impl FnMut(&[u8], &Value) -> crate::Result<()>,
+    ) -> crate::Result<()> {
+        for entry in self.map.iter() {
+            if let Some(Some(value)) = entry.value().read(at) {
+                f(entry.key(), &value)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Drops the versions no snapshot at or above `horizon` can read; returns the keys left
+    /// holding only a deletion at or below `horizon`, for [`Memtable::remove_dead`].
+    pub(crate) fn reclaim(&self, horizon: Lsn) -> Vec<Box<[u8]>> {
+        let mut dead = Vec::new();
+        loop {
+            let key = {
+                let mut reclaim = self.reclaim.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                match reclaim.front() {
+                    Some((lsn, _)) if *lsn <= horizon => reclaim.pop_front().map(|(_, k)| k),
+                    _ => None,
+                }
+            };
+            let Some(key) = key else { break };
+            if let Some(e) = self.map.get(&*key) {
+                let mut versions = e.value().lock();
+                // Keep the newest version at or below the horizon and everything above it.
+                if let Some(i) = versions.iter().rposition(|v| v.lsn <= horizon) {
+                    versions.drain(..i);
+                }
+                if versions.len() == 1 && versions[0].value.is_none() && versions[0].lsn <= horizon {
+                    dead.push(key);
+                }
+            }
+        }
+        dead
+    }
+
+    /// Removes the keys of `dead` whose only version is still a deletion at or below
+    /// `horizon`. The caller holds the sequencer's lock, so nothing inserts meanwhile.
+    pub(crate) fn remove_dead(&self, dead: &[Box<[u8]>], horizon: Lsn) {
+        for key in dead {
+            if let Some(e) = self.map.get(&**key) {
+                let gone = {
+                    let versions = e.value().lock();
+                    versions.len() == 1 && versions[0].value.is_none() && versions[0].lsn <= horizon
+                };
+                if gone {
+                    e.remove();
+                }
+            }
+        }
+    }
+
+    /// Keys in the map (live, deleted or not yet visible).
+    pub(crate) fn key_count(&self) -> usize {
+        self.map.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(s: &str) -> Option<Value> {
+        Some(Arc::from(s.as_bytes()))
+    }
+
+    #[test]
+    fn snapshots_read_the_newest_version_at_or_below_them() {
+        let m = Memtable::new();
+        m.insert(b"a", Lsn(3), v("x"));
+        m.insert(b"a", Lsn(7), v("y"));
+        m.insert(b"a", Lsn(9), None);
+        assert_eq!(m.get(b"a", Lsn(2)), None);
+        assert_eq!(m.get(b"a", Lsn(3)).as_deref(), Some(&b"x"[..]));
+        assert_eq!(m.get(b"a", Lsn(8)).as_deref(), Some(&b"y"[..]));
+        assert_eq!(m.get(b"a", Lsn(9)), None);
+        assert_eq!(m.get(b"b", Lsn(9)), None);
+    }
+
+    #[test]
+    fn reclaim_keeps_what_the_horizon_can_read() {
+        let m = Memtable::new();
+        m.insert(b"a", Lsn(1), v("1"));
+        m.insert(b"a", Lsn(2), v("2"));
+        m.insert(b"a", Lsn(3), v("3"));
+        m.insert(b"b", Lsn(4), v("b"));
+        m.insert(b"b", Lsn(5), None);
+        assert!(m.reclaim(Lsn(2)).is_empty());
+        assert_eq!(m.version_count(b"a"), 2);
+        assert_eq!(m.get(b"a", Lsn(2)).as_deref(), Some(&b"2"[..]));
+        assert_eq!(m.get(b"a", Lsn(3)).as_deref(), Some(&b"3"[..]));
+        let dead = m.reclaim(Lsn(5));
+        assert_eq!(m.version_count(b"a"), 1);
+        assert_eq!(dead, vec![Box::from(&b"b"[..])]);
+        m.remove_dead(&dead, Lsn(5));
+        assert_eq!(m.key_count(), 1);
+        assert_eq!(m.range((Bound::Unbounded, Bound::Unbounded), Lsn(9), 10).len(), 1);
+    }
+}

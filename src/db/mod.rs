@@ -1,0 +1,842 @@
+//! The database: transactions over a multi-version memtable, made durable by the group-commit
+//! log, recovered from a checkpoint plus the log.
+//!
+//! ```text
+//!  begin ─▶ snapshot = visible LSN          reads: memtable at the snapshot, own writes first
+//!  commit ─▶ sequencer (one mutex, no I/O): validate ─▶ append to the Wal (LSN) ─▶ versions
+//!            into the memtable at the LSN ─▶ conflict index ─▶ pending visibility
+//!         ─▶ wait for the ticket (Sync) ─▶ the visible LSN advances ─▶ Ok(LSN)
+//! ```
+//!
+//! # Guarantees
+//!
+//! - **Durable before acknowledged** (`Sync`, the default): a commit returns `Ok(lsn)` only
+//!   after the log is durable up to `lsn`.
+//! - **Visible only when durable** (`Sync`): a snapshot reads at the *visible LSN*, which moves
+//!   past a `Sync` commit only once it is durable — no reader ever sees what a crash could take
+//!   back. A `Buffered` or `None` commit becomes visible as soon as it is acknowledged (its
+//!   committer reads its own write), unless an earlier `Sync` commit is still waiting for its
+//!   sync: then with that one. So under `Buffered`, readers can see commits that a crash within
+//!   the `every` window takes back — the same bounded loss the committer accepted.
+//! - **Atomic, prefix-consistent**: a transaction is one WAL record. Recovery loads the newest
+//!   checkpoint and replays the records above its LSN in order: the state is that of the first
+//!   K commits for some K covering every acknowledged `Sync` commit.
+//! - **Isolation**: reads come from the snapshot taken at [`Db::begin`]; readers never block
+//!   writers. [`Isolation::Serializable`] (the default) validates the read set, the scanned
+//!   ranges and the write set against every commit after the snapshot; [`Isolation::Snapshot`]
+//!   the write set only. A failed validation is [`Error::Conflict`] and writes nothing.
+//! - **One owner**: opening locks `LOCK` in the directory; a second opener, in this process or
+//!   another, gets [`Error::Locked`].
+//! - **Ids never reused**: LSNs continue from the log; transaction ids are
+//!   `epoch << 44 | counter`, where the epoch is bumped durably (`EPOCH`) at every open before
+//!   any id is handed out.
+//! - **Fail-stop**: after a failed write or sync, commits fail with [`Error::Poisoned`]; reads
+//!   keep working at the last visible LSN; reopening recovers.
+//!
+//! # Files
+//!
+//! `LOCK` (the owner lock), `EPOCH` (12 bytes: the open count and its CRC-32C), `checkpoint`
+//! (see [`checkpoint`]), `wal/` (the segments). The formats are in `docs/FORMAT.md`.
+
+pub mod checkpoint;
+mod memtable;
+mod options;
+mod txn;
+
+pub use options::{DbOptions, Isolation};
+pub use txn::{Commit, Transaction};
+
+use std::collections::{BTreeMap, VecDeque};
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+use std::sync::{Arc, Condvar, Mutex};
+
+use crate::clock::{Clock, SystemClock};
+use crate::disk::{Disk, DiskFile, OpenMode, StdDisk};
+use crate::error::{Error, IoContext, Result};
+use crate::sync::lock;
+use crate::types::{Lsn, TxnId};
+use crate::wal::segment::{create_dir_durable, remove_durable, remove_segments_through};
+use crate::wal::{LogReader, LogWriter, RecordKind, RecoveryReport, Wal, WalStats, decode_txn};
+use checkpoint::{CheckpointHeader, CheckpointLimits};
+use memtable::{Memtable, Value};
+
+/// A key and its value, as scans return them.
+pub type Pair = (Box<[u8]>, Arc<[u8]>);
+
+/// Name of the lock file in a database directory.
+pub const LOCK_FILE: &str = "LOCK";
+/// Name of the epoch file.
+pub const EPOCH_FILE: &str = "EPOCH";
+/// Name of the checkpoint file.
+pub const CHECKPOINT_FILE: &str = "checkpoint";
+/// Name of a checkpoint being written.
+pub const CHECKPOINT_TEMP_FILE: &str = "checkpoint.tmp";
+/// Name of the log directory inside a database directory.
+pub const WAL_DIR: &str = "wal";
+
+/// Bits of a transaction id that count within one epoch.
+const TXN_COUNTER_BITS: u32 = 44;
+const TXN_COUNTER_MASK: u64 = (1 << TXN_COUNTER_BITS) - 1;
+/// Bytes of checkpoint entries buffered before each write.
+const CHECKPOINT_CHUNK_BYTES: usize = 1 << 20;
+
+/// What opening a database found and did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OpenReport {
+    /// The LSN of the checkpoint loaded, if any.
+    pub checkpoint_lsn: Option<Lsn>,
+    /// Entries loaded from it.
+    pub checkpoint_entries: u64,
+    /// Transactions replayed from the log (records above the checkpoint).
+    pub txns_replayed: u64,
+    /// The log's recovery report: records read, how it ended (a cut torn tail is
+    /// [`LogEnd::TornTail`](crate::wal::LogEnd::TornTail) with what was dropped).
+    pub wal: RecoveryReport,
+    /// The LSN the database's state reached: every commit up to it is visible.
+    pub lsn: Lsn,
+    /// The epoch of this open (transaction ids start at `epoch << 44`).
+    pub epoch: u64,
+}
+
+/// What [`Db::checkpoint`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CheckpointReport {
+    /// The LSN it covers; `None` if nothing was committed since the last one.
+    pub lsn: Option<Lsn>,
+    /// Live keys written.
+    pub entries: u64,
+    /// Size of the file.
+    pub bytes: u64,
+    /// WAL segments removed.
+    pub segments_removed: u64,
+}
+
+/// Counters of a database, read as one snapshot with [`Db::stats`].
+#[derive(Clone, Debug)]
+pub struct DbStats {
+    /// The log's counters.
+    pub wal: WalStats,
+    /// The visible LSN: snapshots taken now read at it.
+    pub visible_lsn: Lsn,
+    /// Commits acknowledged since open (read-only ones excluded).
+    pub commits: u64,
+    /// Commits refused with [`Error::Conflict`].
+    pub conflicts: u64,
+    /// Keys in the memtable (live, deleted, or not yet visible).
+    pub keys: u64,
+    /// Checkpoints taken since open.
+    pub checkpoints: u64,
+    /// The LSN of the newest checkpoint on disk.
+    pub checkpoint_lsn: Option<Lsn>,
+    /// The error of the last automatic checkpoint, if it failed.
+    pub last_checkpoint_error: Option<String>,
+}
+
+/// An embedded transactional key-value store. Cheap to clone (clones share the database).
+/// See the [module docs](self) for what it guarantees.
+///
+/// ```
+/// # fn main() -> waldb::Result<()> {
+/// let dir = tempfile::tempdir().unwrap();
+/// let db = waldb::Db::open(dir.path())?;
+/// let mut txn = db.begin()?;
+/// txn.put(b"hello", b"world")?;
+/// let lsn = txn.commit_blocking()?; // durable and visible from here on
+/// assert_eq!(db.get(b"hello")?.as_deref(), Some(&b"world"[..]));
+/// db.close()?;
+/// # let _ = lsn; Ok(()) }
+/// ```
+pub struct Db<D: Disk + Clone = StdDisk, C: Clock + Clone = SystemClock> {
+    inner: Arc<Inner<D, C>>,
+}
+
+impl<D: Disk + Clone, C: Clock + Clone> Clone for Db<D, C> {
+    fn clone(&self) -> Self {
+        Db { inner: Arc::clone(&self.inner) }
+    }
+}
+
+impl<D: Disk + Clone, C: Clock + Clone> std::fmt::Debug for Db<D, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db").field("dir", &self.inner.dir).finish_non_exhaustive()
+    }
+}
+
+/// The conflict index: for every key written by a commit that some live or future snapshot
+/// predates, the LSN of its newest write.
+#[derive(Default)]
+struct Sequencer {
+    writes: BTreeMap<Box<[u8]>, Lsn>,
+    /// (commit LSN, its keys), in LSN order, for pruning.
+    log: VecDeque<(Lsn, Vec<Box<[u8]>>)>,
+}
+
+impl Sequencer {
+    /// Drops what no snapshot at or above `horizon` needs.
+    fn prune(&mut self, horizon: Lsn) {
+        while self.log.front().is_some_and(|(lsn, _)| *lsn <= horizon) {
+            let (lsn, keys) = self.log.pop_front().expect("checked");
+            for k in keys {
+                if self.writes.get(&k) == Some(&lsn) {
+                    self.writes.remove(&k);
+                }
+            }
+        }
+    }
+
+    /// The newest commit LSN above `snapshot` that wrote `key`.
+    fn written_after(&self, key: &[u8], snapshot: Lsn) -> Option<Lsn> {
+        self.writes.get(key).copied().filter(|l| *l > snapshot)
+    }
+
+    /// A key in `range` written after `snapshot`.
+    fn range_written_after(&self, range: (Bound<&[u8]>, Bound<&[u8]>), snapshot: Lsn) -> Option<&[u8]> {
+        self.writes.range::<[u8], _>(range).find(|(_, l)| **l > snapshot).map(|(k, _)| &**k)
+    }
+}
+
+/// The automatic checkpointer's mailbox. The thread holds it and a weak reference to the
+/// database, so that it never keeps a dropped database (and its lock) alive.
+#[derive(Default)]
+struct AutoCheckpoint {
+    state: Mutex<AutoState>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct AutoState {
+    requested: bool,
+    shutdown: bool,
+}
+
+impl AutoCheckpoint {
+    fn shut_down(&self) {
+        lock(&self.state).shutdown = true;
+        self.changed.notify_all();
+    }
+}
+
+pub(crate) struct Inner<D: Disk + Clone, C: Clock + Clone> {
+    dir: PathBuf,
+    disk: D,
+    options: DbOptions,
+    wal: Wal<D, C>,
+    memtable: Memtable,
+    sequencer: Mutex<Sequencer>,
+    /// Commits not yet visible: (LSN, waits for durability), in LSN order.
+    pending: Mutex<VecDeque<(Lsn, bool)>>,
+    visible: AtomicU64,
+    /// Snapshot LSN → how many live snapshots read at it.
+    snapshots: Mutex<BTreeMap<Lsn, usize>>,
+    next_txn: AtomicU64,
+    epoch: Mutex<u64>,
+    /// Serialises checkpoints; holds the LSN of the newest one.
+    checkpointing: Mutex<Option<Lsn>>,
+    bytes_since_checkpoint: AtomicU64,
+    auto: Arc<AutoCheckpoint>,
+    auto_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    last_checkpoint_error: Mutex<Option<String>>,
+    commits: AtomicU64,
+    conflicts: AtomicU64,
+    checkpoints: AtomicU64,
+    closed: AtomicBool,
+    close_result: Mutex<Option<Result<Lsn>>>,
+    /// Held for the database's lifetime: dropping it releases the directory.
+    _lock: D::File,
+}
+
+impl Db {
+    /// Opens (or creates) the database in `path` with the default options, on real files.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Locked`] if it is already open; [`Error::Corrupt`] for damage recovery cannot
+    /// explain; [`Error::Io`] for failed file operations.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        Self::open_with(StdDisk, SystemClock::new(), path.as_ref(), DbOptions::default()).map(|(db, _)| db)
+    }
+
+    /// Opens the database in `path` with `options`, on real files, and reports what recovery did.
+    ///
+    /// # Errors
+    ///
+    /// As [`Db::open`]; [`Error::InvalidConfig`] for bad options.
+    pub fn open_opts(path: impl AsRef<Path>, options: DbOptions) -> Result<(Self, OpenReport)> {
+        Self::open_with(StdDisk, SystemClock::new(), path.as_ref(), options)
+    }
+}
+
+impl<D: Disk + Clone, C: Clock + Clone> Db<D, C> {
+    /// Opens the database in `dir` on `disk` with `clock`: takes the lock, bumps the epoch, loads
+    /// the newest checkpoint, replays the log above it, and resumes the log.
+    ///
+    /// # Errors
+    ///
+    /// As [`Db::open_opts`].
+    pub fn open_with(disk: D, clock: C, dir: &Path, options: DbOptions) -> Result<(Self, OpenReport)> {
+        options.validate()?;
+        create_dir_durable(&disk, dir)?;
+        let lock_path = dir.join(LOCK_FILE);
+        let lock_file = match disk.open(&lock_path, OpenMode::ReadWrite) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                match disk.open(&lock_path, OpenMode::CreateNew) {
+                    Ok(f) => f,
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        disk.open(&lock_path, OpenMode::ReadWrite).ctx("open", &lock_path)?
+                    }
+                    Err(e) => return Err(Error::io("create", &lock_path, e)),
+                }
+            }
+            Err(e) => return Err(Error::io("open", &lock_path, e)),
+        };
+        if !lock_file.try_lock().ctx("lock", &lock_path)? {
+            return Err(Error::Locked { path: lock_path });
+        }
+        let epoch = bump_epoch(&disk, dir)?;
+
+        // The newest checkpoint.
+        let temp = dir.join(CHECKPOINT_TEMP_FILE);
+        match disk.remove_file(&temp) {
+            Ok(()) => disk.sync_dir(dir).ctx("sync_dir", dir)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("remove", &temp, e)),
+        }
+        let memtable = Memtable::new();
+        let cp_path = dir.join(CHECKPOINT_FILE);
+        let limits = CheckpointLimits {
+            key_bytes_max: options.key_bytes_max,
+            value_bytes_max: options.value_bytes_max,
+        };
+        let mut checkpoint = None;
+        let mut checkpoint_entries = 0;
+        let mut next_txn_floor = 0u64;
+        match crate::disk::read_file(&disk, &cp_path, options.checkpoint_bytes_max) {
+            Ok(bytes) => {
+                let c = checkpoint::decode(&bytes, &limits).map_err(|e| match e {
+                    checkpoint::CheckpointError::UnsupportedVersion(found) => Error::UnsupportedVersion {
+                        file: cp_path.clone(),
+                        found,
+                        supported: checkpoint::CHECKPOINT_VERSION,
+                    },
+                    checkpoint::CheckpointError::Corrupt { offset, reason } => {
+                        Error::corrupt(&cp_path, offset, reason)
+                    }
+                })?;
+                for (k, v) in c.entries() {
+                    memtable.insert(k, c.header.lsn, Some(Value::from(v)));
+                    checkpoint_entries += 1;
+                }
+                checkpoint = Some(c.header.lsn);
+                next_txn_floor = c.header.next_txn_id.0;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("read", &cp_path, e)),
+        }
+        let cp_lsn = checkpoint.unwrap_or(Lsn::ZERO);
+
+        // The log above it.
+        let wal_dir = dir.join(WAL_DIR);
+        create_dir_durable(&disk, &wal_dir)?;
+        let wal_options = options.wal_options();
+        let mut reader = LogReader::open(disk.clone(), &wal_dir, wal_options.read_options())?;
+        let mut txns_replayed = 0u64;
+        let mut reached = cp_lsn;
+        while let Some(r) = reader.next_record()? {
+            if r.lsn <= cp_lsn || r.kind != RecordKind::Txn {
+                continue;
+            }
+            let t = decode_txn(r.payload).map_err(|e| Error::corrupt(wal_dir.clone(), r.offset, e.0))?;
+            for op in t.ops() {
+                match op {
+                    crate::wal::Op::Put { key, value } => {
+                        memtable.insert(key, r.lsn, Some(Value::from(value)))
+                    }
+                    crate::wal::Op::Delete { key } => memtable.insert(key, r.lsn, None),
+                }
+            }
+            next_txn_floor = next_txn_floor.max(t.txn_id.0.saturating_add(1));
+            txns_replayed += 1;
+            reached = r.lsn;
+        }
+        let report = reader.report().expect("read to the end").clone();
+        if report.starts_after > cp_lsn {
+            return Err(Error::corrupt(
+                &wal_dir,
+                0,
+                format!(
+                    "the log starts after LSN {} but the checkpoint covers only up to LSN {cp_lsn}: \
+                     segments are missing",
+                    report.starts_after
+                ),
+            ));
+        }
+        let writer = LogWriter::resume(disk.clone(), &wal_dir, wal_options, &report)?;
+        if writer.next_lsn() <= cp_lsn {
+            return Err(Error::corrupt(
+                &cp_path,
+                0,
+                format!(
+                    "the checkpoint covers LSN {cp_lsn}, beyond the end of the log ({})",
+                    writer.next_lsn()
+                ),
+            ));
+        }
+        let wal = Wal::from_writer(disk.clone(), clock, writer, options.wal_config())?;
+        let first_txn = (epoch << TXN_COUNTER_BITS).max(next_txn_floor).max(1);
+        let inner = Arc::new(Inner {
+            dir: dir.to_path_buf(),
+            disk,
+            options,
+            wal,
+            memtable,
+            sequencer: Mutex::new(Sequencer::default()),
+            pending: Mutex::new(VecDeque::new()),
+            visible: AtomicU64::new(reached.0),
+            snapshots: Mutex::new(BTreeMap::new()),
+            next_txn: AtomicU64::new(first_txn),
+            epoch: Mutex::new(epoch),
+            checkpointing: Mutex::new(checkpoint),
+            bytes_since_checkpoint: AtomicU64::new(0),
+            auto: Arc::new(AutoCheckpoint::default()),
+            auto_thread: Mutex::new(None),
+            last_checkpoint_error: Mutex::new(None),
+            commits: AtomicU64::new(0),
+            conflicts: AtomicU64::new(0),
+            checkpoints: AtomicU64::new(0),
+            closed: AtomicBool::new(false),
+            close_result: Mutex::new(None),
+            _lock: lock_file,
+        });
+        if options.auto_checkpoint_bytes.is_some() {
+            let weak = Arc::downgrade(&inner);
+            let mailbox = Arc::clone(&inner.auto);
+            let handle = std::thread::Builder::new()
+                .name("waldb-checkpoint".into())
+                .spawn(move || auto_checkpoint_loop(&mailbox, &weak))
+                .map_err(|e| Error::io("spawn", "waldb-checkpoint", e))?;
+            *lock(&inner.auto_thread) = Some(handle);
+        }
+        let report = OpenReport {
+            checkpoint_lsn: checkpoint,
+            checkpoint_entries,
+            txns_replayed,
+            wal: report,
+            lsn: reached,
+            epoch,
+        };
+        Ok((Db { inner }, report))
+    }
+
+    /// Begins a transaction with the database's default isolation, reading from a snapshot of
+    /// everything visible now.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`] after [`Db::close`].
+    pub fn begin(&self) -> Result<Transaction<D, C>> {
+        self.begin_with(self.inner.options.isolation)
+    }
+
+    /// Begins a transaction with `isolation`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Db::begin`].
+    pub fn begin_with(&self, isolation: Isolation) -> Result<Transaction<D, C>> {
+        if self.inner.closed.load(SeqCst) {
+            return Err(Error::Closed);
+        }
+        let id = self.inner.alloc_txn_id()?;
+        let snapshot = self.inner.take_snapshot();
+        Ok(Transaction::new(Arc::clone(&self.inner), id, snapshot, isolation))
+    }
+
+    /// Reads `key` from a snapshot of everything visible now.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::TooLarge`] for a key over the limit.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Arc<[u8]>>> {
+        self.inner.check_key(key)?;
+        Ok(self.inner.memtable.get(key, self.visible_lsn()))
+    }
+
+    /// Up to `limit` live pairs with keys in `range`, in key order, from a snapshot of
+    /// everything visible now.
+    pub fn scan(&self, range: (Bound<&[u8]>, Bound<&[u8]>), limit: usize) -> Vec<Pair> {
+        let at = self.inner.take_snapshot();
+        let out = self.inner.memtable.range(range, at, limit);
+        self.inner.release_snapshot(at);
+        out
+    }
+
+    /// The visible LSN: a snapshot taken now reads every commit up to it.
+    pub fn visible_lsn(&self) -> Lsn {
+        Lsn(self.inner.visible.load(SeqCst))
+    }
+
+    /// Makes every commit so far durable, whatever its durability, and returns the durable LSN.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Poisoned`] if the log failed.
+    pub fn sync(&self) -> Result<Lsn> {
+        let lsn = self.inner.wal.sync()?;
+        self.inner.advance_visible();
+        Ok(lsn)
+    }
+
+    /// Writes a checkpoint of everything visible now and removes the WAL segments it covers.
+    /// See [`checkpoint`] for the steps and why a crash at any of them loses nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] or [`Error::StorageFull`] for a failed file operation (the previous
+    /// checkpoint and the log stay valid); [`Error::Poisoned`] if the log failed.
+    pub fn checkpoint(&self) -> Result<CheckpointReport> {
+        self.inner.checkpoint()
+    }
+
+    /// Runs one flusher step of the log (for [`Driver::Manual`](crate::wal::Driver::Manual):
+    /// simulators and tests drive the log themselves), then publishes what became visible.
+    ///
+    /// # Errors
+    ///
+    /// The step's error (which poisons the log).
+    pub fn flush_step(&self) -> Result<crate::wal::StepReport> {
+        let r = self.inner.wal.flush_step();
+        self.inner.advance_visible();
+        r
+    }
+
+    /// Runs one segment preparation of the log (for [`Driver::Manual`](crate::wal::Driver::Manual)).
+    /// Returns whether it prepared one.
+    ///
+    /// # Errors
+    ///
+    /// The preparation's error.
+    pub fn prepare_step(&self) -> Result<bool> {
+        self.inner.wal.prepare_step()
+    }
+
+    /// Counters, read as one snapshot.
+    pub fn stats(&self) -> DbStats {
+        let i = &self.inner;
+        DbStats {
+            wal: i.wal.stats(),
+            visible_lsn: self.visible_lsn(),
+            commits: i.commits.load(SeqCst),
+            conflicts: i.conflicts.load(SeqCst),
+            keys: i.memtable.key_count() as u64,
+            checkpoints: i.checkpoints.load(SeqCst),
+            checkpoint_lsn: *lock(&i.checkpointing),
+            last_checkpoint_error: lock(&i.last_checkpoint_error).clone(),
+        }
+    }
+
+    /// The database directory.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// The options it was opened with.
+    pub fn options(&self) -> &DbOptions {
+        &self.inner.options
+    }
+
+    /// Stops automatic checkpoints, drains and syncs the log, and returns its durable LSN or
+    /// the first error. Later calls return the same result; transactions begun afterwards get
+    /// [`Error::Closed`]. The directory stays locked until every handle and transaction is
+    /// dropped.
+    ///
+    /// # Errors
+    ///
+    /// The log's first failure.
+    pub fn close(&self) -> Result<Lsn> {
+        self.inner.close()
+    }
+}
+
+/// Reads, bumps and durably writes the epoch of `dir`; returns the new epoch.
+fn bump_epoch<D: Disk>(disk: &D, dir: &Path) -> Result<u64> {
+    let path = dir.join(EPOCH_FILE);
+    let (file, previous, created) = match disk.open(&path, OpenMode::ReadWrite) {
+        Ok(f) => {
+            let mut b = [0u8; 12];
+            f.read_exact_at(&mut b, 0).ctx("read", &path)?;
+            let epoch = u64::from_le_bytes(b[..8].try_into().expect("8 bytes"));
+            let crc = u32::from_le_bytes(b[8..].try_into().expect("4 bytes"));
+            if crc32c::crc32c(&b[..8]) != crc {
+                return Err(Error::corrupt(&path, 0, "epoch checksum mismatch"));
+            }
+            (f, epoch, false)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            (disk.open(&path, OpenMode::CreateNew).ctx("create", &path)?, 0, true)
+        }
+        Err(e) => return Err(Error::io("open", &path, e)),
+    };
+    let epoch = previous + 1;
+    if epoch >= 1 << (64 - TXN_COUNTER_BITS) {
+        return Err(Error::InvalidConfig {
+            reason: "the database has used every transaction-id epoch".into(),
+        });
+    }
+    write_epoch(&file, &path, epoch)?;
+    if created {
+        disk.sync_dir(dir).ctx("sync_dir", dir)?;
+    }
+    Ok(epoch)
+}
+
+fn write_epoch<F: DiskFile>(file: &F, path: &Path, epoch: u64) -> Result<()> {
+    let mut b = [0u8; 12];
+    b[..8].copy_from_slice(&epoch.to_le_bytes());
+    let crc = crc32c::crc32c(&b[..8]);
+    b[8..].copy_from_slice(&crc.to_le_bytes());
+    file.write_all_at(&b, 0).ctx("write", path)?;
+    file.sync_all().ctx("sync_all", path)
+}
+
+fn auto_checkpoint_loop<D: Disk + Clone, C: Clock + Clone>(
+    mailbox: &AutoCheckpoint,
+    weak: &std::sync::Weak<Inner<D, C>>,
+) {
+    loop {
+        {
+            let mut m = lock(&mailbox.state);
+            while !m.requested && !m.shutdown {
+                m = crate::sync::wait(&mailbox.changed, m);
+            }
+            if m.shutdown {
+                return;
+            }
+            m.requested = false;
+        }
+        let Some(inner) = weak.upgrade() else { return };
+        if let Err(e) = inner.checkpoint() {
+            *lock(&inner.last_checkpoint_error) = Some(e.to_string());
+            if matches!(e, Error::Poisoned { .. } | Error::Closed) {
+                return;
+            }
+        }
+    }
+}
+
+impl<D: Disk + Clone, C: Clock + Clone> Inner<D, C> {
+    fn check_key(&self, key: &[u8]) -> Result<()> {
+        let max = self.options.key_bytes_max;
+        if key.len() as u64 > u64::from(max) {
+            return Err(Error::TooLarge { what: "key", len: key.len() as u64, max: u64::from(max) });
+        }
+        Ok(())
+    }
+
+    fn check_value(&self, value: &[u8]) -> Result<()> {
+        let max = self.options.value_bytes_max;
+        if value.len() as u64 > u64::from(max) {
+            return Err(Error::TooLarge { what: "value", len: value.len() as u64, max: u64::from(max) });
+        }
+        Ok(())
+    }
+
+    /// A fresh transaction id; bumps the epoch (durably) if this one's counter is spent.
+    fn alloc_txn_id(&self) -> Result<TxnId> {
+        loop {
+            let cur = self.next_txn.load(SeqCst);
+            if cur & TXN_COUNTER_MASK == TXN_COUNTER_MASK {
+                let mut epoch = lock(&self.epoch);
+                if self.next_txn.load(SeqCst) == cur {
+                    let next = bump_epoch(&self.disk, &self.dir)?;
+                    *epoch = next;
+                    self.next_txn.store(next << TXN_COUNTER_BITS, SeqCst);
+                }
+                continue;
+            }
+            if self.next_txn.compare_exchange(cur, cur + 1, SeqCst, SeqCst).is_ok() {
+                return Ok(TxnId(cur));
+            }
+        }
+    }
+
+    /// Registers a snapshot at the visible LSN (under the registry lock, so that reclamation,
+    /// which reads the visible LSN under the same lock, never passes it).
+    fn take_snapshot(&self) -> Lsn {
+        let mut s = lock(&self.snapshots);
+        let at = Lsn(self.visible.load(SeqCst));
+        *s.entry(at).or_insert(0) += 1;
+        at
+    }
+
+    fn release_snapshot(&self, at: Lsn) {
+        let mut s = lock(&self.snapshots);
+        if let Some(n) = s.get_mut(&at) {
+            *n -= 1;
+            if *n == 0 {
+                s.remove(&at);
+            }
+        }
+    }
+
+    /// The oldest LSN any live or future snapshot reads at.
+    fn horizon(&self) -> Lsn {
+        let s = lock(&self.snapshots);
+        let visible = Lsn(self.visible.load(SeqCst));
+        s.keys().next().map_or(visible, |oldest| (*oldest).min(visible))
+    }
+
+    /// Moves the visible LSN past every pending commit that may be seen: all non-`Sync` ones and
+    /// the durable `Sync` ones, in LSN order.
+    fn advance_visible(&self) {
+        let durable = self.wal.durable_lsn();
+        let mut pending = lock(&self.pending);
+        let mut last = None;
+        while let Some(&(lsn, sync)) = pending.front() {
+            if sync && lsn > durable {
+                break;
+            }
+            pending.pop_front();
+            last = Some(lsn);
+        }
+        if let Some(lsn) = last {
+            self.visible.fetch_max(lsn.0, SeqCst);
+        }
+    }
+
+    /// Reclaims the versions no snapshot can read any more (the conflict index is pruned by
+    /// the sequencer itself).
+    fn maintain(&self) {
+        let horizon = self.horizon();
+        let dead = self.memtable.reclaim(horizon);
+        if !dead.is_empty() {
+            let _seq = lock(&self.sequencer);
+            self.memtable.remove_dead(&dead, horizon);
+        }
+    }
+
+    /// Notes `bytes` committed; wakes the automatic checkpointer past its threshold.
+    fn note_committed(&self, bytes: u64) {
+        self.commits.fetch_add(1, SeqCst);
+        let Some(every) = self.options.auto_checkpoint_bytes else { return };
+        let total = self.bytes_since_checkpoint.fetch_add(bytes, SeqCst) + bytes;
+        if total >= every {
+            let mut m = lock(&self.auto.state);
+            if !m.requested {
+                m.requested = true;
+                self.auto.changed.notify_all();
+            }
+        }
+    }
+
+    fn checkpoint(&self) -> Result<CheckpointReport> {
+        if self.closed.load(SeqCst) {
+            return Err(Error::Closed);
+        }
+        let mut last = lock(&self.checkpointing);
+        // Everything visible must be durable before a checkpoint covers it: otherwise a crash
+        // could leave the log shorter than the checkpoint, and new commits would reuse LSNs
+        // the checkpoint claims.
+        self.wal.sync()?;
+        self.advance_visible();
+        let at = self.take_snapshot();
+        let result = self.write_checkpoint(at, *last);
+        self.release_snapshot(at);
+        let report = result?;
+        if report.lsn.is_some() {
+            *last = Some(at);
+            self.checkpoints.fetch_add(1, SeqCst);
+        }
+        *lock(&self.last_checkpoint_error) = None;
+        Ok(report)
+    }
+
+    fn write_checkpoint(&self, at: Lsn, last: Option<Lsn>) -> Result<CheckpointReport> {
+        let wal_dir = self.dir.join(WAL_DIR);
+        if last == Some(at) || (last.is_none() && at == Lsn::ZERO) {
+            let segments_removed = remove_segments_through(&self.disk, &wal_dir, at)?;
+            return Ok(CheckpointReport { lsn: None, entries: 0, bytes: 0, segments_removed });
+        }
+        self.bytes_since_checkpoint.store(0, SeqCst);
+        let temp = self.dir.join(CHECKPOINT_TEMP_FILE);
+        match self.disk.remove_file(&temp) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("remove", &temp, e)),
+        }
+        let file = self.disk.open(&temp, OpenMode::CreateNew).ctx("create", &temp)?;
+        let mut buf = Vec::with_capacity(CHECKPOINT_CHUNK_BYTES + 1024);
+        let mut offset = checkpoint::CHECKPOINT_HEADER_BYTES as u64;
+        let mut crc = 0u32;
+        let mut entries = 0u64;
+        let written = self.memtable.for_each_at(at, |k, v| {
+            checkpoint::encode_entry(&mut buf, k, v);
+            entries += 1;
+            if buf.len() >= CHECKPOINT_CHUNK_BYTES {
+                crc = crc32c::crc32c_append(crc, &buf);
+                file.write_all_at(&buf, offset).ctx("write", &temp)?;
+                offset += buf.len() as u64;
+                buf.clear();
+            }
+            Ok(())
+        });
+        let finish = written.and_then(|()| {
+            crc = crc32c::crc32c_append(crc, &buf);
+            file.write_all_at(&buf, offset).ctx("write", &temp)?;
+            offset += buf.len() as u64;
+            let header = CheckpointHeader {
+                lsn: at,
+                next_txn_id: TxnId(self.next_txn.load(SeqCst)),
+                entry_count: entries,
+                body_bytes: offset - checkpoint::CHECKPOINT_HEADER_BYTES as u64,
+                body_crc: crc,
+            };
+            file.write_all_at(&checkpoint::encode_header(&header), 0).ctx("write", &temp)?;
+            file.sync_all().ctx("sync_all", &temp)?;
+            drop(file);
+            let path = self.dir.join(CHECKPOINT_FILE);
+            self.disk.rename(&temp, &path).ctx("rename", &temp)?;
+            self.disk.sync_dir(&self.dir).ctx("sync_dir", &self.dir)
+        });
+        if let Err(e) = finish {
+            // Best effort: a leftover temporary file is also removed at the next open.
+            let _ = remove_durable(&self.disk, &temp);
+            return Err(e);
+        }
+        let segments_removed = remove_segments_through(&self.disk, &wal_dir, at)?;
+        Ok(CheckpointReport { lsn: Some(at), entries, bytes: offset, segments_removed })
+    }
+
+    fn close(&self) -> Result<Lsn> {
+        let mut result = lock(&self.close_result);
+        if let Some(r) = &*result {
+            return match r {
+                Ok(l) => Ok(*l),
+                Err(e) => Err(e.clone_lossy()),
+            };
+        }
+        self.closed.store(true, SeqCst);
+        self.auto.shut_down();
+        if let Some(h) = lock(&self.auto_thread).take()
+            && h.thread().id() != std::thread::current().id()
+        {
+            let _ = h.join();
+        }
+        let r = self.wal.close();
+        self.advance_visible();
+        *result = Some(match &r {
+            Ok(l) => Ok(*l),
+            Err(e) => Err(e.clone_lossy()),
+        });
+        r
+    }
+}
+
+impl<D: Disk + Clone, C: Clock + Clone> Drop for Inner<D, C> {
+    fn drop(&mut self) {
+        // The checkpointer ends on its own; the log's own drop drains and syncs.
+        self.auto.shut_down();
+    }
+}

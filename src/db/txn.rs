@@ -1,0 +1,422 @@
+//! [`Transaction`] and [`Commit`]: reads from a snapshot, buffered writes, validation and the
+//! wait for durability.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::ops::{Bound, RangeBounds};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::SeqCst;
+use std::task::{Context, Poll};
+
+use super::memtable::Value;
+use super::{Inner, Isolation, Pair};
+use crate::clock::{Clock, SystemClock};
+use crate::disk::{Disk, StdDisk};
+use crate::error::{Error, Result};
+use crate::sync::lock;
+use crate::types::{Lsn, TxnId};
+use crate::wal::{Durability, Op, RecordKind, Ticket, encode_txn};
+
+type OwnedBound = Bound<Box<[u8]>>;
+
+/// A transaction: reads from the snapshot taken when it began (its own writes first), writes
+/// buffered until [`Transaction::commit`]. Dropping it, or [`Transaction::abort`], discards
+/// the writes.
+///
+/// Under [`Isolation::Serializable`] every key read and every range scanned is remembered, and
+/// the commit fails with [`Error::Conflict`] if a transaction that committed after the snapshot
+/// wrote any of them (or any key this one writes).
+pub struct Transaction<D: Disk + Clone = StdDisk, C: Clock + Clone = SystemClock> {
+    db: Arc<Inner<D, C>>,
+    id: TxnId,
+    snapshot: Lsn,
+    isolation: Isolation,
+    writes: BTreeMap<Box<[u8]>, Option<Value>>,
+    /// Encoded size of the transaction record so far.
+    payload_bytes: u64,
+    reads: BTreeSet<Box<[u8]>>,
+    ranges: Vec<(OwnedBound, OwnedBound)>,
+    /// Set once the snapshot was released (committed or aborted).
+    finished: bool,
+}
+
+impl<D: Disk + Clone, C: Clock + Clone> std::fmt::Debug for Transaction<D, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transaction")
+            .field("id", &self.id)
+            .field("snapshot", &self.snapshot)
+            .field("isolation", &self.isolation)
+            .field("writes", &self.writes.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn owned(b: Bound<&[u8]>) -> OwnedBound {
+    match b {
+        Bound::Included(k) => Bound::Included(k.into()),
+        Bound::Excluded(k) => Bound::Excluded(k.into()),
+        Bound::Unbounded => Bound::Unbounded,
+    }
+}
+
+fn borrowed(b: &OwnedBound) -> Bound<&[u8]> {
+    match b {
+        Bound::Included(k) => Bound::Included(k),
+        Bound::Excluded(k) => Bound::Excluded(k),
+        Bound::Unbounded => Bound::Unbounded,
+    }
+}
+
+/// `12` bytes of transaction header; each op adds its tag, lengths, key and value.
+const TXN_FIXED_BYTES: u64 = 12;
+
+fn op_bytes(key: &[u8], value: Option<&[u8]>) -> u64 {
+    1 + 4 + key.len() as u64 + value.map_or(0, |v| 4 + v.len() as u64)
+}
+
+impl<D: Disk + Clone, C: Clock + Clone> Transaction<D, C> {
+    pub(super) fn new(db: Arc<Inner<D, C>>, id: TxnId, snapshot: Lsn, isolation: Isolation) -> Self {
+        Transaction {
+            db,
+            id,
+            snapshot,
+            isolation,
+            writes: BTreeMap::new(),
+            payload_bytes: TXN_FIXED_BYTES,
+            reads: BTreeSet::new(),
+            ranges: Vec::new(),
+            finished: false,
+        }
+    }
+
+    /// This transaction's id (unique for the life of the database, across restarts).
+    pub fn id(&self) -> TxnId {
+        self.id
+    }
+
+    /// The LSN its snapshot reads at.
+    pub fn snapshot_lsn(&self) -> Lsn {
+        self.snapshot
+    }
+
+    /// Reads `key`: this transaction's own write if it made one, else the snapshot's value.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::TooLarge`] for a key over the limit.
+    pub fn get(&mut self, key: &[u8]) -> Result<Option<Arc<[u8]>>> {
+        self.db.check_key(key)?;
+        if let Some(own) = self.writes.get(key) {
+            return Ok(own.clone());
+        }
+        if self.isolation == Isolation::Serializable && !self.reads.contains(key) {
+            self.reads.insert(key.into());
+        }
+        Ok(self.db.memtable.get(key, self.snapshot))
+    }
+
+    /// Sets `key` to `value` when the transaction commits.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::TooLarge`] for a key or value over its limit, or a transaction that would
+    /// exceed [`DbOptions::txn_bytes_max`](super::DbOptions::txn_bytes_max).
+    pub fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+        self.db.check_key(key)?;
+        self.db.check_value(value)?;
+        self.write(key, Some(Value::from(value)))
+    }
+
+    /// Removes `key` when the transaction commits.
+    ///
+    /// # Errors
+    ///
+    /// As [`Transaction::put`].
+    pub fn delete(&mut self, key: &[u8]) -> Result<()> {
+        self.db.check_key(key)?;
+        self.write(key, None)
+    }
+
+    fn write(&mut self, key: &[u8], value: Option<Value>) -> Result<()> {
+        let old = self.writes.get(key).map_or(0, |v| op_bytes(key, v.as_deref()));
+        let new = op_bytes(key, value.as_deref());
+        let total = self.payload_bytes - old + new;
+        let max = u64::from(self.db.options.txn_bytes_max);
+        if total > max {
+            return Err(Error::TooLarge { what: "transaction", len: total, max });
+        }
+        self.payload_bytes = total;
+        self.writes.insert(key.into(), value);
+        Ok(())
+    }
+
+    /// Every live pair with a key in `range`, in key order, as this transaction sees them.
+    ///
+    /// ```
+    /// # fn main() -> waldb::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let db = waldb::Db::open(dir.path())?;
+    /// let mut txn = db.begin()?;
+    /// txn.put(b"a1", b"x")?;
+    /// txn.put(b"b1", b"y")?;
+    /// let pairs = txn.scan(&b"a"[..]..&b"b"[..])?;
+    /// assert_eq!(pairs.len(), 1);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// None today; the `Result` leaves room for scans that read from disk.
+    pub fn scan<'k, R: RangeBounds<&'k [u8]>>(&mut self, range: R) -> Result<Vec<Pair>> {
+        self.scan_limit(range, usize::MAX)
+    }
+
+    /// Like [`Transaction::scan`], stopping after `limit` pairs. Under `Serializable` only the
+    /// part of the range actually read counts for validation.
+    ///
+    /// # Errors
+    ///
+    /// As [`Transaction::scan`].
+    pub fn scan_limit<'k, R: RangeBounds<&'k [u8]>>(&mut self, range: R, limit: usize) -> Result<Vec<Pair>> {
+        let start = range.start_bound().map(|k| *k);
+        let end = range.end_bound().map(|k| *k);
+        let bounds = (start, end);
+        // Own deletions can hide at most this many of the snapshot's pairs.
+        let own: Vec<(&Box<[u8]>, &Option<Value>)> = self.writes.range::<[u8], _>(bounds).collect();
+        let hidden = own.iter().filter(|(_, v)| v.is_none()).count();
+        let base = self.db.memtable.range(bounds, self.snapshot, limit.saturating_add(hidden));
+        let mut out: Vec<Pair> = Vec::new();
+        let (mut i, mut j) = (0, 0);
+        while out.len() < limit && (i < base.len() || j < own.len()) {
+            let take_own = match (base.get(i), own.get(j)) {
+                (Some((bk, _)), Some((ok, _))) => {
+                    if **ok <= *bk {
+                        if **ok == *bk {
+                            i += 1;
+                        }
+                        true
+                    } else {
+                        false
+                    }
+                }
+                (None, Some(_)) => true,
+                (Some(_), None) => false,
+                (None, None) => unreachable!("loop condition"),
+            };
+            if take_own {
+                let (k, v) = own[j];
+                j += 1;
+                if let Some(v) = v {
+                    out.push((k.clone(), Arc::clone(v)));
+                }
+            } else {
+                let (k, v) = &base[i];
+                i += 1;
+                out.push((k.clone(), Arc::clone(v)));
+            }
+        }
+        if self.isolation == Isolation::Serializable {
+            // A scan cut short by `limit` read only up to its last key.
+            let read_end =
+                if out.len() >= limit { out.last().map_or(end, |(k, _)| Bound::Included(&**k)) } else { end };
+            self.ranges.push((owned(start), owned(read_end)));
+        }
+        Ok(out)
+    }
+
+    /// Commits with the database's default durability. Validation and LSN assignment happen
+    /// now; the returned [`Commit`] resolves (awaited on any executor, or with
+    /// [`Commit::wait`]) to the commit LSN once the durability is met and the commit is
+    /// visible. A transaction that wrote nothing resolves at once to its snapshot LSN.
+    ///
+    /// # Errors (when the `Commit` resolves)
+    ///
+    /// [`Error::Conflict`] if validation failed (nothing was written); [`Error::Poisoned`] if
+    /// the log failed; [`Error::Closed`] after [`Db::close`](super::Db::close).
+    pub fn commit(self) -> Commit<D, C> {
+        let durability = self.db.options.durability;
+        self.commit_with(durability)
+    }
+
+    /// Commits with `durability` for this transaction only.
+    pub fn commit_with(mut self, durability: Durability) -> Commit<D, C> {
+        let db = Arc::clone(&self.db);
+        let bytes = self.payload_bytes;
+        let state = match self.sequence(durability) {
+            Ok(Some(ticket)) => State::Waiting(ticket),
+            Ok(None) => State::Ready(Some(Ok(self.snapshot))),
+            Err(e) => State::Ready(Some(Err(e))),
+        };
+        self.finish();
+        Commit { db, state, bytes }
+    }
+
+    /// Commits and blocks until the result is known: `commit().wait()`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Transaction::commit`].
+    pub fn commit_blocking(self) -> Result<Lsn> {
+        self.commit().wait()
+    }
+
+    /// Discards the transaction's writes (as dropping it does).
+    pub fn abort(mut self) {
+        self.finish();
+    }
+
+    fn finish(&mut self) {
+        if !self.finished {
+            self.finished = true;
+            self.db.release_snapshot(self.snapshot);
+        }
+    }
+
+    /// The serial step: validate, append, install versions. No I/O happens here unless the
+    /// log's queue is full (back-pressure).
+    fn sequence(&mut self, durability: Durability) -> Result<Option<Ticket>> {
+        if self.db.closed.load(SeqCst) {
+            return Err(Error::Closed);
+        }
+        if self.writes.is_empty() {
+            return Ok(None);
+        }
+        let ops: Vec<Op<'_>> = self
+            .writes
+            .iter()
+            .map(|(k, v)| match v {
+                Some(v) => Op::Put { key: k, value: v },
+                None => Op::Delete { key: k },
+            })
+            .collect();
+        let mut payload = Vec::with_capacity(usize::try_from(self.payload_bytes).unwrap_or(0));
+        encode_txn(&mut payload, self.id, &ops);
+        debug_assert_eq!(payload.len() as u64, self.payload_bytes);
+        let db = &*self.db;
+        let mut seq = lock(&db.sequencer);
+        seq.prune(db.horizon());
+        let conflict = match self.isolation {
+            Isolation::Serializable => self
+                .reads
+                .iter()
+                .chain(self.writes.keys())
+                .find_map(|k| seq.written_after(k, self.snapshot).map(|l| conflict_on_key(k, l)))
+                .or_else(|| {
+                    self.ranges.iter().find_map(|(s, e)| {
+                        seq.range_written_after((borrowed(s), borrowed(e)), self.snapshot).map(|k| {
+                            format!("a key in a scanned range ({}) was written after the snapshot", show(k))
+                        })
+                    })
+                }),
+            Isolation::Snapshot => self
+                .writes
+                .keys()
+                .find_map(|k| seq.written_after(k, self.snapshot).map(|l| conflict_on_key(k, l))),
+        };
+        if let Some(reason) = conflict {
+            drop(seq);
+            db.conflicts.fetch_add(1, SeqCst);
+            return Err(Error::Conflict { reason });
+        }
+        let ticket = db.wal.append_with(RecordKind::Txn, &payload, durability)?;
+        let lsn = ticket.lsn();
+        let mut keys = Vec::with_capacity(self.writes.len());
+        for (k, v) in &self.writes {
+            db.memtable.insert(k, lsn, v.clone());
+            seq.writes.insert(k.clone(), lsn);
+            keys.push(k.clone());
+        }
+        seq.log.push_back((lsn, keys));
+        lock(&db.pending).push_back((lsn, durability == Durability::Sync));
+        drop(seq);
+        Ok(Some(ticket))
+    }
+}
+
+fn conflict_on_key(key: &[u8], lsn: Lsn) -> String {
+    format!("key {} was written by the commit at LSN {lsn}, after the snapshot", show(key))
+}
+
+/// A key for an error message: text if it is printable, else hex; at most 64 bytes.
+fn show(key: &[u8]) -> String {
+    let cut = &key[..key.len().min(64)];
+    let more = if key.len() > 64 { "…" } else { "" };
+    if cut.iter().all(|b| b.is_ascii_graphic() || *b == b' ') {
+        format!("{:?}{more}", String::from_utf8_lossy(cut))
+    } else {
+        let hex: String = cut.iter().map(|b| format!("{b:02x}")).collect();
+        format!("0x{hex}{more}")
+    }
+}
+
+impl<D: Disk + Clone, C: Clock + Clone> Drop for Transaction<D, C> {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+enum State {
+    Ready(Option<Result<Lsn>>),
+    Waiting(Ticket),
+}
+
+/// A commit in flight: resolves to the commit LSN once its durability is met and it is visible,
+/// or to the error that prevented it. Await it on any executor, or [`Commit::wait`] from
+/// blocking code. Dropping it does not cancel the commit.
+#[must_use = "a commit's outcome is only known by waiting on it"]
+pub struct Commit<D: Disk + Clone = StdDisk, C: Clock + Clone = SystemClock> {
+    db: Arc<Inner<D, C>>,
+    state: State,
+    bytes: u64,
+}
+
+impl<D: Disk + Clone, C: Clock + Clone> std::fmt::Debug for Commit<D, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = match &self.state {
+            State::Ready(_) => "ready",
+            State::Waiting(_) => "waiting",
+        };
+        f.debug_struct("Commit").field("state", &state).finish_non_exhaustive()
+    }
+}
+
+impl<D: Disk + Clone, C: Clock + Clone> Commit<D, C> {
+    /// Blocks until the outcome is known.
+    ///
+    /// # Errors
+    ///
+    /// As [`Transaction::commit`].
+    pub fn wait(mut self) -> Result<Lsn> {
+        let r = match std::mem::replace(&mut self.state, State::Ready(None)) {
+            State::Ready(r) => return r.expect("a commit resolves once"),
+            State::Waiting(ticket) => ticket.wait(),
+        };
+        self.settle(r)
+    }
+
+    /// After the ticket resolved: publish visibility and do the bookkeeping.
+    fn settle(&self, r: Result<Lsn>) -> Result<Lsn> {
+        let lsn = r?;
+        self.db.advance_visible();
+        self.db.note_committed(self.bytes);
+        self.db.maintain();
+        Ok(lsn)
+    }
+}
+
+impl<D: Disk + Clone, C: Clock + Clone> Future for Commit<D, C> {
+    type Output = Result<Lsn>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<Lsn>> {
+        let r = match &mut self.state {
+            State::Ready(r) => return Poll::Ready(r.take().expect("polled after completion")),
+            State::Waiting(ticket) => match Pin::new(ticket).poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(r) => r,
+            },
+        };
+        self.state = State::Ready(None);
+        Poll::Ready(self.settle(r))
+    }
+}

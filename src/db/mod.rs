@@ -55,7 +55,6 @@ use std::sync::{Arc, Condvar, Mutex};
 use crate::clock::{Clock, SystemClock};
 use crate::disk::{Disk, DiskFile, OpenMode, StdDisk};
 use crate::error::{Error, IoContext, Result};
-use crate::sync::lock;
 use crate::types::{Lsn, TxnId};
 use crate::wal::segment::{create_dir_durable, remove_durable, remove_segments_through};
 use crate::wal::{LogReader, LogWriter, RecordKind, RecoveryReport, Wal, WalStats, decode_txn};
@@ -560,6 +559,13 @@ impl<D: Disk + Clone, C: Clock + Clone> Db<D, C> {
     }
 }
 
+/// Locks `mutex`, ignoring poisoning: the database's structures stay consistent across a
+/// panic (each critical section either completes or changes nothing). The database uses the
+/// standard library's primitives even under loom, whose models cover the log only.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Reads, bumps and durably writes the epoch of `dir`; returns the new epoch.
 fn bump_epoch<D: Disk>(disk: &D, dir: &Path) -> Result<u64> {
     let path = dir.join(EPOCH_FILE);
@@ -609,7 +615,7 @@ fn auto_checkpoint_loop<D: Disk + Clone, C: Clock + Clone>(
         {
             let mut m = lock(&mailbox.state);
             while !m.requested && !m.shutdown {
-                m = crate::sync::wait(&mailbox.changed, m);
+                m = mailbox.changed.wait(m).unwrap_or_else(std::sync::PoisonError::into_inner);
             }
             if m.shutdown {
                 return;

@@ -10,11 +10,10 @@ use std::sync::atomic::Ordering::SeqCst;
 use std::task::{Context, Poll};
 
 use super::memtable::Value;
-use super::{Inner, Isolation, Pair};
+use super::{Inner, Isolation, Pair, lock};
 use crate::clock::{Clock, SystemClock};
 use crate::disk::{Disk, StdDisk};
 use crate::error::{Error, Result};
-use crate::sync::lock;
 use crate::types::{Lsn, TxnId};
 use crate::wal::{Durability, Op, RecordKind, Ticket, encode_txn};
 

@@ -24,6 +24,14 @@ fn small() -> DbOptions {
     }
 }
 
+/// Every live pair visible now, as strings.
+fn all<D: waldb::Disk + Clone>(db: &Db<D, SystemClock>) -> BTreeMap<String, String> {
+    db.scan((std::ops::Bound::Unbounded, std::ops::Bound::Unbounded), usize::MAX)
+        .into_iter()
+        .map(|(k, v)| (String::from_utf8(k.to_vec()).unwrap(), String::from_utf8(v.to_vec()).unwrap()))
+        .collect()
+}
+
 fn get(db: &Db, key: &str) -> Option<String> {
     db.get(key.as_bytes()).unwrap().map(|v| String::from_utf8(v.to_vec()).unwrap())
 }
@@ -184,11 +192,7 @@ fn checkpoints_compact_the_log_and_recovery_uses_them() {
     let (db, report) = Db::open_opts(tmp.path(), small()).unwrap();
     assert!(report.checkpoint_lsn.is_some());
     assert_eq!(report.txns_replayed, 1);
-    let all: BTreeMap<String, String> = db
-        .scan((std::ops::Bound::Unbounded, std::ops::Bound::Unbounded), usize::MAX)
-        .into_iter()
-        .map(|(k, v)| (String::from_utf8(k.to_vec()).unwrap(), String::from_utf8(v.to_vec()).unwrap()))
-        .collect();
+    let all = all(&db);
     assert_eq!(all, model);
 }
 
@@ -497,13 +501,7 @@ mod sim {
                 crashes += 1;
                 let (db, report) =
                     Db::open_with(disk.clone(), SystemClock::new(), "/db".as_ref(), manual()).unwrap();
-                let all: BTreeMap<String, String> = db
-                    .scan((std::ops::Bound::Unbounded, std::ops::Bound::Unbounded), usize::MAX)
-                    .into_iter()
-                    .map(|(k, v)| {
-                        (String::from_utf8(k.to_vec()).unwrap(), String::from_utf8(v.to_vec()).unwrap())
-                    })
-                    .collect();
+                let all = all(&db);
                 assert_eq!(all, model, "{op:?} #{n} failed, then a crash: {report:?}");
                 if !hit {
                     break;

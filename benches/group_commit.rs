@@ -22,40 +22,16 @@
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+mod common;
+use common::{Run, bench_root, drive, env_counts, env_f64, invoked_as_bench, median, percentile, wanted};
 use waldb::wal::{Driver, Durability, PrepareAhead, RecordKind, Wal, WalBatch, WalConfig, WalOptions};
 
 const RECORD: usize = 100;
 const IDEAL_FILE: u64 = 256 << 20;
-
-fn env_f64(name: &str, default: f64) -> f64 {
-    std::env::var(name).ok().and_then(|s| s.parse().ok()).unwrap_or(default)
-}
-
-fn bench_root() -> PathBuf {
-    let root = std::env::var_os("WALDB_BENCH_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-data"));
-    std::fs::create_dir_all(&root).unwrap();
-    root
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
-fn percentile(sorted: &[u64], q: f64) -> u64 {
-    if sorted.is_empty() {
-        return 0;
-    }
-    let i = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1;
-    sorted[i]
-}
 
 fn zero_file(path: &Path, len: u64) -> File {
     let f = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(path).unwrap();
@@ -88,39 +64,6 @@ fn raw_fdatasync(root: &Path, n: usize) -> (f64, f64) {
     let _ = std::fs::remove_file(grow_path);
     let _ = std::fs::remove_file(root.join("zeroed.dat"));
     (median(times.0), median(times.1))
-}
-
-/// One measured run: commits, seconds, sorted latencies in ns.
-struct Run {
-    commits: u64,
-    seconds: f64,
-    latencies: Vec<u64>,
-}
-
-/// Runs `committers` threads calling `commit` until `seconds` pass.
-fn drive(committers: usize, seconds: f64, commit: Arc<dyn Fn(usize) + Send + Sync>) -> Run {
-    let stop = Arc::new(AtomicBool::new(false));
-    let start = Instant::now();
-    let handles: Vec<_> = (0..committers)
-        .map(|t| {
-            let (stop, commit) = (Arc::clone(&stop), Arc::clone(&commit));
-            std::thread::spawn(move || {
-                let mut lat = Vec::with_capacity(1 << 14);
-                while !stop.load(Relaxed) {
-                    let t0 = Instant::now();
-                    commit(t);
-                    lat.push(t0.elapsed().as_nanos() as u64);
-                }
-                lat
-            })
-        })
-        .collect();
-    std::thread::sleep(Duration::from_secs_f64(seconds));
-    stop.store(true, Relaxed);
-    let mut latencies: Vec<u64> = handles.into_iter().flat_map(|h| h.join().unwrap()).collect();
-    let seconds = start.elapsed().as_secs_f64();
-    latencies.sort_unstable();
-    Run { commits: latencies.len() as u64, seconds, latencies }
 }
 
 /// The ideal leader/follower: one Mutex + Condvar; the committer that finds no flush in flight
@@ -242,7 +185,7 @@ fn waldb_run(root: &Path, config: WalConfig, committers: usize, seconds: f64) ->
     let run = drive(
         committers,
         seconds,
-        Arc::new(move |_| {
+        Arc::new(move |_, _| {
             w.append(RecordKind::Unknown(0x80), &payload).unwrap().wait().unwrap();
         }),
     );
@@ -258,13 +201,13 @@ fn ideal_run(root: &Path, threaded: bool, committers: usize, seconds: f64) -> Ru
     let run = if threaded {
         let (ideal, handle) = IdealThread::start(file);
         let i = Arc::clone(&ideal);
-        let run = drive(committers, seconds, Arc::new(move |_| i.commit()));
+        let run = drive(committers, seconds, Arc::new(move |_, _| i.commit()));
         ideal.stop();
         handle.join().unwrap();
         run
     } else {
         let ideal = Arc::new(IdealLf { file, state: Mutex::new((0, 0, false, 0)), cv: Condvar::new() });
-        drive(committers, seconds, Arc::new(move |_| ideal.commit()))
+        drive(committers, seconds, Arc::new(move |_, _| ideal.commit()))
     };
     let _ = std::fs::remove_file(root.join("ideal.dat"));
     run
@@ -274,8 +217,7 @@ const VARIANTS: [&str; 4] =
     ["ideal, dedicated leader", "ideal, leader/follower", "waldb Sync, Thread", "waldb Sync, LeaderFollower"];
 
 fn main() {
-    // `cargo test --benches` runs bench binaries with `--bench` absent: do nothing then.
-    if !std::env::args().any(|a| a == "--bench") {
+    if !invoked_as_bench() {
         return;
     }
     let seconds = env_f64("WALDB_BENCH_SECONDS", 1.0);
@@ -286,8 +228,6 @@ fn main() {
         root.display()
     );
 
-    let only = std::env::var("WALDB_BENCH_ONLY").unwrap_or_default();
-    let wanted = |section: &str| only.is_empty() || only.split(',').any(|s| s.trim() == section);
     if wanted("commits") {
         let (grow, zeroed) = raw_fdatasync(&root, 2000);
         println!(
@@ -305,10 +245,7 @@ fn main() {
 
 /// Section 2: durable commits against the two ideals.
 fn commits(root: &Path, seconds: f64, rounds: usize, zeroed: f64) {
-    let counts: Vec<usize> = std::env::var("WALDB_BENCH_COMMITTERS")
-        .ok()
-        .map(|s| s.split(',').map(|c| c.trim().parse().expect("WALDB_BENCH_COMMITTERS: numbers")).collect())
-        .unwrap_or_else(|| vec![1, 4, 16, 64]);
+    let counts = env_counts("WALDB_BENCH_COMMITTERS", &[1, 4, 16, 64]);
     // rates[count][variant] = per-round commits/s; lat[count][variant] = latencies of all rounds.
     let mut rates = vec![vec![Vec::new(); VARIANTS.len()]; counts.len()];
     let mut lats: Vec<Vec<Vec<u64>>> = vec![vec![Vec::new(); VARIANTS.len()]; counts.len()];
@@ -340,7 +277,7 @@ fn commits(root: &Path, seconds: f64, rounds: usize, zeroed: f64) {
                         run
                     }
                 };
-                rates[ci][vi].push(run.commits as f64 / run.seconds);
+                rates[ci][vi].push(run.rate());
                 lats[ci][vi].extend_from_slice(&run.latencies);
             }
         }
@@ -385,8 +322,8 @@ fn rotation(root: &Path, seconds: f64, rounds: usize) {
         for _ in 0..rounds.max(1) {
             let (run, stats) =
                 waldb_run(root, wal_config(Driver::LeaderFollower, 1 << 20, prepare), 4, seconds);
-            rates.push(run.commits as f64 / run.seconds);
-            if best.as_ref().is_none_or(|(b, _)| b.commits < run.commits) {
+            rates.push(run.rate());
+            if best.as_ref().is_none_or(|(b, _)| b.ops < run.ops) {
                 best = Some((run, stats));
             }
         }

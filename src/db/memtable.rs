@@ -51,7 +51,13 @@ impl Chain {
     /// The newest version at or below `at`: `None` if there is none, `Some(None)` if it is a
     /// deletion.
     fn read(&self, at: Lsn) -> Option<Option<Value>> {
+        self.read_at(|| at)
+    }
+
+    /// [`Chain::read`] at the LSN `at` returns once the chain is locked.
+    fn read_at(&self, at: impl FnOnce() -> Lsn) -> Option<Option<Value>> {
         let versions = self.lock();
+        let at = at();
         versions.iter().rev().find(|v| v.lsn <= at).map(|v| v.value.clone())
     }
 }
@@ -95,6 +101,15 @@ impl Memtable {
     /// The value of `key` in the snapshot at `at`: `None` if absent or deleted.
     pub(crate) fn get(&self, key: &[u8], at: Lsn) -> Option<Value> {
         self.map.get(key).and_then(|e| e.value().read(at)).flatten()
+    }
+
+    /// The value of `key` as of the visible LSN, read with no registered snapshot: `visible`
+    /// is loaded only once the key's chain is locked. Reclamation keeps the newest version at
+    /// or below the horizon, and the horizon never passes the visible LSN, so the version this
+    /// reads is still there — whereas an LSN loaded before the lock may have been reclaimed
+    /// meanwhile, and the key would read as absent (`db_get_never_misses_a_key_being_overwritten`).
+    pub(crate) fn get_latest(&self, key: &[u8], visible: impl FnOnce() -> Lsn) -> Option<Value> {
+        self.map.get(key).and_then(|e| e.value().read_at(visible)).flatten()
     }
 
     /// How many versions of `key` are held.

@@ -460,7 +460,7 @@ impl<D: Disk + Clone, C: Clock + Clone> Db<D, C> {
     /// [`Error::TooLarge`] for a key over the limit.
     pub fn get(&self, key: &[u8]) -> Result<Option<Arc<[u8]>>> {
         self.inner.check_key(key)?;
-        Ok(self.inner.memtable.get(key, self.visible_lsn()))
+        Ok(self.inner.memtable.get_latest(key, || self.visible_lsn()))
     }
 
     /// Up to `limit` live pairs with keys in `range`, in key order, from a snapshot of

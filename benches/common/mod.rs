@@ -1,0 +1,102 @@
+//! Helpers shared by the hand-rolled benchmarks (`group_commit`, `db`): where data goes, the
+//! environment knobs, medians and percentiles, and a closed-loop driver of N threads.
+
+#![allow(dead_code)] // Each bench uses a subset.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+/// A number from the environment, or `default`.
+pub fn env_f64(name: &str, default: f64) -> f64 {
+    std::env::var(name).ok().and_then(|s| s.parse().ok()).unwrap_or(default)
+}
+
+/// A comma-separated list of counts from the environment, or `default`.
+pub fn env_counts(name: &str, default: &[usize]) -> Vec<usize> {
+    std::env::var(name)
+        .ok()
+        .map(|s| {
+            s.split(',').map(|c| c.trim().parse().unwrap_or_else(|_| panic!("{name}: numbers"))).collect()
+        })
+        .unwrap_or_else(|| default.to_vec())
+}
+
+/// Whether `section` was asked for in `WALDB_BENCH_ONLY` (all are when it is unset).
+pub fn wanted(section: &str) -> bool {
+    let only = std::env::var("WALDB_BENCH_ONLY").unwrap_or_default();
+    only.is_empty() || only.split(',').any(|s| s.trim() == section)
+}
+
+/// `cargo test --benches` runs bench binaries without `--bench`: they do nothing then.
+pub fn invoked_as_bench() -> bool {
+    std::env::args().any(|a| a == "--bench")
+}
+
+/// `WALDB_BENCH_DIR`, or `target/bench-data`: on the disk being measured, not a tmpfs.
+pub fn bench_root() -> PathBuf {
+    let root = std::env::var_os("WALDB_BENCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-data"));
+    std::fs::create_dir_all(&root).unwrap();
+    root
+}
+
+/// The median (upper median for even lengths).
+pub fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// The `q` quantile of sorted values (nearest rank).
+pub fn percentile(sorted: &[u64], q: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let i = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[i]
+}
+
+/// One measured run: operations, seconds, sorted latencies in ns.
+pub struct Run {
+    pub ops: u64,
+    pub seconds: f64,
+    pub latencies: Vec<u64>,
+}
+
+impl Run {
+    /// Operations per second.
+    pub fn rate(&self) -> f64 {
+        self.ops as f64 / self.seconds
+    }
+}
+
+/// Runs `threads` threads calling `op(thread, n)` (n counts that thread's calls) until
+/// `seconds` pass; each call is one operation.
+pub fn drive(threads: usize, seconds: f64, op: Arc<dyn Fn(usize, u64) + Send + Sync>) -> Run {
+    let stop = Arc::new(AtomicBool::new(false));
+    let start = Instant::now();
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let (stop, op) = (Arc::clone(&stop), Arc::clone(&op));
+            std::thread::spawn(move || {
+                let mut lat = Vec::with_capacity(1 << 14);
+                let mut n = 0;
+                while !stop.load(Relaxed) {
+                    let t0 = Instant::now();
+                    op(t, n);
+                    lat.push(t0.elapsed().as_nanos() as u64);
+                    n += 1;
+                }
+                lat
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs_f64(seconds));
+    stop.store(true, Relaxed);
+    let mut latencies: Vec<u64> = handles.into_iter().flat_map(|h| h.join().unwrap()).collect();
+    let seconds = start.elapsed().as_secs_f64();
+    latencies.sort_unstable();
+    Run { ops: latencies.len() as u64, seconds, latencies }
+}

@@ -7,12 +7,16 @@
 //!
 //! - `group`: group commit (`Wal`) with a crash after every flusher step of seeded runs, and
 //!   each failure path (sync EIO, disk full, panics) bounded in steps.
+//! - `db`: the whole database — N simulated clients interleaved by one seeded scheduler, every
+//!   durability, conflicts, checkpoints, faults, crashes and bit flips — against a model, with
+//!   the checker of DESIGN.md §6 (`WALDB_SIM_DB_SEEDS=N`, default 500).
 //! - `faults`: the log's behaviour under each fault, scenario by scenario.
 //! - `regressions`: each bug the simulator found, as a named test with its seed.
 //!
 //! Seeds: `WALDB_SIM_SEEDS=N` widens the default campaign, `WALDB_SIM_SEED=S` runs one seed.
 //! A failure prints the seed and the command that replays it.
 
+mod db;
 mod faults;
 mod group;
 mod regressions;

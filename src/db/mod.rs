@@ -14,9 +14,10 @@
 //!   after the log is durable up to `lsn`.
 //! - **Visible only when durable** (`Sync`): a snapshot reads at the *visible LSN*, which moves
 //!   past a `Sync` commit only once it is durable — no reader ever sees what a crash could take
-//!   back. A `Buffered` or `None` commit becomes visible as soon as it is acknowledged (its
-//!   committer reads its own write), unless an earlier `Sync` commit is still waiting for its
-//!   sync: then with that one. So under `Buffered`, readers can see commits that a crash within
+//!   back. A `Buffered` or `None` commit is acknowledged once visible: at once, unless an
+//!   earlier `Sync` commit is still waiting for its sync — visibility follows LSN order — and
+//!   then when that one is durable. Every commit is visible when it resolves, so a committer
+//!   always reads its own writes. Under `Buffered`, readers can see commits that a crash within
 //!   the `every` window takes back — the same bounded loss the committer accepted.
 //! - **Atomic, prefix-consistent**: a transaction is one WAL record. Recovery loads the newest
 //!   checkpoint and replays the records above its LSN in order: the state is that of the first
@@ -709,6 +710,30 @@ impl<D: Disk + Clone, C: Clock + Clone> Inner<D, C> {
         }
         if let Some(lsn) = last {
             self.visible.fetch_max(lsn.0, SeqCst);
+        }
+    }
+
+    /// The last `Sync` commit before `lsn` that is not durable yet, if `lsn` is not visible:
+    /// what `lsn`'s commit waits for before it resolves (visibility follows LSN order, and a
+    /// `Sync` commit is visible only once durable).
+    /// Advances the visible LSN first.
+    fn visibility_blocker(&self, lsn: Lsn) -> Option<Lsn> {
+        loop {
+            self.advance_visible();
+            if self.visible.load(SeqCst) >= lsn.0 {
+                return None;
+            }
+            let durable = self.wal.durable_lsn();
+            let pending = lock(&self.pending);
+            let blocker =
+                pending.iter().take_while(|(l, _)| *l < lsn).filter(|(l, sync)| *sync && *l > durable).last();
+            if let Some((l, _)) = blocker {
+                return Some(*l);
+            }
+            // It became durable since `advance_visible` looked: advance again. Every pending
+            // entry below `lsn` is now a non-`Sync` one or a durable `Sync` one (this commit's
+            // own entry is durable if it is `Sync`: its ticket resolved), so the next pass
+            // makes `lsn` visible.
         }
     }
 

@@ -242,13 +242,16 @@ impl<D: Disk + Clone, C: Clock + Clone> Transaction<D, C> {
     pub fn commit_with(mut self, durability: Durability) -> Commit<D, C> {
         let db = Arc::clone(&self.db);
         let bytes = self.payload_bytes;
-        let state = match self.sequence(durability) {
-            Ok(Some(ticket)) => State::Waiting(ticket),
-            Ok(None) => State::Ready(Some(Ok(self.snapshot))),
-            Err(e) => State::Ready(Some(Err(e))),
+        let (state, lsn) = match self.sequence(durability) {
+            Ok(Some(ticket)) => {
+                let lsn = ticket.lsn();
+                (State::Waiting(ticket), Some(lsn))
+            }
+            Ok(None) => (State::Ready(Some(Ok(self.snapshot))), None),
+            Err(e) => (State::Ready(Some(Err(e))), None),
         };
         self.finish();
-        Commit { db, state, bytes }
+        Commit { db, state, bytes, lsn }
     }
 
     /// Commits and blocks until the result is known: `commit().wait()`.
@@ -357,7 +360,15 @@ impl<D: Disk + Clone, C: Clock + Clone> Drop for Transaction<D, C> {
 
 enum State {
     Ready(Option<Result<Lsn>>),
+    /// Waiting for the commit's own durability.
     Waiting(Ticket),
+    /// Durable as asked (or acknowledged, for `Buffered` and `None`) but not yet visible: an
+    /// earlier `Sync` commit is not durable yet, and visibility follows LSN order. Waiting for
+    /// that commit's sync (`ticket`) before resolving to `lsn`.
+    Blocked {
+        lsn: Lsn,
+        ticket: Ticket,
+    },
 }
 
 /// A commit in flight: resolves to the commit LSN once its durability is met and it is visible,
@@ -368,6 +379,8 @@ pub struct Commit<D: Disk + Clone = StdDisk, C: Clock + Clone = SystemClock> {
     db: Arc<Inner<D, C>>,
     state: State,
     bytes: u64,
+    /// The LSN the commit was sequenced at, if it was.
+    lsn: Option<Lsn>,
 }
 
 impl<D: Disk + Clone, C: Clock + Clone> std::fmt::Debug for Commit<D, C> {
@@ -375,32 +388,54 @@ impl<D: Disk + Clone, C: Clock + Clone> std::fmt::Debug for Commit<D, C> {
         let state = match &self.state {
             State::Ready(_) => "ready",
             State::Waiting(_) => "waiting",
+            State::Blocked { .. } => "blocked",
         };
         f.debug_struct("Commit").field("state", &state).finish_non_exhaustive()
     }
 }
 
 impl<D: Disk + Clone, C: Clock + Clone> Commit<D, C> {
+    /// The LSN this commit was given, known as soon as [`Transaction::commit`] returns: `None`
+    /// if it wrote nothing or was refused before reaching the log (a conflict, a closed
+    /// database). When the commit then fails (the log failed), its outcome is unknown — after a
+    /// crash it is wholly present or wholly absent, and present only if every commit before
+    /// this LSN is; this LSN places it in that order.
+    pub fn lsn(&self) -> Option<Lsn> {
+        self.lsn
+    }
+
     /// Blocks until the outcome is known.
     ///
     /// # Errors
     ///
     /// As [`Transaction::commit`].
     pub fn wait(mut self) -> Result<Lsn> {
-        let r = match std::mem::replace(&mut self.state, State::Ready(None)) {
-            State::Ready(r) => return r.expect("a commit resolves once"),
-            State::Waiting(ticket) => ticket.wait(),
-        };
-        self.settle(r)
+        loop {
+            let (r, blocked) = match std::mem::replace(&mut self.state, State::Ready(None)) {
+                State::Ready(r) => return r.expect("a commit resolves once"),
+                State::Waiting(ticket) => (ticket.wait(), None),
+                State::Blocked { lsn, ticket } => (ticket.wait(), Some(lsn)),
+            };
+            if let Some(r) = self.settle(r, blocked) {
+                return r;
+            }
+        }
     }
 
-    /// After the ticket resolved: publish visibility and do the bookkeeping.
-    fn settle(&self, r: Result<Lsn>) -> Result<Lsn> {
-        let lsn = r?;
-        self.db.advance_visible();
+    /// After a ticket resolved: publish visibility; resolve once the commit is visible, or
+    /// move to [`State::Blocked`] on the earlier `Sync` commit that holds it back (`None`).
+    fn settle(&mut self, r: Result<Lsn>, blocked: Option<Lsn>) -> Option<Result<Lsn>> {
+        let lsn = match r {
+            Ok(lsn) => blocked.unwrap_or(lsn),
+            Err(e) => return Some(Err(e)),
+        };
+        if let Some(blocker) = self.db.visibility_blocker(lsn) {
+            self.state = State::Blocked { lsn, ticket: self.db.wal.sync_ticket(blocker) };
+            return None;
+        }
         self.db.note_committed(self.bytes);
         self.db.maintain();
-        Ok(lsn)
+        Some(Ok(lsn))
     }
 }
 
@@ -408,14 +443,22 @@ impl<D: Disk + Clone, C: Clock + Clone> Future for Commit<D, C> {
     type Output = Result<Lsn>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<Lsn>> {
-        let r = match &mut self.state {
-            State::Ready(r) => return Poll::Ready(r.take().expect("polled after completion")),
-            State::Waiting(ticket) => match Pin::new(ticket).poll(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(r) => r,
-            },
-        };
-        self.state = State::Ready(None);
-        Poll::Ready(self.settle(r))
+        loop {
+            let (r, blocked) = match &mut self.state {
+                State::Ready(r) => return Poll::Ready(r.take().expect("polled after completion")),
+                State::Waiting(ticket) => match Pin::new(ticket).poll(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(r) => (r, None),
+                },
+                State::Blocked { lsn, ticket } => match Pin::new(ticket).poll(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(r) => (r, Some(*lsn)),
+                },
+            };
+            self.state = State::Ready(None);
+            if let Some(r) = self.settle(r, blocked) {
+                return Poll::Ready(r);
+            }
+        }
     }
 }

@@ -246,7 +246,7 @@ impl Sim {
 
     /// Opens the database after a crash or close, with faults off (recovery reads; what is
     /// checked is the data). Returns the database and the LSN its state reached.
-    fn open(&mut self) -> Option<(SimDb, Lsn)> {
+    fn open(&mut self) -> Result<(SimDb, Lsn), String> {
         let faults = self.disk.faults();
         self.disk.set_faults(SimFaults::default());
         self.disk.clear_scheduled();
@@ -261,11 +261,11 @@ impl Sim {
                     "open: checkpoint {:?}, {} txns replayed, lsn {}, end {:?}",
                     report.checkpoint_lsn, report.txns_replayed, report.lsn, report.wal.end
                 ));
-                Some((db, report.lsn))
+                Ok((db, report.lsn))
             }
             Ok(Err(e)) => {
                 self.event(format!("open failed: {e}"));
-                None
+                Err(e.to_string())
             }
         }
     }
@@ -343,8 +343,9 @@ impl Sim {
     /// One life: open, work, crash or close.
     fn life(&mut self, clients: usize, last: bool) {
         self.out.lives += 1;
-        let Some(db) = self.recover("after recovery") else {
-            self.fail("the database does not open after a crash without corruption");
+        let db = match self.recover("after recovery") {
+            Ok(db) => db,
+            Err(e) => self.fail(&format!("the database does not open after a crash without corruption: {e}")),
         };
 
         self.arm_faults();
@@ -417,7 +418,7 @@ impl Sim {
     /// Opens the database and checks what recovery reached: every acknowledged `Sync` commit
     /// and everything durable at the end of the last life, nothing never sequenced, and a state
     /// that is exactly the model's at the recovered LSN.
-    fn recover(&mut self, when: &str) -> Option<SimDb> {
+    fn recover(&mut self, when: &str) -> Result<SimDb, String> {
         let (db, lsn) = self.open()?;
         let (acked_sync, durable) = (self.model.last_acked(true), self.durable_at_end);
         if lsn < acked_sync {
@@ -439,7 +440,7 @@ impl Sim {
         }
         self.model.truncate(lsn);
         self.check_state(&db, lsn, when);
-        Some(db)
+        Ok(db)
     }
 
     fn crash(&mut self, db: SimDb, cs: Vec<Client>, last: bool) {
@@ -858,17 +859,17 @@ pub fn run_seed(seed: u64) -> Outcome {
     // recovery and the full check once more.
     if sim.out.bit_flips > 0 {
         match sim.open() {
-            Some((db, _)) => db.close().map(|_| ()).unwrap_or_else(|e| sim.event(format!("close: {e}"))),
-            None => sim.out.corrupt_opens += 1,
+            Ok((db, _)) => db.close().map(|_| ()).unwrap_or_else(|e| sim.event(format!("close: {e}"))),
+            Err(_) => sim.out.corrupt_opens += 1,
         }
     } else {
         match sim.recover("after the last crash") {
-            Some(db) => {
+            Ok(db) => {
                 if let Err(e) = db.close() {
                     sim.fail(&format!("close without faults: {e}"));
                 }
             }
-            None => sim.fail("the database does not open after the last crash"),
+            Err(e) => sim.fail(&format!("the database does not open after the last crash: {e}")),
         }
     }
     sim.out.trace_hash = sim.hash ^ sim.disk.trace_hash().rotate_left(1);

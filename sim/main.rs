@@ -12,6 +12,8 @@
 //!   the checker of DESIGN.md §6 (`WALDB_SIM_DB_SEEDS=N`, default 500).
 //! - `faults`: the log's behaviour under each fault, scenario by scenario.
 //! - `regressions`: each bug the simulator found, as a named test with its seed.
+//! - `teeth` (feature `mutants`): with each of seven bugs planted in turn, the `db` campaign
+//!   fails within its default budget.
 //!
 //! Seeds: `WALDB_SIM_SEEDS=N` widens the default campaign, `WALDB_SIM_SEED=S` runs one seed.
 //! A failure prints the seed and the command that replays it.
@@ -21,4 +23,6 @@ mod faults;
 mod group;
 mod regressions;
 mod support;
+#[cfg(feature = "mutants")]
+mod teeth;
 mod wal_crash;

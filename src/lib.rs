@@ -67,6 +67,10 @@ pub mod db;
 pub mod disk;
 mod error;
 #[cfg(feature = "sim")]
+#[cfg(feature = "mutants")]
+pub mod mutation;
+#[cfg(not(feature = "mutants"))]
+mod mutation;
 mod rng;
 mod sync;
 mod types;

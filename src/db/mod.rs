@@ -702,7 +702,10 @@ impl<D: Disk + Clone, C: Clock + Clone> Inner<D, C> {
         let mut pending = lock(&self.pending);
         let mut last = None;
         while let Some(&(lsn, sync)) = pending.front() {
-            if sync && lsn > durable {
+            if sync
+                && lsn > durable
+                && !crate::mutation::active(crate::mutation::Mutation::VisibleBeforeDurable)
+            {
                 break;
             }
             pending.pop_front();

@@ -321,7 +321,17 @@ impl<D: Disk + Clone, C: Clock + Clone> Transaction<D, C> {
             db.conflicts.fetch_add(1, SeqCst);
             return Err(Error::Conflict { reason });
         }
-        let ticket = db.wal.append_with(RecordKind::Txn, &payload, durability)?;
+        let ticket = if crate::mutation::active(crate::mutation::Mutation::TornTransaction) && ops.len() > 1 {
+            let mut last = None;
+            for op in &ops {
+                let mut one = Vec::new();
+                encode_txn(&mut one, self.id, std::slice::from_ref(op));
+                last = Some(db.wal.append_with(RecordKind::Txn, &one, durability)?);
+            }
+            last.expect("more than one operation")
+        } else {
+            db.wal.append_with(RecordKind::Txn, &payload, durability)?
+        };
         let lsn = ticket.lsn();
         let mut keys = Vec::with_capacity(self.writes.len());
         for (k, v) in &self.writes {

@@ -151,7 +151,9 @@ pub fn prepare_segment<D: Disk>(disk: &D, dir: &Path, id: SegmentId, segment_byt
     }
     file.sync_all().ctx("sync_all", &temp)?;
     disk.rename(&temp, &path).ctx("rename", &temp)?;
-    disk.sync_dir(dir).ctx("sync_dir", dir)?;
+    if !crate::mutation::active(crate::mutation::Mutation::NoDirSyncAfterSegmentCreate) {
+        disk.sync_dir(dir).ctx("sync_dir", dir)?;
+    }
     Ok(file)
 }
 

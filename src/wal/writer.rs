@@ -33,6 +33,7 @@ use super::recovery::{LogReader, ReadOptions, RecoveryMode, RecoveryReport};
 use super::segment::{self, create_dir_durable, list_segments, prepare_segment, remove_durable};
 use crate::disk::{Disk, DiskFile, OpenMode};
 use crate::error::{Error, IoContext, Result};
+use crate::mutation::{self, Mutation};
 use crate::types::{Lsn, SegmentId};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -413,8 +414,14 @@ impl<D: Disk> LogWriter<D> {
     fn sync_active(&mut self) -> Result<()> {
         if let Some(active) = &self.active
             && self.synced_lsn < self.written_lsn
+            && !mutation::active(Mutation::AckBeforeSync)
         {
-            active.file.sync_data().ctx("sync_data", &active.path)?;
+            let synced = active.file.sync_data();
+            if synced.is_err() && mutation::active(Mutation::FailedSyncRetried) {
+                active.file.sync_data().ctx("sync_data", &active.path)?;
+            } else {
+                synced.ctx("sync_data", &active.path)?;
+            }
         }
         self.synced_lsn = self.written_lsn;
         Ok(())

@@ -1069,6 +1069,12 @@ impl<D: Disk, C: Clock> Shared<D, C> {
         if take.bytes > f.writer.space_left() && !f.writer.has_prepared() {
             self.claim_segment(f);
         }
+        if take.entries >= 2 && crate::mutation::active(crate::mutation::Mutation::LsnOutOfQueueOrder) {
+            let (a, b) = f.pending.make_contiguous().split_at_mut(1);
+            if let (Body::One(_, x), Body::One(_, y)) = (&mut a[0].body, &mut b[0].body) {
+                std::mem::swap(x, y);
+            }
+        }
         let segment_before = f.writer.active_segment();
         let mut deadline = f.deadline;
         for entry in f.pending.drain(..take.entries) {

@@ -1,0 +1,89 @@
+//! The checker has teeth: with one bug planted at a time (`waldb::mutation`, feature `mutants`),
+//! the database campaign (`db.rs`) must fail within its default budget of seeds. Each test
+//! plants its mutation on its own thread (the simulated database runs on the calling thread),
+//! runs seeds from 0 until one fails, and reports how many it took.
+//!
+//! `cargo test --features mutants --test sim teeth -- --nocapture` prints the seeds.
+
+use waldb::mutation::{self, Mutation};
+
+/// The default campaign's budget (`db_sim` runs 500 seeds in `cargo test`).
+const BUDGET: u64 = 500;
+
+/// Runs seeds with `m` planted until one fails; returns that seed and the failure.
+fn first_failing_seed(m: Mutation) -> Option<(u64, String)> {
+    mutation::plant(Some(m));
+    let found = (0..BUDGET).find_map(|seed| {
+        crate::support::quietly(|| crate::db::run_seed(seed)).err().map(|e| (seed, panic_text(&*e)))
+    });
+    mutation::plant(None);
+    found
+}
+
+fn panic_text(e: &(dyn std::any::Any + Send)) -> String {
+    let text =
+        e.downcast_ref::<String>().cloned().or_else(|| e.downcast_ref::<&str>().map(|s| (*s).to_owned()));
+    let text = text.unwrap_or_else(|| "a panic".to_owned());
+    text.lines().next().unwrap_or_default().to_owned()
+}
+
+fn caught(m: Mutation) {
+    let Some((seed, why)) = first_failing_seed(m) else {
+        panic!("{m:?} planted, and {BUDGET} seeds of the database campaign all passed");
+    };
+    eprintln!("teeth: {m:?} caught by seed {seed} ({} seeds run): {why}", seed + 1);
+    // Unplanted, the same seed passes: the failure was the mutation's.
+    if let Err(e) = crate::support::quietly(|| crate::db::run_seed(seed)) {
+        panic!("seed {seed} fails without {m:?} planted too: {}", panic_text(&*e));
+    }
+}
+
+#[test]
+fn teeth_ack_before_sync() {
+    caught(Mutation::AckBeforeSync);
+}
+
+#[test]
+fn teeth_no_dir_sync_after_segment_create() {
+    caught(Mutation::NoDirSyncAfterSegmentCreate);
+}
+
+#[test]
+fn teeth_no_crc_check() {
+    caught(Mutation::NoCrcCheck);
+}
+
+#[test]
+fn teeth_torn_transaction() {
+    caught(Mutation::TornTransaction);
+}
+
+#[test]
+fn teeth_lsn_out_of_queue_order() {
+    caught(Mutation::LsnOutOfQueueOrder);
+}
+
+#[test]
+fn teeth_failed_sync_retried() {
+    caught(Mutation::FailedSyncRetried);
+}
+
+#[test]
+fn teeth_visible_before_durable() {
+    caught(Mutation::VisibleBeforeDurable);
+}
+
+#[test]
+fn every_mutation_has_a_test() {
+    // A new mutation must get its test above: this list is checked against `Mutation::ALL`.
+    let tested = [
+        Mutation::AckBeforeSync,
+        Mutation::NoDirSyncAfterSegmentCreate,
+        Mutation::NoCrcCheck,
+        Mutation::TornTransaction,
+        Mutation::LsnOutOfQueueOrder,
+        Mutation::FailedSyncRetried,
+        Mutation::VisibleBeforeDurable,
+    ];
+    assert_eq!(tested, Mutation::ALL);
+}

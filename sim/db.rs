@@ -7,7 +7,8 @@
 //! Each seed lives several lives. A life opens the database, runs a random workload — gets,
 //! puts, deletes, scans, read-modify-writes on a few hot keys so that transactions conflict,
 //! commits of every durability, aborts, checkpoints, reads outside transactions — with faults
-//! at random steps on some seeds (EIO on writes, syncs and directory syncs, disk full), and
+//! at random steps on some seeds (EIO on writes, syncs and directory syncs, disk full, a failed
+//! sync that drops its writes, torn writes at 512 B or 4 KiB sectors), and
 //! ends in a crash at a random step or a clean close. Every sequenced commit is recorded in a
 //! model (its LSN is known from `Commit::lsn` at once, so a commit whose outcome is an error is
 //! placed in the order from the start). The checker of DESIGN.md §6, after every crash and at
@@ -24,8 +25,8 @@
 //!    is in the model at its LSN);
 //! 6. `Buffered` loses at most the commits after the last successful sync: the recovered LSN
 //!    is at least the log's durable LSN at the crash;
-//! 7. recovery of the crashed disk — with a bit flipped in a durable file on some lives — ends
-//!    in `Ok` or a clear error, never a panic;
+//! 7. recovery of the crashed disk — after a bit flipped in a durable file, or writes stored at
+//!    the wrong offset, on some seeds' last lives — ends in `Ok` or a clear error, never a panic;
 //! 8. the run is deterministic: one seed run twice gives the same trace hash.
 //!
 //! Also at every step: a `Sync` commit is visible to no snapshot before it is durable; an
@@ -42,7 +43,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use waldb::db::{DbOptions, Isolation};
-use waldb::sim::{FaultOp, SimClock, SimDisk, SimFaults, SimRng};
+use waldb::sim::{FaultOp, SimClock, SimConfig, SimDisk, SimFaults, SimRng};
 use waldb::wal::{BatchConfig, Driver, Durability};
 use waldb::{Commit, Db, Error, Lsn, Transaction};
 
@@ -191,6 +192,7 @@ pub struct Outcome {
     pub checkpoints: u64,
     pub faults_hit: u64,
     pub bit_flips: u64,
+    pub misdirected_writes: u64,
     pub corrupt_opens: u64,
     pub trace_hash: u64,
 }
@@ -349,6 +351,11 @@ impl Sim {
         };
 
         self.arm_faults();
+        // Silent corruption (misdirected writes) only in the last life, as for bit flips.
+        if last && self.rng.below(5) == 0 {
+            self.disk.set_faults(SimFaults { misdirected_write_probability: 0.05, ..self.disk.faults() });
+            self.event("misdirected writes on".into());
+        }
         let mut cs: Vec<Client> = (0..clients).map(|_| Client::Idle).collect();
         let mut broken = false;
         let steps = 20 + self.rng.below(600);
@@ -817,7 +824,8 @@ pub fn run_seed(seed: u64) -> Outcome {
         0 | 1 => Durability::Sync,
         _ => Durability::Buffered { every: Duration::from_millis(5) },
     };
-    let disk = SimDisk::new(rng.next_u64());
+    let sector_bytes = if rng.below(2) == 0 { 512 } else { 4096 };
+    let disk = SimDisk::with_config(rng.next_u64(), SimConfig { sector_bytes, ..SimConfig::default() });
     disk.set_faults(SimFaults { failed_sync_drops_writes: rng.below(2) == 0, ..SimFaults::default() });
     let options = DbOptions {
         durability,
@@ -854,10 +862,12 @@ pub fn run_seed(seed: u64) -> Outcome {
     for life in 0..lives {
         sim.life(clients, life + 1 == lives);
     }
-    // The last crash: with a bit flipped, an open that ends in `Ok` or a clear error (a flip in
-    // the log's last record reads as a torn tail, so no state can be required); otherwise
+    // The last crash: after silent corruption (a bit flipped, writes misdirected), an open that
+    // ends in `Ok` or a clear error (a flip in the log's last record reads as a torn tail, so no
+    // state can be required); otherwise
     // recovery and the full check once more.
-    if sim.out.bit_flips > 0 {
+    sim.out.misdirected_writes = sim.disk.stats().misdirected_writes;
+    if sim.out.bit_flips > 0 || sim.out.misdirected_writes > 0 {
         match sim.open() {
             Ok((db, _)) => db.close().map(|_| ()).unwrap_or_else(|e| sim.event(format!("close: {e}"))),
             Err(_) => sim.out.corrupt_opens += 1,
@@ -893,6 +903,7 @@ fn db_sim() {
         total.checkpoints += o.checkpoints;
         total.faults_hit += o.faults_hit;
         total.bit_flips += o.bit_flips;
+        total.misdirected_writes += o.misdirected_writes;
         total.corrupt_opens += o.corrupt_opens;
     }
     eprintln!("db_sim: {} seeds in {:.2?}: {total:?}", seeds.len(), started.elapsed());
@@ -906,6 +917,7 @@ fn db_sim() {
             ("checkpoints", total.checkpoints),
             ("faults", total.faults_hit),
             ("bit flips", total.bit_flips),
+            ("misdirected writes", total.misdirected_writes),
         ] {
             assert!(n > 0, "the campaign had no {what}: it proves little");
         }

@@ -44,6 +44,7 @@ thread_local! {
 }
 
 /// Runs `f`; a simulation failure inside it unwinds without printing (the caller expects it).
+#[cfg_attr(not(feature = "mutants"), allow(dead_code))]
 pub fn quietly<T>(f: impl FnOnce() -> T) -> std::thread::Result<T> {
     QUIET.with(|q| q.set(true));
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));

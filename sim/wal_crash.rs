@@ -50,6 +50,7 @@ fn run_seed(seed: u64) -> Outcome {
                 capacity_bytes: if rng.below(2) == 0 { Some(20_000 + rng.below(100_000)) } else { None },
                 io_error_probability: [0.0, 0.01, 0.03, 0.01],
                 failed_sync_drops_writes: true,
+                ..SimFaults::default()
             }
         } else {
             SimFaults::default()

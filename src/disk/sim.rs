@@ -30,7 +30,8 @@
 //! [`SimFaults`] sets them: a capacity in bytes (the write that crosses it writes what fits, then
 //! fails with `StorageFull`); EIO on reads, writes and syncs, scheduled for the n-th call of an
 //! operation or with a probability; a failed sync that drops the cached writes it covered while
-//! reads still see them (what Linux does); and bit flips in durable data
+//! reads still see them (what Linux does); misdirected writes (stored 1–4 sectors away from
+//! where they were written, seen only after a crash); and bit flips in durable data
 //! ([`SimDisk::flip_bit`]). Every fault injected is counted in [`SimStats`].
 //!
 //! # Limits of the model
@@ -112,11 +113,21 @@ pub struct SimFaults {
     /// On a failed `sync_data`/`sync_all`, drop the pending writes it covered without making them
     /// durable, while reads keep seeing them (Linux behaviour). If false, they stay pending.
     pub failed_sync_drops_writes: bool,
+    /// Probability that a write is misdirected: reads (the OS cache) see it where it was
+    /// written, but the device stores it 1–4 sectors before or after that offset, and the
+    /// intended sectors keep their old durable bytes. Silent corruption: only a checksum or a
+    /// structural check finds it, after a crash.
+    pub misdirected_write_probability: f64,
 }
 
 impl Default for SimFaults {
     fn default() -> Self {
-        SimFaults { capacity_bytes: None, io_error_probability: [0.0; 4], failed_sync_drops_writes: true }
+        SimFaults {
+            capacity_bytes: None,
+            io_error_probability: [0.0; 4],
+            failed_sync_drops_writes: true,
+            misdirected_write_probability: 0.0,
+        }
     }
 }
 
@@ -147,6 +158,8 @@ pub struct SimStats {
     pub storage_full: u64,
     /// Bits flipped at rest.
     pub bit_flips: u64,
+    /// Writes stored at the wrong offset.
+    pub misdirected_writes: u64,
 }
 
 type Ino = u64;
@@ -843,10 +856,19 @@ impl DiskFile for SimFile {
         s.stats.writes += 1;
         s.stats.bytes_written += len as u64;
         s.mix(&[0x57, self.ino, offset, len as u64]);
+        let p = s.config.faults.misdirected_write_probability;
+        let mut stored_at = offset;
+        if len > 0 && p > 0.0 && s.rng.chance(p) {
+            let sector = u64::from(s.config.sector_bytes);
+            let shift = sector * (1 + s.rng.below(4));
+            stored_at = if s.rng.below(2) == 0 { offset + shift } else { offset.saturating_sub(shift) };
+            s.stats.misdirected_writes += 1;
+            s.mix(&[0x3D, self.ino, offset, stored_at]);
+        }
         let inode = s.live_inode(self.ino, self.epoch)?;
         if len > 0 {
             apply_write(&mut inode.data, offset, &buf[..len]);
-            inode.pending.push(Pending::Write { offset, bytes: buf[..len].to_vec() });
+            inode.pending.push(Pending::Write { offset: stored_at, bytes: buf[..len].to_vec() });
         }
         if full {
             s.stats.storage_full += 1;
@@ -1002,6 +1024,28 @@ mod tests {
         };
         assert_eq!(run(9), run(9));
         assert_ne!(run(9).0, run(10).0);
+    }
+
+    #[test]
+    fn a_misdirected_write_is_seen_in_place_until_a_crash_and_elsewhere_after() {
+        let disk = setup(5);
+        let f = disk.open(Path::new("/d/a"), OpenMode::CreateNew).unwrap();
+        f.write_all_at(&[0u8; 8192], 0).unwrap();
+        f.sync_data().unwrap();
+        disk.sync_dir(Path::new("/d")).unwrap();
+        disk.set_faults(SimFaults { misdirected_write_probability: 1.0, ..SimFaults::default() });
+        f.write_all_at(&[7u8; 512], 4096).unwrap();
+        f.sync_data().unwrap();
+        let mut buf = [0u8; 512];
+        f.read_exact_at(&mut buf, 4096).unwrap();
+        assert_eq!(buf, [7u8; 512], "the cache has it where it was written");
+        disk.crash();
+        let after = read_all(&disk, "/d/a").unwrap();
+        assert_eq!(&after[4096..4608], &[0u8; 512][..], "the intended sectors keep their old bytes");
+        let at = after.iter().position(|&b| b == 7).expect("the bytes landed somewhere");
+        assert_eq!((at as u64).abs_diff(4096) % 512, 0, "a whole number of sectors away");
+        assert!((1..=4).contains(&((at as u64).abs_diff(4096) / 512)));
+        assert_eq!(disk.stats().misdirected_writes, 1);
     }
 
     #[test]

@@ -31,25 +31,8 @@ impl Trace {
             self.test,
             events.join("\n    ")
         );
-        if QUIET.with(std::cell::Cell::get) {
-            // Expected (a planted bug): unwind without the panic hook's report.
-            std::panic::resume_unwind(Box::new(message));
-        }
         panic!("{message}");
     }
-}
-
-thread_local! {
-    static QUIET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-/// Runs `f`; a simulation failure inside it unwinds without printing (the caller expects it).
-#[cfg_attr(not(feature = "mutants"), allow(dead_code))]
-pub fn quietly<T>(f: impl FnOnce() -> T) -> std::thread::Result<T> {
-    QUIET.with(|q| q.set(true));
-    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
-    QUIET.with(|q| q.set(false));
-    r
 }
 
 /// `WALDB_SIM_SEED=S` alone, else seeds `0..N` with `N` from the environment variable `var`

@@ -6,6 +6,7 @@
 //! `cargo test --features mutants --test sim teeth -- --nocapture` prints the seeds.
 
 use waldb::mutation::{self, Mutation};
+use waldb::sim::campaign::{SeedOptions, run_seed};
 
 /// The default campaign's budget (`db_sim` runs 500 seeds in `cargo test`).
 const BUDGET: u64 = 500;
@@ -13,18 +14,10 @@ const BUDGET: u64 = 500;
 /// Runs seeds with `m` planted until one fails; returns that seed and the failure.
 fn first_failing_seed(m: Mutation) -> Option<(u64, String)> {
     mutation::plant(Some(m));
-    let found = (0..BUDGET).find_map(|seed| {
-        crate::support::quietly(|| crate::db::run_seed(seed)).err().map(|e| (seed, panic_text(&*e)))
-    });
+    let found =
+        (0..BUDGET).find_map(|seed| run_seed(seed, SeedOptions::default()).err().map(|f| (seed, f.what)));
     mutation::plant(None);
     found
-}
-
-fn panic_text(e: &(dyn std::any::Any + Send)) -> String {
-    let text =
-        e.downcast_ref::<String>().cloned().or_else(|| e.downcast_ref::<&str>().map(|s| (*s).to_owned()));
-    let text = text.unwrap_or_else(|| "a panic".to_owned());
-    text.lines().next().unwrap_or_default().to_owned()
 }
 
 fn caught(m: Mutation) {
@@ -33,8 +26,8 @@ fn caught(m: Mutation) {
     };
     eprintln!("teeth: {m:?} caught by seed {seed} ({} seeds run): {why}", seed + 1);
     // Unplanted, the same seed passes: the failure was the mutation's.
-    if let Err(e) = crate::support::quietly(|| crate::db::run_seed(seed)) {
-        panic!("seed {seed} fails without {m:?} planted too: {}", panic_text(&*e));
+    if let Err(f) = run_seed(seed, SeedOptions::default()) {
+        panic!("seed {seed} fails without {m:?} planted too: {f}");
     }
 }
 

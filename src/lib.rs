@@ -62,6 +62,8 @@
 #![warn(clippy::cast_possible_truncation)]
 #![cfg_attr(test, allow(clippy::cast_possible_truncation))]
 
+#[cfg(feature = "sim")]
+pub mod campaign;
 pub mod clock;
 pub mod db;
 pub mod disk;
@@ -87,6 +89,7 @@ pub use wal::RecoveryMode;
 /// clock, and the seeded random generator.
 #[cfg(feature = "sim")]
 pub mod sim {
+    pub use crate::campaign;
     pub use crate::clock::SimClock;
     pub use crate::disk::sim::{CrashWeights, FaultOp, SimConfig, SimDisk, SimFaults, SimFile, SimStats};
     pub use crate::rng::SimRng;

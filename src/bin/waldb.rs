@@ -9,7 +9,12 @@
 //! waldb scan <dir> [<from> [<to>]]  `key<TAB>value` lines in key order, `from` ≤ key < `to`
 //! waldb checkpoint <dir>            writes a checkpoint and compacts the log
 //! waldb stress <dir> --writers N --seconds S [--durability sync|buffered] [--value-size B]
+//! waldb sim --seeds N [--from S] [--faults mixed|none|all] [--verbose]   (feature `sim`)
 //! ```
+//!
+//! `sim` runs the deterministic crash-recovery campaign of the database (`waldb::sim::campaign`)
+//! over seeds `S..S+N`: a progress bar, seeds/s, and a table of the faults injected and the
+//! invariants checked; a failing seed prints its report and replay command and exits 1.
 //!
 //! `stress` is a load generator whose output is an interface: each writer commits transactions
 //! of fresh keys; transaction `<writer>-<n>` writes `k` keys (1 to 8) `<writer>-<n>-<i>`, each
@@ -27,6 +32,9 @@
 
 #[path = "waldb/db_cmd.rs"]
 mod db_cmd;
+#[cfg(feature = "sim")]
+#[path = "waldb/sim_cmd.rs"]
+mod sim_cmd;
 
 use clap::{Parser, Subcommand};
 use std::io::Write;
@@ -107,6 +115,22 @@ enum Command {
         #[arg(long, default_value_t = 100)]
         value_size: usize,
     },
+    /// Run the deterministic crash-recovery campaign of the database over a range of seeds.
+    #[cfg(feature = "sim")]
+    Sim {
+        /// How many seeds.
+        #[arg(long, default_value_t = 10_000)]
+        seeds: u64,
+        /// The first seed.
+        #[arg(long, default_value_t = 0)]
+        from: u64,
+        /// Which seeds inject I/O errors and disk full: `mixed` (about one in three), `none`, `all`.
+        #[arg(long, default_value = "mixed")]
+        faults: String,
+        /// Print every event of every seed (for replaying one).
+        #[arg(long)]
+        verbose: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -149,6 +173,8 @@ fn main() -> ExitCode {
         Command::Stress { dir, writers, seconds, durability, value_size } => {
             db_cmd::stress(&dir, writers, seconds, &durability, value_size)
         }
+        #[cfg(feature = "sim")]
+        Command::Sim { seeds, from, faults, verbose } => Ok(sim_cmd::run(seeds, from, &faults, verbose)),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -12,6 +12,8 @@
 //!   the checker of DESIGN.md §6 (`WALDB_SIM_DB_SEEDS=N`, default 500).
 //! - `faults`: the log's behaviour under each fault, scenario by scenario.
 //! - `regressions`: each bug the simulator found, as a named test with its seed.
+//! - `turmoil` (feature `turmoil`): the async API on a turmoil host that is crashed and
+//!   bounced, over turmoil's own simulated filesystem — a second model of durability.
 //! - `teeth` (feature `mutants`): with each of seven bugs planted in turn, the `db` campaign
 //!   fails within its default budget.
 //!
@@ -25,4 +27,6 @@ mod regressions;
 mod support;
 #[cfg(feature = "mutants")]
 mod teeth;
+#[cfg(feature = "turmoil")]
+mod turmoil;
 mod wal_crash;

@@ -32,7 +32,7 @@ use waldb::wal::{Durability, RecordKind, Wal, WalConfig};
 use waldb::{Db, RecoveryMode};
 
 mod common;
-use common::{Run, bench_root, drive, env_counts, env_f64, invoked_as_bench, median, percentile, wanted};
+use common::{Run, drive, env_counts, env_f64, invoked_as_bench, median, percentile, settings, wanted};
 
 const VALUE: usize = 100;
 
@@ -130,13 +130,7 @@ fn main() {
     if !invoked_as_bench() {
         return;
     }
-    let seconds = env_f64("WALDB_BENCH_SECONDS", 1.0);
-    let rounds = env_f64("WALDB_BENCH_ROUNDS", 5.0) as usize;
-    let root = bench_root();
-    println!(
-        "# waldb database — {rounds} interleaved rounds of {seconds} s per cell, data in {}",
-        root.display()
-    );
+    let (seconds, rounds, root) = settings("database");
     if wanted("commits") {
         commits(&root, seconds, rounds);
     }

@@ -27,7 +27,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{Run, bench_root, drive, env_counts, env_f64, invoked_as_bench, median, percentile, wanted};
+use common::{Run, drive, env_counts, invoked_as_bench, median, percentile, settings, wanted};
 use waldb::wal::{Driver, Durability, PrepareAhead, RecordKind, Wal, WalBatch, WalConfig, WalOptions};
 
 const RECORD: usize = 100;
@@ -220,13 +220,7 @@ fn main() {
     if !invoked_as_bench() {
         return;
     }
-    let seconds = env_f64("WALDB_BENCH_SECONDS", 1.0);
-    let rounds = env_f64("WALDB_BENCH_ROUNDS", 5.0) as usize;
-    let root = bench_root();
-    println!(
-        "# waldb group commit — {rounds} interleaved rounds of {seconds} s per cell, data in {}",
-        root.display()
-    );
+    let (seconds, rounds, root) = settings("group commit");
 
     if wanted("commits") {
         let (grow, zeroed) = raw_fdatasync(&root, 2000);

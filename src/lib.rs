@@ -73,6 +73,7 @@ mod error;
 pub mod mutation;
 #[cfg(not(feature = "mutants"))]
 mod mutation;
+#[cfg(feature = "sim")]
 mod rng;
 mod sync;
 mod types;

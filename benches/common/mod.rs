@@ -43,6 +43,19 @@ pub fn bench_root() -> PathBuf {
     root
 }
 
+/// `WALDB_BENCH_SECONDS` per cell (default 1), `WALDB_BENCH_ROUNDS` (default 5) and the data
+/// directory, after printing the run's header line.
+pub fn settings(title: &str) -> (f64, usize, PathBuf) {
+    let seconds = env_f64("WALDB_BENCH_SECONDS", 1.0);
+    let rounds = env_f64("WALDB_BENCH_ROUNDS", 5.0) as usize;
+    let root = bench_root();
+    println!(
+        "# waldb {title} — {rounds} interleaved rounds of {seconds} s per cell, data in {}",
+        root.display()
+    );
+    (seconds, rounds, root)
+}
+
 /// The median (upper median for even lengths).
 pub fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);

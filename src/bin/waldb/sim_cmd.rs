@@ -83,41 +83,47 @@ fn summary(t: &Outcome, seeds: u64, from: u64, elapsed: Duration) {
         seeds as f64 / secs.max(1e-9),
         t.trace_hash
     );
-    println!();
-    println!("| faults injected | count |");
-    println!("|---|---:|");
-    for (what, n) in [
-        ("crashes (power failures)", d.crashes),
-        ("  unsynced writes lost", d.crash_writes_lost),
-        ("  unsynced writes torn", d.crash_writes_torn),
-        ("  unsynced directory operations lost", d.crash_dir_ops_lost),
-        ("EIO on write", d.io_errors[FaultOp::Write.index()]),
-        ("EIO on sync", d.io_errors[FaultOp::Sync.index()]),
-        ("EIO on directory sync", d.io_errors[FaultOp::SyncDir.index()]),
-        ("disk full", d.storage_full),
-        ("bit flips at rest", d.bit_flips),
-        ("misdirected writes", d.misdirected_writes),
-    ] {
-        println!("| {what} | {n} |");
-    }
-    println!();
-    println!("| invariants checked | count |");
-    println!("|---|---:|");
-    for (what, n) in [
-        ("lives (opens, each followed by a workload)", t.lives),
-        ("recovered states equal to the model's prefix (1, 2, 3, 5, 6)", t.states_checked),
-        ("acknowledged commits: durable, visible, serial (1, 4)", t.commits_acked),
-        ("commits with an unknown outcome, whole or absent (5)", t.commits_failed),
-        ("conflicts refused (nothing written)", t.conflicts),
-        ("reads equal to the model at their snapshot (4)", t.reads_checked),
-        ("checkpoints", t.checkpoints),
-        ("errors reported under faults", t.faults_hit),
-        ("recoveries after silent corruption ending in a clear error (7)", t.corrupt_opens),
-    ] {
-        println!("| {what} | {n} |");
-    }
+    table(
+        "faults injected",
+        &[
+            ("crashes (power failures)", d.crashes),
+            ("  unsynced writes lost", d.crash_writes_lost),
+            ("  unsynced writes torn", d.crash_writes_torn),
+            ("  unsynced directory operations lost", d.crash_dir_ops_lost),
+            ("EIO on write", d.io_errors[FaultOp::Write.index()]),
+            ("EIO on sync", d.io_errors[FaultOp::Sync.index()]),
+            ("EIO on directory sync", d.io_errors[FaultOp::SyncDir.index()]),
+            ("disk full", d.storage_full),
+            ("bit flips at rest", d.bit_flips),
+            ("misdirected writes", d.misdirected_writes),
+        ],
+    );
+    table(
+        "invariants checked",
+        &[
+            ("lives (opens, each followed by a workload)", t.lives),
+            ("recovered states equal to the model's prefix (1, 2, 3, 5, 6)", t.states_checked),
+            ("acknowledged commits: durable, visible, serial (1, 4)", t.commits_acked),
+            ("commits with an unknown outcome, whole or absent (5)", t.commits_failed),
+            ("conflicts refused (nothing written)", t.conflicts),
+            ("reads equal to the model at their snapshot (4)", t.reads_checked),
+            ("checkpoints", t.checkpoints),
+            ("errors reported under faults", t.faults_hit),
+            ("recoveries after silent corruption ending in a clear error (7)", t.corrupt_opens),
+        ],
+    );
     println!();
     println!(
         "Numbers refer to DESIGN.md §6; (8), determinism, is checked by `cargo test --features sim --test sim db_sim_is_deterministic`."
     );
+}
+
+/// A two-column markdown table of counts, after a blank line.
+fn table(title: &str, rows: &[(&str, u64)]) {
+    println!();
+    println!("| {title} | count |");
+    println!("|---|---:|");
+    for (what, n) in rows {
+        println!("| {what} | {n} |");
+    }
 }

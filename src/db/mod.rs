@@ -571,15 +571,25 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 fn bump_epoch<D: Disk>(disk: &D, dir: &Path) -> Result<u64> {
     let path = dir.join(EPOCH_FILE);
     let (file, previous, created) = match disk.open(&path, OpenMode::ReadWrite) {
+        // Empty, or 12 zero bytes (a length that reached the disk without its data): the open
+        // that created the file failed or crashed before its first epoch was durable, and an
+        // open that gets past that point never shrinks or zeroes the file again (bumps rewrite
+        // the 12 bytes in place). No epoch was ever used: start from 0, as for a new file, and
+        // make its name durable too.
+        Ok(f) if f.len().ctx("stat", &path)? == 0 => (f, 0, true),
         Ok(f) => {
             let mut b = [0u8; 12];
             f.read_exact_at(&mut b, 0).ctx("read", &path)?;
-            let epoch = u64::from_le_bytes(b[..8].try_into().expect("8 bytes"));
-            let crc = u32::from_le_bytes(b[8..].try_into().expect("4 bytes"));
-            if crc32c::crc32c(&b[..8]) != crc {
-                return Err(Error::corrupt(&path, 0, "epoch checksum mismatch"));
+            if b == [0u8; 12] {
+                (f, 0, true)
+            } else {
+                let epoch = u64::from_le_bytes(b[..8].try_into().expect("8 bytes"));
+                let crc = u32::from_le_bytes(b[8..].try_into().expect("4 bytes"));
+                if crc32c::crc32c(&b[..8]) != crc {
+                    return Err(Error::corrupt(&path, 0, "epoch checksum mismatch"));
+                }
+                (f, epoch, false)
             }
-            (f, epoch, false)
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             (disk.open(&path, OpenMode::CreateNew).ctx("create", &path)?, 0, true)

@@ -102,6 +102,7 @@ fn summary(t: &Outcome, seeds: u64, from: u64, elapsed: Duration) {
         "invariants checked",
         &[
             ("lives (opens, each followed by a workload)", t.lives),
+            ("opens failed under faults, the database reopened", t.failed_opens),
             ("recovered states equal to the model's prefix (1, 2, 3, 5, 6)", t.states_checked),
             ("acknowledged commits: durable, visible, serial (1, 4)", t.commits_acked),
             ("commits with an unknown outcome, whole or absent (5)", t.commits_failed),

@@ -1,0 +1,750 @@
+//! waldb's async API under madsim's deterministic scheduler, with node kill and restart, over
+//! waldb's own [`SimDisk`] (madsim's filesystem has no durability model: its `sync_all` does
+//! nothing and it has no directories, renames or power failure).
+//!
+//! This crate builds only with `--cfg madsim`, which `.cargo/config.toml` in this directory
+//! sets; run it from here: `cd sim/madsim && cargo test`. Its target directory is
+//! `target/madsim` at the repository root.
+//!
+//! # What a seed does
+//!
+//! One madsim runtime per seed (its scheduler and its clock follow the seed) runs one node,
+//! `db`. The node's software opens the database on a [`NodeDisk`] over the seed's `SimDisk`
+//! with a [`MadsimClock`] (madsim's virtual time), checks what it recovered, and then runs, as
+//! madsim tasks (the log's driver is `Manual`: no thread may run under madsim):
+//!
+//! - the log's flusher, one step per millisecond of virtual time;
+//! - 2 to 4 writers committing transactions with `.await`: each writes 1 to 6 keys of its own,
+//!   `Sync` or `Buffered`, and one in four also increments a shared counter under
+//!   `Serializable` isolation (read, then write: these conflict);
+//! - a reader that takes snapshots and checks them;
+//! - a checkpointer on some seeds.
+//!
+//! The supervisor lets each life run for a random span of virtual time, then crashes the disk
+//! (unsynced writes lost, kept or torn at 512 B or 4 KiB; unsynced directory operations may be
+//! lost) and kills and restarts the node at that instant. On some seeds the disk injects EIO on
+//! writes, syncs and directory syncs, a failed sync drops the writes it covered, and the disk
+//! fills up. After the last life the supervisor crashes the disk once more and checks the
+//! recovered state itself; on some seeds it then flips a bit of a durable file and requires
+//! recovery to end in `Ok` or a clear error, never a panic.
+//!
+//! # The checks
+//!
+//! Every commit's LSN is recorded when it is sequenced, before the first `.await`, so a commit
+//! whose outcome is an error is placed in the commit order from the start. At every start of
+//! the node, and at the end:
+//!
+//! 1. every acknowledged `Sync` transaction is present;
+//! 2. every transaction present is whole (all its keys);
+//! 3. the state is a prefix of the commit order: every transaction sequenced at or below the
+//!    highest LSN present is present, and no transaction that was never sequenced, or was lost
+//!    at an earlier crash, is present;
+//! 4. the counter equals the number of increments present (no lost update, no torn one).
+//!
+//! While the node runs, every snapshot the reader takes holds every transaction acknowledged
+//! (or recovered) before it began, each whole, and a counter equal to the increments it sees;
+//! and an acknowledged commit is visible at once to the writer that made it.
+//!
+//! A seed is deterministic: run twice, it makes the same calls in the same order, so the
+//! disk's trace hash is the same ([`Outcome::trace_hash`]).
+
+#![cfg_attr(
+    not(madsim),
+    allow(unused, reason = "without --cfg madsim only the compile error below is reported")
+)]
+
+#[cfg(not(madsim))]
+compile_error!(
+    "waldb-madsim needs `--cfg madsim`: run cargo from sim/madsim, whose .cargo/config.toml sets it"
+);
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::io;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use waldb::db::{DbOptions, Isolation, Pair};
+use waldb::sim::{FaultOp, SimConfig, SimDisk, SimFaults, SimFile, SimRng};
+use waldb::wal::{Driver, Durability};
+use waldb::{Clock, Db, Disk, DiskFile, Error, Lsn, OpenMode};
+
+const DIR: &str = "/db";
+const COUNTER: &[u8] = b"counter";
+
+/// A node's view of the shared [`SimDisk`]: every call fails once the node has been killed, so
+/// the killed incarnation's destructors (a `Db` dropped with its tasks) do no I/O — as after a
+/// power cut — and cannot touch the disk the next incarnation uses.
+#[derive(Clone, Debug)]
+pub struct NodeDisk {
+    disk: SimDisk,
+    alive: Arc<AtomicBool>,
+}
+
+/// A file of [`NodeDisk`].
+#[derive(Debug)]
+pub struct NodeFile {
+    file: SimFile,
+    alive: Arc<AtomicBool>,
+}
+
+fn live(alive: &AtomicBool) -> io::Result<()> {
+    if alive.load(SeqCst) { Ok(()) } else { Err(io::Error::other("the node was killed")) }
+}
+
+impl Disk for NodeDisk {
+    type File = NodeFile;
+
+    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<NodeFile> {
+        live(&self.alive)?;
+        Ok(NodeFile { file: self.disk.open(path, mode)?, alive: Arc::clone(&self.alive) })
+    }
+
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        live(&self.alive)?;
+        self.disk.create_dir_all(path)
+    }
+
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
+        live(&self.alive)?;
+        self.disk.list_dir(path)
+    }
+
+    fn is_dir(&self, path: &Path) -> bool {
+        live(&self.alive).is_ok() && self.disk.is_dir(path)
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        live(&self.alive)?;
+        self.disk.rename(from, to)
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        live(&self.alive)?;
+        self.disk.remove_file(path)
+    }
+
+    fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        live(&self.alive)?;
+        self.disk.sync_dir(path)
+    }
+}
+
+impl DiskFile for NodeFile {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        live(&self.alive)?;
+        self.file.read_exact_at(buf, offset)
+    }
+
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        live(&self.alive)?;
+        self.file.write_all_at(buf, offset)
+    }
+
+    fn len(&self) -> io::Result<u64> {
+        live(&self.alive)?;
+        self.file.len()
+    }
+
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        live(&self.alive)?;
+        self.file.set_len(len)
+    }
+
+    fn sync_data(&self) -> io::Result<()> {
+        live(&self.alive)?;
+        self.file.sync_data()
+    }
+
+    fn sync_all(&self) -> io::Result<()> {
+        live(&self.alive)?;
+        self.file.sync_all()
+    }
+
+    fn try_lock(&self) -> io::Result<bool> {
+        live(&self.alive)?;
+        self.file.try_lock()
+    }
+}
+
+/// waldb's `Clock` on madsim's virtual time (madsim virtualises `std::time::Instant`).
+#[derive(Clone, Copy, Debug)]
+pub struct MadsimClock {
+    epoch: madsim::time::Instant,
+}
+
+impl MadsimClock {
+    /// A clock at zero now.
+    pub fn new() -> Self {
+        MadsimClock { epoch: madsim::time::Instant::now() }
+    }
+}
+
+impl Default for MadsimClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Clock for MadsimClock {
+    fn now(&self) -> Duration {
+        madsim::time::Instant::now().duration_since(self.epoch)
+    }
+
+    fn sleep(&self, _duration: Duration) {
+        // Only the log's `linger` sleeps, and it is zero here: a blocking wait cannot advance
+        // madsim's clock, which moves only when every task waits.
+        unreachable!("MadsimClock cannot block; run with linger = 0")
+    }
+}
+
+type NodeDb = Db<NodeDisk, MadsimClock>;
+
+/// One sequenced transaction, while it may still be (or become) present.
+#[derive(Clone, Debug)]
+struct Txn {
+    lsn: Lsn,
+    keys: u64,
+    increments: bool,
+    sync: bool,
+    /// Acknowledged, or found present after a crash: every later snapshot must hold it.
+    settled: bool,
+}
+
+/// What the supervisor and the node's incarnations share.
+struct Shared {
+    seed: u64,
+    disk: SimDisk,
+    /// Sequenced transactions not (yet) known to be lost, by name.
+    history: BTreeMap<String, Txn>,
+    /// Transactions lost at a crash: never to be seen again.
+    lost: BTreeSet<String>,
+    /// The running incarnation's liveness, cleared when it is killed.
+    alive: Option<Arc<AtomicBool>>,
+    checkpoints: bool,
+    /// The start of the run in virtual time, for the event log.
+    started: madsim::time::Instant,
+    failure: Option<String>,
+    events: VecDeque<String>,
+    out: Outcome,
+}
+
+/// What a seed did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Outcome {
+    /// Starts of the node software (including those whose open failed).
+    pub starts: u64,
+    /// Opens that failed with an error (an injected fault).
+    pub open_errors: u64,
+    /// Crashes of the disk, each with a kill of the node.
+    pub crashes: u64,
+    /// Transactions acknowledged.
+    pub acked: u64,
+    /// Transactions whose commit ended in an error after they were sequenced (unknown outcome).
+    pub unknown: u64,
+    /// Transactions refused for a conflict.
+    pub conflicts: u64,
+    /// Snapshots the reader checked.
+    pub snapshots: u64,
+    /// Checkpoints written.
+    pub checkpoints: u64,
+    /// Recoveries checked against the history (node starts and the final one).
+    pub recoveries_checked: u64,
+    /// Transactions found present by the final check.
+    pub present: u64,
+    /// EIO injected on writes, syncs and directory syncs, and disk-full errors.
+    pub faults_injected: u64,
+    /// Opens after a bit flip that ended in an error (the rest recovered).
+    pub corrupt_opens_refused: u64,
+    /// The disk's trace hash at the end: equal for two runs of one seed.
+    pub trace_hash: u64,
+}
+
+impl Outcome {
+    /// Adds `o` to these totals (the trace hash is folded in).
+    pub fn add(&mut self, o: &Outcome) {
+        self.starts += o.starts;
+        self.open_errors += o.open_errors;
+        self.crashes += o.crashes;
+        self.acked += o.acked;
+        self.unknown += o.unknown;
+        self.conflicts += o.conflicts;
+        self.snapshots += o.snapshots;
+        self.checkpoints += o.checkpoints;
+        self.recoveries_checked += o.recoveries_checked;
+        self.present += o.present;
+        self.faults_injected += o.faults_injected;
+        self.corrupt_opens_refused += o.corrupt_opens_refused;
+        self.trace_hash = self.trace_hash.rotate_left(5) ^ o.trace_hash;
+    }
+}
+
+fn lock(shared: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
+    shared.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Shared {
+    const EVENTS_MAX: usize = 40;
+
+    fn event(&mut self, e: String) {
+        if self.events.len() == Self::EVENTS_MAX {
+            self.events.pop_front();
+        }
+        let at = madsim::time::Instant::now().duration_since(self.started);
+        self.events.push_back(format!("{:>9.3} ms  {e}", at.as_secs_f64() * 1e3));
+    }
+
+    fn fail(&mut self, what: String) {
+        if self.failure.is_none() {
+            self.event(format!("FAILED: {what}"));
+            self.failure = Some(what);
+        }
+    }
+}
+
+fn options() -> DbOptions {
+    DbOptions {
+        driver: Driver::Manual,
+        segment_bytes: 64 << 10,
+        key_bytes_max: 64,
+        value_bytes_max: 1024,
+        txn_bytes_max: 16 << 10,
+        auto_checkpoint_bytes: None,
+        ..DbOptions::default()
+    }
+}
+
+fn txn_key(name: &str, i: u64) -> Vec<u8> {
+    format!("t/{name}/{i}").into_bytes()
+}
+
+/// What a snapshot or a recovered state holds: transactions (name → key count, increments,
+/// indexes seen) and the counter.
+#[derive(Default)]
+struct Seen {
+    txns: BTreeMap<String, (u64, bool, Vec<u64>)>,
+    counter: u64,
+}
+
+fn parse(pairs: &[Pair]) -> Result<Seen, String> {
+    let mut seen = Seen::default();
+    for (key, value) in pairs {
+        let key = std::str::from_utf8(key).map_err(|e| e.to_string())?;
+        let value = std::str::from_utf8(value).map_err(|e| e.to_string())?;
+        if key.as_bytes() == COUNTER {
+            seen.counter = value.parse().map_err(|_| format!("counter {value:?} is not a number"))?;
+            continue;
+        }
+        let (name, i) = key
+            .strip_prefix("t/")
+            .and_then(|k| k.rsplit_once('/'))
+            .ok_or_else(|| format!("unexpected key {key:?}"))?;
+        let i: u64 = i.parse().map_err(|_| format!("{key}: a bad index"))?;
+        let header = value.split('|').next().unwrap_or_default();
+        let (k, inc) = header
+            .strip_prefix("k=")
+            .and_then(|h| h.split_once(";inc="))
+            .ok_or_else(|| format!("{key}: a bad value header {header:?}"))?;
+        let k: u64 = k.parse().map_err(|_| format!("{key}: a bad key count"))?;
+        let entry = seen.txns.entry(name.to_owned()).or_insert((k, inc == "1", Vec::new()));
+        entry.2.push(i);
+    }
+    for (name, (k, _, idx)) in &mut seen.txns {
+        idx.sort_unstable();
+        if *idx != (0..*k).collect::<Vec<_>>() {
+            return Err(format!("transaction {name} is not whole: {k} keys, found {idx:?}"));
+        }
+    }
+    let increments = seen.txns.values().filter(|t| t.1).count() as u64;
+    if seen.counter != increments {
+        return Err(format!("the counter is {} but {increments} increments are present", seen.counter));
+    }
+    Ok(seen)
+}
+
+fn scan_all(db: &NodeDb) -> Result<Vec<Pair>, Error> {
+    let mut txn = db.begin_with(Isolation::Snapshot)?;
+    let pairs = txn.scan::<std::ops::RangeFull>(..)?;
+    txn.abort();
+    Ok(pairs)
+}
+
+/// Checks a recovered state against the history (invariants 1–4 of the module docs), then
+/// forgets the transactions it lost and settles the ones it kept.
+fn check_recovered(s: &mut Shared, pairs: &[Pair]) -> Result<u64, String> {
+    let seen = parse(pairs)?;
+    let mut highest = None;
+    for (name, (k, inc, _)) in &seen.txns {
+        if s.lost.contains(name) {
+            return Err(format!("transaction {name}, lost at an earlier crash, is present again"));
+        }
+        let t = s
+            .history
+            .get(name)
+            .ok_or_else(|| format!("transaction {name} was never sequenced but is present"))?;
+        if (t.keys, t.increments) != (*k, *inc) {
+            return Err(format!("transaction {name} is present with different contents"));
+        }
+        highest = highest.max(Some(t.lsn));
+    }
+    for (name, t) in &s.history {
+        if seen.txns.contains_key(name) {
+            continue;
+        }
+        if t.sync && t.settled {
+            return Err(format!("acknowledged Sync transaction {name} (LSN {}) is missing", t.lsn));
+        }
+        if let Some(h) = highest
+            && t.lsn <= h
+        {
+            return Err(format!(
+                "not a prefix: transaction {name} at LSN {} is missing, one at LSN {h} is present",
+                t.lsn
+            ));
+        }
+    }
+    let lost: Vec<String> = s.history.keys().filter(|n| !seen.txns.contains_key(*n)).cloned().collect();
+    for name in lost {
+        s.history.remove(&name);
+        s.lost.insert(name);
+    }
+    for t in s.history.values_mut() {
+        t.settled = true;
+    }
+    s.out.recoveries_checked += 1;
+    Ok(seen.txns.len() as u64)
+}
+
+/// The node's software: open, check, then run the flusher, writers, reader and checkpointer
+/// until killed (or until the log fails).
+async fn node(shared: Arc<Mutex<Shared>>) {
+    let alive = Arc::new(AtomicBool::new(true));
+    let (disk, start, seed, checkpoints) = {
+        let mut s = lock(&shared);
+        s.out.starts += 1;
+        s.alive = Some(Arc::clone(&alive));
+        (s.disk.clone(), s.out.starts, s.seed, s.checkpoints)
+    };
+    let faults_before = injected(&disk);
+    let node_disk = NodeDisk { disk: disk.clone(), alive };
+    let db = match Db::open_with(node_disk, MadsimClock::new(), Path::new(DIR), options()) {
+        Ok((db, _)) => db,
+        Err(e) => {
+            let mut s = lock(&shared);
+            if injected(&disk) == faults_before {
+                return s.fail(format!("start {start}: open failed with no fault injected: {e}"));
+            }
+            s.out.open_errors += 1;
+            s.event(format!("start {start}: open failed on an injected fault: {e}"));
+            return;
+        }
+    };
+    {
+        let mut s = lock(&shared);
+        let checked =
+            scan_all(&db).map_err(|e| e.to_string()).and_then(|pairs| check_recovered(&mut s, &pairs));
+        match checked {
+            Ok(n) => s.event(format!("start {start}: recovered {n} transactions, checked")),
+            Err(e) => return s.fail(format!("start {start}: {e}")),
+        }
+    }
+    let mut rng = SimRng::new(seed ^ start.rotate_left(32));
+    let flusher = {
+        let db = db.clone();
+        madsim::task::spawn(async move {
+            while db.flush_step().is_ok() && db.prepare_step().is_ok() {
+                madsim::time::sleep(Duration::from_millis(1)).await;
+            }
+        })
+    };
+    let reader = madsim::task::spawn(reader(db.clone(), Arc::clone(&shared), rng.next_u64()));
+    let checkpointer = checkpoints
+        .then(|| madsim::task::spawn(checkpointer(db.clone(), Arc::clone(&shared), rng.next_u64())));
+    let writers: Vec<_> = (0..2 + rng.below(3))
+        .map(|w| {
+            madsim::task::spawn(writer(
+                db.clone(),
+                Arc::clone(&shared),
+                format!("{start}.{w}"),
+                rng.next_u64(),
+            ))
+        })
+        .collect();
+    for w in writers {
+        let _ = w.await;
+    }
+    // The log failed (every writer stopped on its error): the process ends, and is restarted
+    // at the next crash.
+    flusher.abort();
+    reader.abort();
+    if let Some(c) = checkpointer {
+        c.abort();
+    }
+}
+
+/// Commits transactions until the log fails: 1–6 keys of its own, `Sync` or `Buffered`, and
+/// one in four a read-modify-write of the shared counter.
+async fn writer(db: NodeDb, shared: Arc<Mutex<Shared>>, prefix: String, seed: u64) {
+    let mut rng = SimRng::new(seed);
+    for n in 0.. {
+        let name = format!("{prefix}.{n}");
+        let keys = 1 + rng.below(6);
+        let increments = rng.below(4) == 0;
+        let sync = rng.below(4) != 0;
+        let Ok(mut txn) = db.begin() else { return };
+        if increments {
+            let current = match txn.get(COUNTER) {
+                Ok(v) => v.map_or(0, |v| {
+                    std::str::from_utf8(&v).ok().and_then(|v| v.parse().ok()).unwrap_or(u64::MAX)
+                }),
+                Err(_) => return,
+            };
+            // Let other writers commit between the read and the commit: conflicts happen.
+            madsim::time::sleep(Duration::from_micros(rng.below(1500))).await;
+            if txn.put(COUNTER, (current + 1).to_string().as_bytes()).is_err() {
+                return;
+            }
+        }
+        for i in 0..keys {
+            let value = format!("k={keys};inc={}|{}", u8::from(increments), "x".repeat(rng.below_usize(200)));
+            if txn.put(&txn_key(&name, i), value.as_bytes()).is_err() {
+                return;
+            }
+        }
+        let durability =
+            if sync { Durability::Sync } else { Durability::Buffered { every: Duration::from_millis(5) } };
+        let commit = txn.commit_with(durability);
+        // Recorded before the first await: a kill cannot come between sequencing and this.
+        if let Some(lsn) = commit.lsn() {
+            let t = Txn { lsn, keys, increments, sync, settled: false };
+            lock(&shared).history.insert(name.clone(), t);
+        }
+        let sequenced = commit.lsn().is_some();
+        match commit.await {
+            Ok(lsn) => {
+                let visible = db.get(&txn_key(&name, 0)).ok().flatten().is_some();
+                let mut s = lock(&shared);
+                s.out.acked += 1;
+                if !visible {
+                    return s.fail(format!("{name} acknowledged at LSN {lsn} but not visible to its writer"));
+                }
+                if let Some(t) = s.history.get_mut(&name) {
+                    t.settled = true;
+                }
+            }
+            Err(Error::Conflict { .. }) if !sequenced => lock(&shared).out.conflicts += 1,
+            Err(e) => {
+                let mut s = lock(&shared);
+                if sequenced {
+                    s.out.unknown += 1;
+                }
+                s.event(format!("{name}: commit failed: {e}"));
+                return;
+            }
+        }
+        madsim::time::sleep(Duration::from_micros(100 * rng.below(20))).await;
+    }
+}
+
+/// Takes snapshots every few milliseconds: each holds every transaction settled before it
+/// began, each whole, and a counter equal to the increments it holds.
+async fn reader(db: NodeDb, shared: Arc<Mutex<Shared>>, seed: u64) {
+    let mut rng = SimRng::new(seed);
+    loop {
+        madsim::time::sleep(Duration::from_micros(500 + 500 * rng.below(10))).await;
+        let settled: Vec<String> =
+            lock(&shared).history.iter().filter(|t| t.1.settled).map(|t| t.0.clone()).collect();
+        let Ok(pairs) = scan_all(&db) else { return };
+        let mut s = lock(&shared);
+        let checked =
+            parse(&pairs).and_then(|seen| match settled.iter().find(|n| !seen.txns.contains_key(*n)) {
+                Some(n) => Err(format!("settled transaction {n} is not in a later snapshot")),
+                None => Ok(()),
+            });
+        match checked {
+            Ok(()) => s.out.snapshots += 1,
+            Err(e) => return s.fail(format!("snapshot: {e}")),
+        }
+    }
+}
+
+/// Writes a checkpoint every 10–60 ms of virtual time.
+async fn checkpointer(db: NodeDb, shared: Arc<Mutex<Shared>>, seed: u64) {
+    let mut rng = SimRng::new(seed);
+    loop {
+        madsim::time::sleep(Duration::from_millis(10 + rng.below(50))).await;
+        let r = db.checkpoint();
+        let mut s = lock(&shared);
+        match r {
+            Ok(r) => {
+                s.out.checkpoints += 1;
+                s.event(format!("checkpoint at LSN {:?}: {} entries", r.lsn, r.entries));
+            }
+            Err(e) => {
+                s.event(format!("checkpoint failed: {e}"));
+                return;
+            }
+        }
+    }
+}
+
+/// The disk's faults for one life: none, or EIO on writes, syncs and directory syncs at small
+/// probabilities, and on some lives a capacity a little above what is used now.
+fn faults_for_life(rng: &mut SimRng, disk: &SimDisk) -> SimFaults {
+    match rng.below(4) {
+        0 | 1 => SimFaults::default(),
+        n => {
+            let mut p = [0.0; 4];
+            p[FaultOp::Write.index()] = 0.002;
+            p[FaultOp::Sync.index()] = 0.01;
+            p[FaultOp::SyncDir.index()] = 0.01;
+            let capacity = (n == 3).then(|| disk.used_bytes() + (64 << 10) * (1 + rng.below(8)));
+            SimFaults { io_error_probability: p, capacity_bytes: capacity, ..SimFaults::default() }
+        }
+    }
+}
+
+fn injected(disk: &SimDisk) -> u64 {
+    let st = disk.stats();
+    st.io_errors.iter().sum::<u64>() + st.storage_full
+}
+
+/// The supervisor: lives of the node ended by crashes, then the final check.
+async fn supervise(seed: u64, shared: Arc<Mutex<Shared>>) {
+    let handle = madsim::runtime::Handle::current();
+    let node = {
+        let shared = Arc::clone(&shared);
+        handle.create_node().name("db").init(move || node(Arc::clone(&shared))).build()
+    };
+    let disk = lock(&shared).disk.clone();
+    let mut rng = SimRng::new(seed.rotate_left(17));
+    let lives = 2 + rng.below(4);
+    for life in 0..lives {
+        let faults = faults_for_life(&mut rng, &disk);
+        let span = Duration::from_millis(5 + rng.below(200));
+        lock(&shared).event(format!("life {life}: {span:?}, faults {faults:?}"));
+        disk.set_faults(faults);
+        madsim::time::sleep(span).await;
+        // The crash and the kill happen at one instant: no node task runs while the
+        // supervisor does.
+        let mut s = lock(&shared);
+        if let Some(alive) = s.alive.take() {
+            alive.store(false, SeqCst);
+        }
+        disk.set_faults(SimFaults::default());
+        disk.crash();
+        s.out.crashes += 1;
+        s.event("crash".into());
+        drop(s);
+        handle.restart(node.id());
+        if lock(&shared).failure.is_some() {
+            return;
+        }
+    }
+    // Let the last start run its check, then end the node and crash once more.
+    madsim::time::sleep(Duration::from_millis(rng.below(20))).await;
+    handle.kill(node.id());
+    let mut s = lock(&shared);
+    if s.failure.is_some() {
+        return;
+    }
+    if let Some(alive) = s.alive.take() {
+        alive.store(false, SeqCst);
+    }
+    disk.crash();
+    s.out.crashes += 1;
+    s.out.faults_injected = injected(&disk);
+    let opened = Db::open_with(disk.clone(), waldb::SimClock::new(), Path::new(DIR), options());
+    let checked = opened.map_err(|e| format!("the final open failed: {e}")).and_then(|(db, _)| {
+        let pairs = db.scan((std::ops::Bound::Unbounded, std::ops::Bound::Unbounded), usize::MAX);
+        let n = check_recovered(&mut s, &pairs);
+        drop(db);
+        n
+    });
+    match checked {
+        Ok(n) => s.out.present = n,
+        Err(e) => return s.fail(format!("final recovery: {e}")),
+    }
+    // Corruption at rest on some seeds: one bit of one durable file flipped; the open must end
+    // in `Ok` or a clear error, never a panic.
+    if rng.below(4) == 0 {
+        disk.crash();
+        let files = disk.list_dir(Path::new(DIR)).unwrap_or_default();
+        if !files.is_empty() {
+            let file = Path::new(DIR).join(&files[rng.below_usize(files.len())]);
+            let len = disk.open(&file, OpenMode::Read).and_then(|f| f.len()).unwrap_or(0);
+            if len > 0 && disk.flip_bit(&file, rng.below(len), 0).is_ok() {
+                let r = Db::open_with(disk.clone(), waldb::SimClock::new(), Path::new(DIR), options());
+                s.event(format!(
+                    "bit flipped in {}: open {}",
+                    file.display(),
+                    if r.is_ok() { "ok" } else { "refused" }
+                ));
+                if r.is_err() {
+                    s.out.corrupt_opens_refused += 1;
+                }
+            }
+        }
+    }
+    s.out.trace_hash = disk.trace_hash();
+}
+
+/// A seed's failure: the seed, what broke, the command that replays it, and the last events.
+#[derive(Debug)]
+pub struct Failure {
+    /// The seed.
+    pub seed: u64,
+    /// The message, with the replay command and the last events.
+    pub message: String,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// Runs one seed.
+///
+/// # Errors
+///
+/// The first broken invariant, as a [`Failure`].
+pub fn run_seed(seed: u64) -> Result<Outcome, Failure> {
+    let mut rng = SimRng::new(seed);
+    let config =
+        SimConfig { sector_bytes: if rng.below(2) == 0 { 512 } else { 4096 }, ..SimConfig::default() };
+    let shared = Arc::new(Mutex::new(Shared {
+        seed,
+        disk: SimDisk::with_config(seed, config),
+        history: BTreeMap::new(),
+        lost: BTreeSet::new(),
+        alive: None,
+        checkpoints: rng.below(2) == 0,
+        started: madsim::time::Instant::now(),
+        failure: None,
+        events: VecDeque::new(),
+        out: Outcome::default(),
+    }));
+    let mut runtime = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
+    runtime.set_time_limit(Duration::from_secs(3600));
+    runtime.block_on(async {
+        lock(&shared).started = madsim::time::Instant::now();
+        supervise(seed, Arc::clone(&shared)).await;
+    });
+    drop(runtime);
+    let s = lock(&shared);
+    match &s.failure {
+        None => Ok(s.out.clone()),
+        Some(what) => {
+            let events: Vec<&str> = s.events.iter().map(String::as_str).collect();
+            Err(Failure {
+                seed,
+                message: format!(
+                    "madsim: seed {seed}: {what}\n  replay: cd sim/madsim && WALDB_SIM_SEED={seed} cargo test --test madsim\n  last events:\n    {}",
+                    events.join("\n    ")
+                ),
+            })
+        }
+    }
+}

@@ -229,3 +229,24 @@ fn sim_runs_a_campaign_and_prints_what_it_injected_and_checked() {
     assert_eq!(code(&bad), 64);
     assert!(stderr(&bad).contains("--faults is mixed, none or all"));
 }
+
+#[test]
+fn bench_prints_its_tables_and_removes_its_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("bench");
+    let o = waldb(&["bench", path(&dir), "--seconds", "0.05"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("a 4 KiB write + fdatasync into a pre-zeroed file takes"), "{out}");
+    for row in ["| 128 |", "| 50 |", "| overlapping (16 shared) |", "| disjoint |"] {
+        assert!(out.contains(row), "{row} missing from:\n{out}");
+    }
+    assert!(stderr(&o).contains("30/30 cells"), "a progress line: {}", stderr(&o));
+    assert!(!dir.exists(), "the data directory is removed");
+    // An existing directory is refused, not overwritten.
+    std::fs::create_dir(&dir).unwrap();
+    assert_one_line_error(&waldb(&["bench", path(&dir)]), 3, "exists");
+    let o = waldb(&["bench", path(&tmp.path().join("other")), "--seconds", "0"]);
+    assert_eq!(code(&o), 64);
+    assert!(stderr(&o).contains("--seconds is between 0.05 and 600"), "{}", stderr(&o));
+}

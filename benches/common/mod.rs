@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // Each bench uses a subset.
 
+pub mod ideal;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};

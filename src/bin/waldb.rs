@@ -30,6 +30,8 @@
 //! recovery mode cuts it); 2 it is corrupt; 3 it could not be checked (missing directory, not a
 //! waldb directory, unreadable file, unsupported version); 64 bad command-line usage.
 
+#[path = "waldb/bench_cmd.rs"]
+mod bench_cmd;
 #[path = "waldb/db_cmd.rs"]
 mod db_cmd;
 #[cfg(feature = "sim")]
@@ -115,6 +117,17 @@ enum Command {
         #[arg(long, default_value_t = 100)]
         value_size: usize,
     },
+    /// Measure commits on this disk: fdatasync latency, thread scaling (1–128 committers),
+    /// batch size and contention, each in `Sync` and `Buffered` (about a minute). Prints
+    /// markdown tables.
+    Bench {
+        /// A directory to create on the disk to measure (removed at the end; it must not
+        /// exist). Default: `waldb-bench-data` in the current directory.
+        dir: Option<PathBuf>,
+        /// Seconds per measured cell (there are 30).
+        #[arg(long, default_value_t = 1.5)]
+        seconds: f64,
+    },
     /// Run the deterministic crash-recovery campaign of the database over a range of seeds.
     #[cfg(feature = "sim")]
     Sim {
@@ -172,6 +185,9 @@ fn main() -> ExitCode {
         Command::Checkpoint { dir } => db_cmd::checkpoint(&dir),
         Command::Stress { dir, writers, seconds, durability, value_size } => {
             db_cmd::stress(&dir, writers, seconds, &durability, value_size)
+        }
+        Command::Bench { dir, seconds } => {
+            bench_cmd::run(&dir.unwrap_or_else(|| PathBuf::from("waldb-bench-data")), seconds)
         }
         #[cfg(feature = "sim")]
         Command::Sim { seeds, from, faults, verbose } => Ok(sim_cmd::run(seeds, from, &faults, verbose)),

@@ -1,0 +1,432 @@
+//! waldb side by side with its peers on the same disk, in one run: SQLite (WAL mode,
+//! `synchronous=FULL`), redb (`Durability::Immediate`), fjall (`PersistMode::SyncData` per
+//! commit), okaywal (a bare log: each entry committed with its fsync), RocksDB (`sync` writes;
+//! `--features rocksdb`, it compiles for a long time), the disk's raw fdatasync latency and two
+//! ideal group commits writing waldb's bytes per commit with nothing else on the path.
+//!
+//! ```text
+//! cd benches/peers && cargo run --release                      # about 5 minutes
+//! cd benches/peers && cargo run --release --features rocksdb
+//! WALDB_BENCH_SECONDS=0.5 WALDB_BENCH_ROUNDS=3 WALDB_BENCH_THREADS=1,4 cargo run --release
+//! WALDB_BENCH_ENGINES=waldb,okaywal cargo run --release        # a subset (ideals always run)
+//! ```
+//!
+//! Workloads, each engine on a fresh store per cell, every engine in turn within a round (so
+//! they share the disk's mood), `WALDB_BENCH_ROUNDS` rounds (default 3) of
+//! `WALDB_BENCH_SECONDS` (default 1) per cell; medians over the rounds, latency percentiles
+//! over every commit of every round:
+//!
+//! 1. durable 1-put transactions (16-byte key, 100-byte value) at 1, 4, 16 and 64 threads;
+//! 2. durable 50-put transactions at 10 threads;
+//! 3. non-durable 1-put transactions from one thread (okaywal has no such mode).
+//!
+//! Output: markdown tables on stdout, also written with an SVG chart of commits/s against
+//! threads to `WALDB_BENCH_OUT` (default `docs/bench/` at the repository root) as
+//! `peers.md` and `peers.svg`. Data lives in `WALDB_BENCH_DIR` (default
+//! `benches/peers/target/bench-data`): it must be on the disk to measure, not a tmpfs.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[path = "../../common/mod.rs"]
+#[allow(unused_imports)]
+mod common;
+use common::ideal::{ideal_run, raw_fdatasync};
+use common::{Run, drive, env_counts, env_f64, median, percentile};
+
+const VALUE: usize = 100;
+/// waldb's encoded size of a 1-put transaction of a 16-byte key and a 100-byte value: what
+/// the ideals write per commit.
+const WALDB_RECORD: usize = 177;
+
+/// A 16-byte key unique to (thread, n).
+fn key(thread: usize, n: u64) -> [u8; 16] {
+    let mut k = [0u8; 16];
+    k[..4].copy_from_slice(&(thread as u32).to_be_bytes());
+    k[4..12].copy_from_slice(&n.to_be_bytes());
+    k
+}
+
+/// One store under test: `txn` commits one transaction of `keys`, durably or not.
+trait Store: Send + Sync {
+    fn txn(&self, thread: usize, keys: &[[u8; 16]], value: &[u8], durable: bool);
+}
+
+/// The engines, in table order.
+const ENGINES: &[&str] = &["waldb", "okaywal", "SQLite", "redb", "fjall", "RocksDB"];
+
+fn enabled(name: &str) -> bool {
+    if name == "RocksDB" && !cfg!(feature = "rocksdb") {
+        return false;
+    }
+    match std::env::var("WALDB_BENCH_ENGINES") {
+        Ok(list) if !list.trim().is_empty() => list.split(',').any(|e| e.trim().eq_ignore_ascii_case(name)),
+        _ => true,
+    }
+}
+
+/// Opens a fresh store of engine `name` in `dir` for `threads` threads.
+fn open(name: &str, dir: &Path, threads: usize) -> Box<dyn Store> {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).unwrap();
+    match name {
+        "waldb" => Box::new(WaldbStore::open(dir)),
+        "okaywal" => Box::new(OkaywalStore(okaywal::WriteAheadLog::recover(dir, okaywal::LogVoid).unwrap())),
+        "SQLite" => Box::new(SqliteStore::open(dir, threads)),
+        "redb" => Box::new(RedbStore(redb::Database::create(dir.join("db.redb")).unwrap())),
+        "fjall" => Box::new(FjallStore::open(dir)),
+        #[cfg(feature = "rocksdb")]
+        "RocksDB" => Box::new(RocksStore(rocksdb::DB::open_default(dir).unwrap())),
+        other => unreachable!("no engine {other}"),
+    }
+}
+
+struct WaldbStore(waldb::Db);
+
+impl WaldbStore {
+    fn open(dir: &Path) -> Self {
+        let options = waldb::DbOptions { auto_checkpoint_bytes: None, ..waldb::DbOptions::default() };
+        let (db, _) = waldb::Db::open_opts(dir, options).unwrap();
+        // Let the log prepare its next segment before the clock starts (its 64 MiB of zeros
+        // would otherwise land inside the first timed second).
+        let mut warm = db.begin().unwrap();
+        warm.put(b"warm", b"up").unwrap();
+        warm.commit_blocking().unwrap();
+        let waited = std::time::Instant::now();
+        while db.stats().wal.segments_prepared == 0 && waited.elapsed().as_secs() < 30 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        WaldbStore(db)
+    }
+}
+
+impl Store for WaldbStore {
+    fn txn(&self, _: usize, keys: &[[u8; 16]], value: &[u8], durable: bool) {
+        let mut txn = self.0.begin().unwrap();
+        for k in keys {
+            txn.put(k, value).unwrap();
+        }
+        let d = if durable { waldb::wal::Durability::Sync } else { waldb::wal::Durability::None };
+        txn.commit_with(d).wait().unwrap();
+    }
+}
+
+struct OkaywalStore(okaywal::WriteAheadLog);
+
+impl Store for OkaywalStore {
+    fn txn(&self, _: usize, keys: &[[u8; 16]], value: &[u8], durable: bool) {
+        assert!(durable, "okaywal commits are always durable");
+        let mut entry = self.0.begin_entry().unwrap();
+        for k in keys {
+            let mut chunk = Vec::with_capacity(k.len() + value.len());
+            chunk.extend_from_slice(k);
+            chunk.extend_from_slice(value);
+            entry.write_chunk(&chunk).unwrap();
+        }
+        entry.commit().unwrap();
+    }
+}
+
+/// One connection per thread (a connection is not shared between threads), WAL mode.
+struct SqliteStore {
+    connections: Vec<Mutex<rusqlite::Connection>>,
+}
+
+impl SqliteStore {
+    fn open(dir: &Path, threads: usize) -> Self {
+        let path = dir.join("db.sqlite");
+        let connections = (0..threads.max(1))
+            .map(|i| {
+                let c = rusqlite::Connection::open(&path).unwrap();
+                c.busy_timeout(Duration::from_secs(60)).unwrap();
+                c.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;").unwrap();
+                if i == 0 {
+                    c.execute_batch(
+                        "CREATE TABLE IF NOT EXISTS kv (k BLOB PRIMARY KEY, v BLOB) WITHOUT ROWID;",
+                    )
+                    .unwrap();
+                }
+                Mutex::new(c)
+            })
+            .collect();
+        SqliteStore { connections }
+    }
+}
+
+impl Store for SqliteStore {
+    fn txn(&self, thread: usize, keys: &[[u8; 16]], value: &[u8], durable: bool) {
+        let mut c = self.connections[thread].lock().unwrap();
+        let sync = if durable { "FULL" } else { "OFF" };
+        c.pragma_update(None, "synchronous", sync).unwrap();
+        let txn = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).unwrap();
+        {
+            let mut stmt = txn.prepare_cached("INSERT OR REPLACE INTO kv (k, v) VALUES (?1, ?2)").unwrap();
+            for k in keys {
+                stmt.execute((&k[..], value)).unwrap();
+            }
+        }
+        txn.commit().unwrap();
+    }
+}
+
+struct RedbStore(redb::Database);
+
+const REDB_TABLE: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new("kv");
+
+impl Store for RedbStore {
+    fn txn(&self, _: usize, keys: &[[u8; 16]], value: &[u8], durable: bool) {
+        let mut txn = self.0.begin_write().unwrap();
+        let d = if durable { redb::Durability::Immediate } else { redb::Durability::None };
+        txn.set_durability(d).unwrap();
+        {
+            let mut table = txn.open_table(REDB_TABLE).unwrap();
+            for k in keys {
+                table.insert(&k[..], value).unwrap();
+            }
+        }
+        txn.commit().unwrap();
+    }
+}
+
+struct FjallStore {
+    db: fjall::Database,
+    keyspace: fjall::Keyspace,
+}
+
+impl FjallStore {
+    fn open(dir: &Path) -> Self {
+        let db = fjall::Database::builder(dir).open().unwrap();
+        let keyspace = db.keyspace("kv", fjall::KeyspaceCreateOptions::default).unwrap();
+        FjallStore { db, keyspace }
+    }
+}
+
+impl Store for FjallStore {
+    fn txn(&self, _: usize, keys: &[[u8; 16]], value: &[u8], durable: bool) {
+        let mut batch = self.db.batch();
+        for k in keys {
+            batch.insert(&self.keyspace, &k[..], value);
+        }
+        batch.commit().unwrap();
+        if durable {
+            self.db.persist(fjall::PersistMode::SyncData).unwrap();
+        }
+    }
+}
+
+#[cfg(feature = "rocksdb")]
+struct RocksStore(rocksdb::DB);
+
+#[cfg(feature = "rocksdb")]
+impl Store for RocksStore {
+    fn txn(&self, _: usize, keys: &[[u8; 16]], value: &[u8], durable: bool) {
+        let mut batch = rocksdb::WriteBatch::default();
+        for k in keys {
+            batch.put(k, value);
+        }
+        let mut options = rocksdb::WriteOptions::default();
+        options.set_sync(durable);
+        self.0.write_opt(batch, &options).unwrap();
+    }
+}
+
+/// `threads` threads committing `puts`-put transactions of fresh keys to a fresh store.
+fn store_run(name: &str, root: &Path, threads: usize, puts: usize, durable: bool, seconds: f64) -> Run {
+    let dir = root.join(name.to_lowercase());
+    let store: Arc<dyn Store> = Arc::from(open(name, &dir, threads));
+    let value = [7u8; VALUE];
+    let s = Arc::clone(&store);
+    let run = drive(
+        threads,
+        seconds,
+        Arc::new(move |t, n| {
+            let keys: Vec<[u8; 16]> = (0..puts as u64).map(|i| key(t, n * puts as u64 + i)).collect();
+            s.txn(t, &keys, &value, durable);
+        }),
+    );
+    drop(store);
+    let _ = std::fs::remove_dir_all(&dir);
+    run
+}
+
+/// The rounds of one cell: rates, and every latency.
+#[derive(Default)]
+struct Cell {
+    rates: Vec<f64>,
+    latencies: Vec<u64>,
+}
+
+impl Cell {
+    fn add(&mut self, run: Run, per_txn: usize) {
+        self.rates.push(run.rate() * per_txn as f64);
+        self.latencies.extend(run.latencies);
+    }
+
+    fn median(&self) -> f64 {
+        median(self.rates.clone())
+    }
+
+    fn p(&mut self, q: f64) -> f64 {
+        self.latencies.sort_unstable();
+        percentile(&self.latencies, q) as f64 / 1e3
+    }
+}
+
+fn fmt_rate(r: f64) -> String {
+    let n = r.round() as u64;
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn main() {
+    let seconds = env_f64("WALDB_BENCH_SECONDS", 1.0);
+    let rounds = env_f64("WALDB_BENCH_ROUNDS", 3.0) as usize;
+    let threads = env_counts("WALDB_BENCH_THREADS", &[1, 4, 16, 64]);
+    let root = std::env::var_os("WALDB_BENCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-data"));
+    std::fs::create_dir_all(&root).unwrap();
+    let out_dir = std::env::var_os("WALDB_BENCH_OUT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/bench"));
+    let engines: Vec<&str> = ENGINES.iter().copied().filter(|e| enabled(e)).collect();
+    let mut md = String::new();
+    let mut say = |line: String| {
+        println!("{line}");
+        md.push_str(&line);
+        md.push('\n');
+    };
+
+    let (grow, zeroed) = raw_fdatasync(&root, 1000);
+    say(format!(
+        "# waldb and its peers — {rounds} interleaved rounds of {seconds} s per cell, data in {}, {} CPUs\n",
+        root.display(),
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    ));
+    say(format!(
+        "The disk: a 4 KiB write + fdatasync takes {zeroed:.0} µs into a pre-zeroed file and {grow:.0} µs into a \
+         growing one (medians of 1000). Every durable figure below includes its fdatasyncs.\n"
+    ));
+
+    // 1. Durable 1-put transactions against threads.
+    let columns: Vec<String> = ["ideal, dedicated leader", "ideal, leader/follower"]
+        .iter()
+        .map(|s| s.to_string())
+        .chain(engines.iter().map(|s| s.to_string()))
+        .collect();
+    let mut cells: Vec<Vec<Cell>> =
+        threads.iter().map(|_| columns.iter().map(|_| Cell::default()).collect()).collect();
+    for round in 0..rounds {
+        for (ti, &n) in threads.iter().enumerate() {
+            for (ci, column) in columns.iter().enumerate() {
+                eprint!("\rround {}/{rounds}: {n} threads, {column}            ", round + 1);
+                let run = match ci {
+                    0 => ideal_run(&root, true, n, seconds, WALDB_RECORD),
+                    1 => ideal_run(&root, false, n, seconds, WALDB_RECORD),
+                    _ => store_run(column, &root, n, 1, true, seconds),
+                };
+                cells[ti][ci].add(run, 1);
+            }
+        }
+    }
+    eprintln!();
+    say("## Durable 1-put transactions: commits/s (p50, p99)\n".into());
+    say(format!("| threads | {} | waldb / best ideal |", columns.join(" | ")));
+    say(format!("|---:|{}---:|", "---:|".repeat(columns.len())));
+    for (ti, &n) in threads.iter().enumerate() {
+        let row = &mut cells[ti];
+        let best_ideal = row[0].median().max(row[1].median());
+        let mut line = format!("| {n} |");
+        for cell in row.iter_mut() {
+            let (p50, p99) = (cell.p(0.5), cell.p(0.99));
+            line.push_str(&format!(" {} ({p50:.0} µs, {p99:.0} µs) |", fmt_rate(cell.median())));
+        }
+        let waldb = columns.iter().position(|c| c == "waldb").map(|i| row[i].median());
+        line.push_str(&waldb.map_or(" – |".into(), |w| format!(" {:.0} % |", 100.0 * w / best_ideal)));
+        say(line);
+    }
+
+    // 2. Durable 50-put transactions at 10 threads; 3. non-durable 1-put from one thread.
+    let mut bulk: Vec<Cell> = engines.iter().map(|_| Cell::default()).collect();
+    let mut fast: Vec<Cell> = engines.iter().map(|_| Cell::default()).collect();
+    for round in 0..rounds {
+        for (ei, e) in engines.iter().enumerate() {
+            eprint!("\rround {}/{rounds}: 50-put and non-durable, {e}            ", round + 1);
+            bulk[ei].add(store_run(e, &root, 10, 50, true, seconds), 50);
+            if *e != "okaywal" {
+                fast[ei].add(store_run(e, &root, 1, 1, false, seconds), 1);
+            }
+        }
+    }
+    eprintln!();
+    say("\n## Throughput\n".into());
+    say("| engine | durable 50-put transactions, 10 threads: puts/s | non-durable 1-put transactions, 1 thread: txn/s |".into());
+    say("|---|---:|---:|".into());
+    for (ei, e) in engines.iter().enumerate() {
+        let nd = if fast[ei].rates.is_empty() { "–".to_owned() } else { fmt_rate(fast[ei].median()) };
+        say(format!("| {e} | {} | {nd} |", fmt_rate(bulk[ei].median())));
+    }
+
+    std::fs::create_dir_all(&out_dir).unwrap();
+    std::fs::write(out_dir.join("peers.md"), &md).unwrap();
+    let series: Vec<(String, Vec<(usize, f64)>)> = columns
+        .iter()
+        .enumerate()
+        .map(|(ci, c)| {
+            (c.clone(), threads.iter().enumerate().map(|(ti, &n)| (n, cells[ti][ci].median())).collect())
+        })
+        .collect();
+    chart(&out_dir.join("peers.svg"), &series, zeroed);
+    eprintln!("wrote {} and {}", out_dir.join("peers.md").display(), out_dir.join("peers.svg").display());
+}
+
+/// Commits/s against threads (log-scaled thread axis), one line per engine.
+fn chart(path: &Path, series: &[(String, Vec<(usize, f64)>)], fdatasync_us: f64) {
+    use plotters::prelude::*;
+    let root = SVGBackend::new(path, (900, 560)).into_drawing_area();
+    root.fill(&WHITE).unwrap();
+    let max_threads = series.iter().flat_map(|s| s.1.iter().map(|p| p.0)).max().unwrap_or(1).max(2);
+    let max_rate = series.iter().flat_map(|s| s.1.iter().map(|p| p.1)).fold(1.0, f64::max);
+    let mut chart = ChartBuilder::on(&root)
+        .caption(format!("Durable 1-put transactions (fdatasync {fdatasync_us:.0} µs)"), ("sans-serif", 20))
+        .margin(16)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d((1f64..max_threads as f64).log_scale(), 0f64..max_rate * 1.1)
+        .unwrap();
+    chart
+        .configure_mesh()
+        .x_desc("committing threads")
+        .y_desc("commits/s")
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .y_label_formatter(&|y| format!("{:.0}k", y / 1e3))
+        .draw()
+        .unwrap();
+    for (i, (name, points)) in series.iter().enumerate() {
+        let color = Palette99::pick(i).to_rgba();
+        let style = if name.starts_with("ideal") { color.stroke_width(1) } else { color.stroke_width(3) };
+        let pts: Vec<(f64, f64)> = points.iter().map(|&(n, r)| (n as f64, r)).collect();
+        chart
+            .draw_series(LineSeries::new(pts.clone(), style))
+            .unwrap()
+            .label(name.clone())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(3)));
+        chart.draw_series(pts.iter().map(|&p| Circle::new(p, 3, color.filled()))).unwrap();
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .unwrap();
+    root.present().unwrap();
+}

@@ -32,7 +32,9 @@ use waldb::wal::{Durability, RecordKind, Wal, WalConfig};
 use waldb::{Db, RecoveryMode};
 
 mod common;
-use common::{Run, drive, env_counts, env_f64, invoked_as_bench, median, percentile, settings, wanted};
+use common::{
+    Run, await_prepared, drive, env_counts, env_f64, invoked_as_bench, median, percentile, settings, wanted,
+};
 
 const VALUE: usize = 100;
 
@@ -53,15 +55,6 @@ fn fresh(root: &Path, name: &str) -> std::path::PathBuf {
     let dir = root.join(name);
     let _ = std::fs::remove_dir_all(&dir);
     dir
-}
-
-/// Waits until the log has prepared its next segment, so that the 64 MiB of zeros it writes
-/// are not flushed inside the timed window (the same steady state for the db and the log).
-fn await_prepared(stats: impl Fn() -> u64) {
-    let waited = Instant::now();
-    while stats() == 0 && waited.elapsed().as_secs() < 30 {
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
 }
 
 /// `threads` committers of `puts`-put `Sync` transactions on a fresh database.

@@ -58,6 +58,16 @@ pub fn settings(title: &str) -> (f64, usize, PathBuf) {
     (seconds, rounds, root)
 }
 
+/// Waits (at most 30 s) until `prepared()` — a log's `segments_prepared` counter — is
+/// non-zero: the log has prepared its next segment, so that the 64 MiB of zeros it writes are
+/// not flushed inside a timed window.
+pub fn await_prepared(prepared: impl Fn() -> u64) {
+    let waited = Instant::now();
+    while prepared() == 0 && waited.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// The median (upper median for even lengths).
 pub fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);

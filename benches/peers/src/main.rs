@@ -5,7 +5,7 @@
 //! ideal group commits writing waldb's bytes per commit with nothing else on the path.
 //!
 //! ```text
-//! cd benches/peers && cargo run --release                      # about 5 minutes
+//! cd benches/peers && cargo run --release                      # about 3 minutes
 //! cd benches/peers && cargo run --release --features rocksdb
 //! WALDB_BENCH_SECONDS=0.5 WALDB_BENCH_ROUNDS=3 WALDB_BENCH_THREADS=1,4 cargo run --release
 //! WALDB_BENCH_ENGINES=waldb,okaywal cargo run --release        # a subset (ideals always run)
@@ -30,10 +30,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 #[path = "../../common/mod.rs"]
-#[allow(unused_imports)]
 mod common;
 use common::ideal::{ideal_run, raw_fdatasync};
-use common::{Run, drive, env_counts, env_f64, median, percentile};
+use common::{Run, await_prepared, drive, env_counts, env_f64, median, percentile};
 
 const VALUE: usize = 100;
 /// waldb's encoded size of a 1-put transaction of a 16-byte key and a 100-byte value: what
@@ -93,10 +92,7 @@ impl WaldbStore {
         let mut warm = db.begin().unwrap();
         warm.put(b"warm", b"up").unwrap();
         warm.commit_blocking().unwrap();
-        let waited = std::time::Instant::now();
-        while db.stats().wal.segments_prepared == 0 && waited.elapsed().as_secs() < 30 {
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        await_prepared(|| db.stats().wal.segments_prepared);
         WaldbStore(db)
     }
 }

@@ -24,7 +24,7 @@ use waldb::{Db, Error};
 
 #[path = "../../../benches/common/mod.rs"]
 mod common;
-use common::{Run, drive, percentile};
+use common::{Run, await_prepared, drive, percentile};
 
 const VALUE: usize = 100;
 const SCALING: [usize; 8] = [1, 2, 4, 8, 16, 32, 64, 128];
@@ -119,10 +119,7 @@ fn fresh(root: &Path) -> Result<(Db, std::path::PathBuf), Error> {
     let mut warm = db.begin()?;
     warm.put(b"warm", b"up")?;
     warm.commit_blocking()?;
-    let waited = Instant::now();
-    while db.stats().wal.segments_prepared == 0 && waited.elapsed() < Duration::from_secs(30) {
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    await_prepared(|| db.stats().wal.segments_prepared);
     Ok((db, dir))
 }
 

@@ -69,6 +69,7 @@ pub mod db;
 pub mod disk;
 mod error;
 #[cfg(feature = "sim")]
+pub mod history;
 #[cfg(feature = "mutants")]
 pub mod mutation;
 #[cfg(not(feature = "mutants"))]
@@ -93,5 +94,6 @@ pub mod sim {
     pub use crate::campaign;
     pub use crate::clock::SimClock;
     pub use crate::disk::sim::{CrashWeights, FaultOp, SimConfig, SimDisk, SimFaults, SimFile, SimStats};
+    pub use crate::history;
     pub use crate::rng::SimRng;
 }

@@ -1,5 +1,5 @@
 //! Encoders for segment headers and records. Each checks its arguments (programmer errors are
-//! assertions) and produces exactly the layout of [`format`](super::format).
+//! assertions) and produces exactly the layout of [`format`](mod@super::format).
 
 use super::format::{self, rec, seg};
 use crate::types::{Lsn, SegmentId};

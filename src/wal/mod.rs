@@ -9,7 +9,7 @@
 //!            LSN 1, 2, …            first_lsn = K, prev_last_lsn = K−1, prev_last_crc = crc(rK−1)
 //! ```
 //!
-//! - [`format`]: the byte layout (also in `docs/FORMAT.md`), with compile-time checks.
+//! - [`format`](mod@format): the byte layout (also in `docs/FORMAT.md`), with compile-time checks.
 //! - [`encode`] / [`decode`]: record and segment-header codecs; the decoder is a pure function
 //!   that returns a value for every input.
 //! - [`payload`]: the transaction and checkpoint-marker payloads.

@@ -30,11 +30,13 @@
 //!
 //! # The checks
 //!
-//! Every commit's LSN is recorded when it is sequenced, before the first `.await`, so a commit
-//! whose outcome is an error is placed in the commit order from the start. At every start of
-//! the node, and at the end:
+//! Those of [`waldb::sim::history`], shared with the turmoil harness. Every commit's LSN is
+//! recorded when it is sequenced, before the first `.await`, so a commit whose outcome is an
+//! error is placed in the commit order from the start. At every start of the node, and at the
+//! end:
 //!
-//! 1. every acknowledged `Sync` transaction is present;
+//! 1. every acknowledged `Sync` transaction is present, and every transaction an earlier
+//!    recovery found;
 //! 2. every transaction present is whole (all its keys);
 //! 3. the state is a prefix of the commit order: every transaction sequenced at or below the
 //!    highest LSN present is present, and no transaction that was never sequenced, or was lost
@@ -58,7 +60,7 @@ compile_error!(
     "waldb-madsim needs `--cfg madsim`: run cargo from sim/madsim, whose .cargo/config.toml sets it"
 );
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::VecDeque;
 use std::io;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
@@ -66,12 +68,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use waldb::db::{DbOptions, Isolation, Pair};
+use waldb::sim::history::{COUNTER, History, counter_value, txn_key, txn_value};
 use waldb::sim::{FaultOp, SimConfig, SimDisk, SimFaults, SimFile, SimRng};
 use waldb::wal::{Driver, Durability};
-use waldb::{Clock, Db, Disk, DiskFile, Error, Lsn, OpenMode};
+use waldb::{Clock, Db, Disk, DiskFile, Error, OpenMode};
 
 const DIR: &str = "/db";
-const COUNTER: &[u8] = b"counter";
 
 /// A node's view of the shared [`SimDisk`]: every call fails once the node has been killed, so
 /// the killed incarnation's destructors (a `Db` dropped with its tasks) do no I/O — as after a
@@ -201,25 +203,12 @@ impl Clock for MadsimClock {
 
 type NodeDb = Db<NodeDisk, MadsimClock>;
 
-/// One sequenced transaction, while it may still be (or become) present.
-#[derive(Clone, Debug)]
-struct Txn {
-    lsn: Lsn,
-    keys: u64,
-    increments: bool,
-    sync: bool,
-    /// Acknowledged, or found present after a crash: every later snapshot must hold it.
-    settled: bool,
-}
-
 /// What the supervisor and the node's incarnations share.
 struct Shared {
     seed: u64,
     disk: SimDisk,
-    /// Sequenced transactions not (yet) known to be lost, by name.
-    history: BTreeMap<String, Txn>,
-    /// Transactions lost at a crash: never to be seen again.
-    lost: BTreeSet<String>,
+    /// What was committed, and the checks against it.
+    history: History,
     /// The running incarnation's liveness, cleared when it is killed.
     alive: Option<Arc<AtomicBool>>,
     checkpoints: bool,
@@ -315,54 +304,6 @@ fn options() -> DbOptions {
     }
 }
 
-fn txn_key(name: &str, i: u64) -> Vec<u8> {
-    format!("t/{name}/{i}").into_bytes()
-}
-
-/// What a snapshot or a recovered state holds: transactions (name → key count, increments,
-/// indexes seen) and the counter.
-#[derive(Default)]
-struct Seen {
-    txns: BTreeMap<String, (u64, bool, Vec<u64>)>,
-    counter: u64,
-}
-
-fn parse(pairs: &[Pair]) -> Result<Seen, String> {
-    let mut seen = Seen::default();
-    for (key, value) in pairs {
-        let key = std::str::from_utf8(key).map_err(|e| e.to_string())?;
-        let value = std::str::from_utf8(value).map_err(|e| e.to_string())?;
-        if key.as_bytes() == COUNTER {
-            seen.counter = value.parse().map_err(|_| format!("counter {value:?} is not a number"))?;
-            continue;
-        }
-        let (name, i) = key
-            .strip_prefix("t/")
-            .and_then(|k| k.rsplit_once('/'))
-            .ok_or_else(|| format!("unexpected key {key:?}"))?;
-        let i: u64 = i.parse().map_err(|_| format!("{key}: a bad index"))?;
-        let header = value.split('|').next().unwrap_or_default();
-        let (k, inc) = header
-            .strip_prefix("k=")
-            .and_then(|h| h.split_once(";inc="))
-            .ok_or_else(|| format!("{key}: a bad value header {header:?}"))?;
-        let k: u64 = k.parse().map_err(|_| format!("{key}: a bad key count"))?;
-        let entry = seen.txns.entry(name.to_owned()).or_insert((k, inc == "1", Vec::new()));
-        entry.2.push(i);
-    }
-    for (name, (k, _, idx)) in &mut seen.txns {
-        idx.sort_unstable();
-        if *idx != (0..*k).collect::<Vec<_>>() {
-            return Err(format!("transaction {name} is not whole: {k} keys, found {idx:?}"));
-        }
-    }
-    let increments = seen.txns.values().filter(|t| t.1).count() as u64;
-    if seen.counter != increments {
-        return Err(format!("the counter is {} but {increments} increments are present", seen.counter));
-    }
-    Ok(seen)
-}
-
 fn scan_all(db: &NodeDb) -> Result<Vec<Pair>, Error> {
     let mut txn = db.begin_with(Isolation::Snapshot)?;
     let pairs = txn.scan::<std::ops::RangeFull>(..)?;
@@ -370,50 +311,11 @@ fn scan_all(db: &NodeDb) -> Result<Vec<Pair>, Error> {
     Ok(pairs)
 }
 
-/// Checks a recovered state against the history (invariants 1–4 of the module docs), then
-/// forgets the transactions it lost and settles the ones it kept.
+/// Checks a recovered state against the history (invariants 1–4 of the module docs).
 fn check_recovered(s: &mut Shared, pairs: &[Pair]) -> Result<u64, String> {
-    let seen = parse(pairs)?;
-    let mut highest = None;
-    for (name, (k, inc, _)) in &seen.txns {
-        if s.lost.contains(name) {
-            return Err(format!("transaction {name}, lost at an earlier crash, is present again"));
-        }
-        let t = s
-            .history
-            .get(name)
-            .ok_or_else(|| format!("transaction {name} was never sequenced but is present"))?;
-        if (t.keys, t.increments) != (*k, *inc) {
-            return Err(format!("transaction {name} is present with different contents"));
-        }
-        highest = highest.max(Some(t.lsn));
-    }
-    for (name, t) in &s.history {
-        if seen.txns.contains_key(name) {
-            continue;
-        }
-        if t.sync && t.settled {
-            return Err(format!("acknowledged Sync transaction {name} (LSN {}) is missing", t.lsn));
-        }
-        if let Some(h) = highest
-            && t.lsn <= h
-        {
-            return Err(format!(
-                "not a prefix: transaction {name} at LSN {} is missing, one at LSN {h} is present",
-                t.lsn
-            ));
-        }
-    }
-    let lost: Vec<String> = s.history.keys().filter(|n| !seen.txns.contains_key(*n)).cloned().collect();
-    for name in lost {
-        s.history.remove(&name);
-        s.lost.insert(name);
-    }
-    for t in s.history.values_mut() {
-        t.settled = true;
-    }
+    let n = s.history.check_recovered(pairs)?;
     s.out.recoveries_checked += 1;
-    Ok(seen.txns.len() as u64)
+    Ok(n)
 }
 
 /// The node's software: open, check, then run the flusher, writers, reader and checkpointer
@@ -495,9 +397,7 @@ async fn writer(db: NodeDb, shared: Arc<Mutex<Shared>>, prefix: String, seed: u6
         let Ok(mut txn) = db.begin() else { return };
         if increments {
             let current = match txn.get(COUNTER) {
-                Ok(v) => v.map_or(0, |v| {
-                    std::str::from_utf8(&v).ok().and_then(|v| v.parse().ok()).unwrap_or(u64::MAX)
-                }),
+                Ok(v) => counter_value(v.as_deref()),
                 Err(_) => return,
             };
             // Let other writers commit between the read and the commit: conflicts happen.
@@ -507,8 +407,8 @@ async fn writer(db: NodeDb, shared: Arc<Mutex<Shared>>, prefix: String, seed: u6
             }
         }
         for i in 0..keys {
-            let value = format!("k={keys};inc={}|{}", u8::from(increments), "x".repeat(rng.below_usize(200)));
-            if txn.put(&txn_key(&name, i), value.as_bytes()).is_err() {
+            let value = txn_value(keys, increments, rng.below_usize(200));
+            if txn.put(&txn_key(&name, i), &value).is_err() {
                 return;
             }
         }
@@ -517,8 +417,7 @@ async fn writer(db: NodeDb, shared: Arc<Mutex<Shared>>, prefix: String, seed: u6
         let commit = txn.commit_with(durability);
         // Recorded before the first await: a kill cannot come between sequencing and this.
         if let Some(lsn) = commit.lsn() {
-            let t = Txn { lsn, keys, increments, sync, settled: false };
-            lock(&shared).history.insert(name.clone(), t);
+            lock(&shared).history.sequenced(&name, lsn, keys, increments, sync);
         }
         let sequenced = commit.lsn().is_some();
         match commit.await {
@@ -529,9 +428,7 @@ async fn writer(db: NodeDb, shared: Arc<Mutex<Shared>>, prefix: String, seed: u6
                 if !visible {
                     return s.fail(format!("{name} acknowledged at LSN {lsn} but not visible to its writer"));
                 }
-                if let Some(t) = s.history.get_mut(&name) {
-                    t.settled = true;
-                }
+                s.history.acknowledged(&name);
             }
             Err(Error::Conflict { .. }) if !sequenced => lock(&shared).out.conflicts += 1,
             Err(e) => {
@@ -553,16 +450,10 @@ async fn reader(db: NodeDb, shared: Arc<Mutex<Shared>>, seed: u64) {
     let mut rng = SimRng::new(seed);
     loop {
         madsim::time::sleep(Duration::from_micros(500 + 500 * rng.below(10))).await;
-        let settled: Vec<String> =
-            lock(&shared).history.iter().filter(|t| t.1.settled).map(|t| t.0.clone()).collect();
+        let settled = lock(&shared).history.settled();
         let Ok(pairs) = scan_all(&db) else { return };
         let mut s = lock(&shared);
-        let checked =
-            parse(&pairs).and_then(|seen| match settled.iter().find(|n| !seen.txns.contains_key(*n)) {
-                Some(n) => Err(format!("settled transaction {n} is not in a later snapshot")),
-                None => Ok(()),
-            });
-        match checked {
+        match s.history.check_snapshot(&settled, &pairs) {
             Ok(()) => s.out.snapshots += 1,
             Err(e) => return s.fail(format!("snapshot: {e}")),
         }
@@ -717,8 +608,7 @@ pub fn run_seed(seed: u64) -> Result<Outcome, Failure> {
     let shared = Arc::new(Mutex::new(Shared {
         seed,
         disk: SimDisk::with_config(seed, config),
-        history: BTreeMap::new(),
-        lost: BTreeSet::new(),
+        history: History::default(),
         alive: None,
         checkpoints: rng.below(2) == 0,
         started: madsim::time::Instant::now(),

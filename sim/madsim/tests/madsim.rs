@@ -3,7 +3,7 @@
 //! ```text
 //! cargo test                              # the default campaign (WALDB_SIM_MADSIM_SEEDS, default 100)
 //! WALDB_SIM_SEED=7 cargo test --test madsim   # one seed
-//! cargo test --features mutants           # plus: the harness catches acks before syncs
+//! cargo test --features mutants           # plus: the harness catches each planted bug
 //! ```
 
 use waldb_madsim::{Outcome, run_seed};
@@ -74,16 +74,23 @@ fn madsim_is_deterministic() {
     }
 }
 
-/// The harness has teeth: with acknowledgements before syncs planted, some seed loses an
-/// acknowledged transaction, and the failure names the seed and the replay command.
+/// The harness has teeth: with each planted bug of `waldb::mutation` some seed of the first
+/// 400 breaks an invariant, and the failure names the seed and the replay command.
 #[cfg(feature = "mutants")]
 #[test]
-fn madsim_catches_ack_before_sync() {
+fn madsim_catches_planted_bugs() {
     use waldb::mutation::{self, Mutation};
-    mutation::plant(Some(Mutation::AckBeforeSync));
-    let caught = (0..100).find_map(|seed| run_seed(seed).err());
-    mutation::plant(None);
-    let failure = caught.expect("100 seeds with acks before syncs all passed");
-    assert!(failure.message.contains("replay: cd sim/madsim && WALDB_SIM_SEED="), "{failure}");
-    eprintln!("madsim: AckBeforeSync caught by seed {}:\n{failure}", failure.seed);
+    for m in Mutation::ALL {
+        mutation::plant(Some(m));
+        let caught = (0..400).find_map(|seed| run_seed(seed).err());
+        mutation::plant(None);
+        let failure = caught.unwrap_or_else(|| panic!("400 seeds with {m:?} planted all passed"));
+        let replay = format!("replay: cd sim/madsim && WALDB_SIM_SEED={} cargo test", failure.seed);
+        assert!(failure.message.contains(&replay), "{failure}");
+        eprintln!(
+            "madsim: {m:?} caught by seed {}: {}",
+            failure.seed,
+            failure.message.lines().next().unwrap_or_default()
+        );
+    }
 }

@@ -30,6 +30,10 @@ use crate::types::Lsn;
 /// A value, shared between versions, snapshots and checkpoints without copying.
 pub(crate) type Value = Arc<[u8]>;
 
+/// A key, shared between a transaction's writes, the memtable and the conflict index without
+/// copying.
+pub(crate) type Key = Arc<[u8]>;
+
 /// One version of a key: its value at `lsn`, or `None` for a deletion.
 #[derive(Clone, Debug)]
 struct Version {
@@ -65,9 +69,9 @@ impl Chain {
 /// See the [module docs](self).
 #[derive(Debug, Default)]
 pub(crate) struct Memtable {
-    map: SkipMap<Box<[u8]>, Chain>,
+    map: SkipMap<Key, Chain>,
     /// (LSN of a version that shadows an older one, its key), in LSN order.
-    reclaim: Mutex<VecDeque<(Lsn, Box<[u8]>)>>,
+    reclaim: Mutex<VecDeque<(Lsn, Key)>>,
 }
 
 impl Memtable {
@@ -82,6 +86,17 @@ impl Memtable {
             Some(e) => e,
             None => self.map.get_or_insert(key.into(), Chain::default()),
         };
+        self.push(&entry, lsn, value);
+    }
+
+    /// [`Memtable::insert`] of a shared key: one search, and no copy of the key.
+    pub(crate) fn insert_key(&self, key: &Key, lsn: Lsn, value: Option<Value>) {
+        let entry = self.map.get_or_insert(Arc::clone(key), Chain::default());
+        self.push(&entry, lsn, value);
+    }
+
+    fn push(&self, entry: &crossbeam_skiplist::map::Entry<'_, Key, Chain>, lsn: Lsn, value: Option<Value>) {
+        let key = entry.key();
         let mut versions = entry.value().lock();
         if let Some(last) = versions.last_mut().filter(|v| v.lsn == lsn) {
             // The same key twice in one replayed record: the later operation wins.
@@ -94,7 +109,7 @@ impl Memtable {
         drop(versions);
         if shadows {
             let mut reclaim = self.reclaim.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            reclaim.push_back((lsn, key.into()));
+            reclaim.push_back((lsn, Arc::clone(key)));
         }
     }
 
@@ -131,7 +146,7 @@ impl Memtable {
         }
         for entry in self.map.range::<[u8], _>(range) {
             if let Some(Some(value)) = entry.value().read(at) {
-                out.push((entry.key().clone(), value));
+                out.push((Box::from(&**entry.key()), value));
                 if out.len() >= limit {
                     break;
                 }
@@ -156,7 +171,7 @@ impl Memtable {
 
     /// Drops the versions no snapshot at or above `horizon` can read; returns the keys left
     /// holding only a deletion at or below `horizon`, for [`Memtable::remove_dead`].
-    pub(crate) fn reclaim(&self, horizon: Lsn) -> Vec<Box<[u8]>> {
+    pub(crate) fn reclaim(&self, horizon: Lsn) -> Vec<Key> {
         let mut dead = Vec::new();
         loop {
             let key = {
@@ -183,7 +198,7 @@ impl Memtable {
 
     /// Removes the keys of `dead` whose only version is still a deletion at or below
     /// `horizon`. The caller holds the sequencer's lock, so nothing inserts meanwhile.
-    pub(crate) fn remove_dead(&self, dead: &[Box<[u8]>], horizon: Lsn) {
+    pub(crate) fn remove_dead(&self, dead: &[Key], horizon: Lsn) {
         for key in dead {
             if let Some(e) = self.map.get(&**key) {
                 let gone = {
@@ -238,7 +253,7 @@ mod tests {
         assert_eq!(m.get(b"a", Lsn(3)).as_deref(), Some(&b"3"[..]));
         let dead = m.reclaim(Lsn(5));
         assert_eq!(m.version_count(b"a"), 1);
-        assert_eq!(dead, vec![Box::from(&b"b"[..])]);
+        assert_eq!(dead, vec![Key::from(&b"b"[..])]);
         m.remove_dead(&dead, Lsn(5));
         assert_eq!(m.key_count(), 1);
         assert_eq!(m.range((Bound::Unbounded, Bound::Unbounded), Lsn(9), 10).len(), 1);

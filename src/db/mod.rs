@@ -60,7 +60,7 @@ use crate::types::{Lsn, TxnId};
 use crate::wal::segment::{create_dir_durable, remove_durable, remove_segments_through};
 use crate::wal::{LogReader, LogWriter, RecordKind, RecoveryReport, Wal, WalStats, decode_txn};
 use checkpoint::{CheckpointHeader, CheckpointLimits};
-use memtable::{Memtable, Value};
+use memtable::{Key, Memtable, Value};
 
 /// A key and its value, as scans return them.
 pub type Pair = (Box<[u8]>, Arc<[u8]>);
@@ -168,20 +168,19 @@ impl<D: Disk + Clone, C: Clock + Clone> std::fmt::Debug for Db<D, C> {
 /// predates, the LSN of its newest write.
 #[derive(Default)]
 struct Sequencer {
-    writes: BTreeMap<Box<[u8]>, Lsn>,
-    /// (commit LSN, its keys), in LSN order, for pruning.
-    log: VecDeque<(Lsn, Vec<Box<[u8]>>)>,
+    writes: BTreeMap<Key, Lsn>,
+    /// (commit LSN, a key it wrote), in LSN order, for pruning: one entry per key, so that a
+    /// commit allocates nothing here.
+    log: VecDeque<(Lsn, Key)>,
 }
 
 impl Sequencer {
     /// Drops what no snapshot at or above `horizon` needs.
     fn prune(&mut self, horizon: Lsn) {
         while self.log.front().is_some_and(|(lsn, _)| *lsn <= horizon) {
-            let (lsn, keys) = self.log.pop_front().expect("checked");
-            for k in keys {
-                if self.writes.get(&k) == Some(&lsn) {
-                    self.writes.remove(&k);
-                }
+            let (lsn, key) = self.log.pop_front().expect("checked");
+            if self.writes.get(&key) == Some(&lsn) {
+                self.writes.remove(&key);
             }
         }
     }

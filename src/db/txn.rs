@@ -9,13 +9,13 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::SeqCst;
 use std::task::{Context, Poll};
 
-use super::memtable::Value;
+use super::memtable::{Key, Value};
 use super::{Inner, Isolation, Pair, lock};
 use crate::clock::{Clock, SystemClock};
 use crate::disk::{Disk, StdDisk};
 use crate::error::{Error, Result};
 use crate::types::{Lsn, TxnId};
-use crate::wal::{Durability, Op, RecordKind, Ticket, encode_txn};
+use crate::wal::{Durability, Op, RecordKind, Ticket, encode_txn, encode_txn_ops};
 
 type OwnedBound = Bound<Box<[u8]>>;
 
@@ -31,7 +31,7 @@ pub struct Transaction<D: Disk + Clone = StdDisk, C: Clock + Clone = SystemClock
     id: TxnId,
     snapshot: Lsn,
     isolation: Isolation,
-    writes: BTreeMap<Box<[u8]>, Option<Value>>,
+    writes: BTreeMap<Key, Option<Value>>,
     /// Encoded size of the transaction record so far.
     payload_bytes: u64,
     reads: BTreeSet<Box<[u8]>>,
@@ -182,7 +182,7 @@ impl<D: Disk + Clone, C: Clock + Clone> Transaction<D, C> {
         let end = range.end_bound().map(|k| *k);
         let bounds = (start, end);
         // Own deletions can hide at most this many of the snapshot's pairs.
-        let own: Vec<(&Box<[u8]>, &Option<Value>)> = self.writes.range::<[u8], _>(bounds).collect();
+        let own: Vec<(&Key, &Option<Value>)> = self.writes.range::<[u8], _>(bounds).collect();
         let hidden = own.iter().filter(|(_, v)| v.is_none()).count();
         let base = self.db.memtable.range(bounds, self.snapshot, limit.saturating_add(hidden));
         let mut out: Vec<Pair> = Vec::new();
@@ -190,8 +190,8 @@ impl<D: Disk + Clone, C: Clock + Clone> Transaction<D, C> {
         while out.len() < limit && (i < base.len() || j < own.len()) {
             let take_own = match (base.get(i), own.get(j)) {
                 (Some((bk, _)), Some((ok, _))) => {
-                    if **ok <= *bk {
-                        if **ok == *bk {
+                    if ***ok <= **bk {
+                        if ***ok == **bk {
                             i += 1;
                         }
                         true
@@ -207,7 +207,7 @@ impl<D: Disk + Clone, C: Clock + Clone> Transaction<D, C> {
                 let (k, v) = own[j];
                 j += 1;
                 if let Some(v) = v {
-                    out.push((k.clone(), Arc::clone(v)));
+                    out.push((Box::from(&**k), Arc::clone(v)));
                 }
             } else {
                 let (k, v) = &base[i];
@@ -284,16 +284,14 @@ impl<D: Disk + Clone, C: Clock + Clone> Transaction<D, C> {
         if self.writes.is_empty() {
             return Ok(None);
         }
-        let ops: Vec<Op<'_>> = self
-            .writes
-            .iter()
-            .map(|(k, v)| match v {
-                Some(v) => Op::Put { key: k, value: v },
-                None => Op::Delete { key: k },
-            })
-            .collect();
-        let mut payload = Vec::with_capacity(usize::try_from(self.payload_bytes).unwrap_or(0));
-        encode_txn(&mut payload, self.id, &ops);
+        let ops = self.writes.iter().map(|(k, v)| match v {
+            Some(v) => Op::Put { key: k, value: v },
+            None => Op::Delete { key: k },
+        });
+        // Into a buffer the log has written before: steady commits allocate nothing here.
+        let mut payload = self.db.wal.buffer();
+        payload.reserve(usize::try_from(self.payload_bytes).unwrap_or(0));
+        encode_txn_ops(&mut payload, self.id, ops.clone());
         debug_assert_eq!(payload.len() as u64, self.payload_bytes);
         let db = &*self.db;
         let mut seq = lock(&db.sequencer);
@@ -302,7 +300,8 @@ impl<D: Disk + Clone, C: Clock + Clone> Transaction<D, C> {
             Isolation::Serializable => self
                 .reads
                 .iter()
-                .chain(self.writes.keys())
+                .map(|k| &**k)
+                .chain(self.writes.keys().map(|k| &**k))
                 .find_map(|k| seq.written_after(k, self.snapshot).map(|l| conflict_on_key(k, l)))
                 .or_else(|| {
                     self.ranges.iter().find_map(|(s, e)| {
@@ -323,23 +322,21 @@ impl<D: Disk + Clone, C: Clock + Clone> Transaction<D, C> {
         }
         let ticket = if crate::mutation::active(crate::mutation::Mutation::TornTransaction) && ops.len() > 1 {
             let mut last = None;
-            for op in &ops {
+            for op in ops {
                 let mut one = Vec::new();
-                encode_txn(&mut one, self.id, std::slice::from_ref(op));
+                encode_txn(&mut one, self.id, std::slice::from_ref(&op));
                 last = Some(db.wal.append_with(RecordKind::Txn, &one, durability)?);
             }
             last.expect("more than one operation")
         } else {
-            db.wal.append_with(RecordKind::Txn, &payload, durability)?
+            db.wal.append_owned(RecordKind::Txn, payload, durability)?
         };
         let lsn = ticket.lsn();
-        let mut keys = Vec::with_capacity(self.writes.len());
         for (k, v) in &self.writes {
-            db.memtable.insert(k, lsn, v.clone());
-            seq.writes.insert(k.clone(), lsn);
-            keys.push(k.clone());
+            db.memtable.insert_key(k, lsn, v.clone());
+            seq.writes.insert(Arc::clone(k), lsn);
+            seq.log.push_back((lsn, Arc::clone(k)));
         }
-        seq.log.push_back((lsn, keys));
         lock(&db.pending).push_back((lsn, durability == Durability::Sync));
         drop(seq);
         Ok(Some(ticket))

@@ -39,7 +39,9 @@ pub use encode::{RecordMeta, SegmentHeader, encode_record, encode_segment_header
 pub use group::{
     BatchConfig, Driver, Durability, PrepareAhead, StepReport, Ticket, Wal, WalBatch, WalConfig, WalStats,
 };
-pub use payload::{Op, RecordKind, TxnRef, decode_checkpoint, decode_txn, encode_checkpoint, encode_txn};
+pub use payload::{
+    Op, RecordKind, TxnRef, decode_checkpoint, decode_txn, encode_checkpoint, encode_txn, encode_txn_ops,
+};
 pub use recovery::{
     Cut, LogEnd, LogReader, LogRecord, OwnedRecord, ReadOptions, RecoveryMode, RecoveryReport, read_log,
 };

@@ -123,8 +123,18 @@ pub fn txn_payload_bytes(ops: &[Op<'_>]) -> usize {
 /// If there are more than `u32::MAX` operations or a key or value longer than `u32::MAX` bytes:
 /// callers enforce much smaller limits first.
 pub fn encode_txn(out: &mut Vec<u8>, txn_id: TxnId, ops: &[Op<'_>]) {
-    let len = |n: usize| u32::try_from(n).expect("length fits u32: checked by the caller's limits");
     out.reserve(txn_payload_bytes(ops));
+    encode_txn_ops(out, txn_id, ops.iter().copied());
+}
+
+/// [`encode_txn`] from an iterator of operations, without collecting them first; the caller
+/// reserves room in `out` if it wants to.
+///
+/// # Panics
+///
+/// As [`encode_txn`].
+pub fn encode_txn_ops<'o>(out: &mut Vec<u8>, txn_id: TxnId, ops: impl ExactSizeIterator<Item = Op<'o>>) {
+    let len = |n: usize| u32::try_from(n).expect("length fits u32: checked by the caller's limits");
     out.extend_from_slice(&txn_id.0.to_le_bytes());
     out.extend_from_slice(&len(ops.len()).to_le_bytes());
     for op in ops {

@@ -64,7 +64,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use self::queue::Queue;
+use self::queue::{BufferPool, Queue};
 use self::stats::{Counters, nanos};
 use self::ticket::Durable;
 use super::encode::record_bytes;
@@ -227,6 +227,8 @@ struct Shared<D: Disk, C: Clock> {
     config: WalConfig,
     record_payload_max: u64,
     queue: Queue<Entry>,
+    /// Written payload buffers, for committers to reuse ([`Wal::buffer`]).
+    buffers: BufferPool,
     /// Packed (records, bytes) reserved in the queue.
     reserved: AtomicU64,
     /// The next LSN to hand out.
@@ -347,6 +349,7 @@ impl<D: Disk, C: Clock> Wal<D, C> {
             clock,
             config,
             queue: Queue::new(),
+            buffers: BufferPool::new(),
             reserved: AtomicU64::new(0),
             next_lsn: AtomicU64::new(next),
             durable: AtomicU64::new(synced.0),
@@ -418,8 +421,29 @@ impl<D: Disk, C: Clock> Wal<D, C> {
     pub fn append_with(&self, kind: RecordKind, payload: &[u8], durability: Durability) -> Result<Ticket> {
         self.shared.check_record(payload.len())?;
         assert!(kind.to_byte() != 0, "record kind 0 is reserved");
+        let mut buf = self.shared.buffers.take();
+        buf.extend_from_slice(payload);
+        self.append_owned(kind, buf, durability)
+    }
+
+    /// An empty buffer to encode a payload into for [`Wal::append_owned`]: one the flusher has
+    /// written and returned when there is one (its capacity kept), so that steady commits
+    /// allocate nothing for their payloads.
+    pub fn buffer(&self) -> Vec<u8> {
+        self.shared.buffers.take()
+    }
+
+    /// Appends one record whose payload is `payload`, taken without a copy (get it from
+    /// [`Wal::buffer`] to reuse the log's buffers).
+    ///
+    /// # Errors
+    ///
+    /// As [`Wal::append`].
+    pub fn append_owned(&self, kind: RecordKind, payload: Vec<u8>, durability: Durability) -> Result<Ticket> {
+        self.shared.check_record(payload.len())?;
+        assert!(kind.to_byte() != 0, "record kind 0 is reserved");
         let bytes = record_bytes(payload.len()) as u64;
-        Shared::submit(&self.shared, 1, bytes, durability, Body::One(kind, payload.to_vec()))
+        Shared::submit(&self.shared, 1, bytes, durability, Body::One(kind, payload))
     }
 
     /// Appends every record of `batch`, with consecutive LSNs and one ticket (resolving to the
@@ -1092,6 +1116,9 @@ impl<D: Disk, C: Clock> Shared<D, C> {
                         append(kind, payload)?;
                     }
                 }
+            }
+            if let Body::One(_, payload) = entry.body {
+                self.buffers.give(payload);
             }
             match entry.durability {
                 Durability::Sync => need_sync = true,

@@ -23,6 +23,7 @@
 use crossbeam_skiplist::SkipMap;
 use std::collections::VecDeque;
 use std::ops::Bound;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::types::Lsn;
@@ -67,11 +68,20 @@ impl Chain {
 }
 
 /// See the [module docs](self).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Memtable {
     map: SkipMap<Key, Chain>,
     /// (LSN of a version that shadows an older one, its key), in LSN order.
     reclaim: Mutex<VecDeque<(Lsn, Key)>>,
+    /// The LSN at the front of `reclaim` (`u64::MAX` when it is empty), written under its
+    /// lock: [`Memtable::may_reclaim`] reads it without the lock.
+    reclaim_front: AtomicU64,
+}
+
+impl Default for Memtable {
+    fn default() -> Self {
+        Memtable { map: SkipMap::new(), reclaim: Mutex::default(), reclaim_front: AtomicU64::new(u64::MAX) }
+    }
 }
 
 impl Memtable {
@@ -109,6 +119,9 @@ impl Memtable {
         drop(versions);
         if shadows {
             let mut reclaim = self.reclaim.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if reclaim.is_empty() {
+                self.reclaim_front.store(lsn.0, Relaxed);
+            }
             reclaim.push_back((lsn, Arc::clone(key)));
         }
     }
@@ -169,6 +182,12 @@ impl Memtable {
         Ok(())
     }
 
+    /// Whether [`Memtable::reclaim`] at a horizon at or below `lsn` may find work: a lock-free
+    /// hint (a version noted meanwhile is found by a later call).
+    pub(crate) fn may_reclaim(&self, lsn: Lsn) -> bool {
+        self.reclaim_front.load(Relaxed) <= lsn.0
+    }
+
     /// Drops the versions no snapshot at or above `horizon` can read; returns the keys left
     /// holding only a deletion at or below `horizon`, for [`Memtable::remove_dead`].
     pub(crate) fn reclaim(&self, horizon: Lsn) -> Vec<Key> {
@@ -177,7 +196,11 @@ impl Memtable {
             let key = {
                 let mut reclaim = self.reclaim.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                 match reclaim.front() {
-                    Some((lsn, _)) if *lsn <= horizon => reclaim.pop_front().map(|(_, k)| k),
+                    Some((lsn, _)) if *lsn <= horizon => {
+                        let key = reclaim.pop_front().map(|(_, k)| k);
+                        self.reclaim_front.store(reclaim.front().map_or(u64::MAX, |(l, _)| l.0), Relaxed);
+                        key
+                    }
                     _ => None,
                 }
             };

@@ -752,6 +752,11 @@ impl<D: Disk + Clone, C: Clock + Clone> Inner<D, C> {
     /// Reclaims the versions no snapshot can read any more (the conflict index is pruned by
     /// the sequencer itself).
     fn maintain(&self) {
+        // The horizon is at or below the visible LSN: when nothing is noted at or below that,
+        // there is nothing to reclaim, and the snapshot registry's lock is not taken.
+        if !self.memtable.may_reclaim(Lsn(self.visible.load(SeqCst))) {
+            return;
+        }
         let horizon = self.horizon();
         let dead = self.memtable.reclaim(horizon);
         if !dead.is_empty() {

@@ -90,17 +90,9 @@ impl Memtable {
     }
 
     /// Adds a version of `key` at `lsn`, which must be at or above every version of `key`
-    /// already present (at the same LSN it replaces the value).
-    pub(crate) fn insert(&self, key: &[u8], lsn: Lsn, value: Option<Value>) {
-        let entry = match self.map.get(key) {
-            Some(e) => e,
-            None => self.map.get_or_insert(key.into(), Chain::default()),
-        };
-        self.push(&entry, lsn, value);
-    }
-
-    /// [`Memtable::insert`] of a shared key: one search, and no copy of the key.
-    pub(crate) fn insert_key(&self, key: &Key, lsn: Lsn, value: Option<Value>) {
+    /// already present (at the same LSN it replaces the value). One search; the key is shared,
+    /// not copied.
+    pub(crate) fn insert(&self, key: &Key, lsn: Lsn, value: Option<Value>) {
         let entry = self.map.get_or_insert(Arc::clone(key), Chain::default());
         self.push(&entry, lsn, value);
     }
@@ -252,9 +244,9 @@ mod tests {
     #[test]
     fn snapshots_read_the_newest_version_at_or_below_them() {
         let m = Memtable::new();
-        m.insert(b"a", Lsn(3), v("x"));
-        m.insert(b"a", Lsn(7), v("y"));
-        m.insert(b"a", Lsn(9), None);
+        m.insert(&Key::from(&b"a"[..]), Lsn(3), v("x"));
+        m.insert(&Key::from(&b"a"[..]), Lsn(7), v("y"));
+        m.insert(&Key::from(&b"a"[..]), Lsn(9), None);
         assert_eq!(m.get(b"a", Lsn(2)), None);
         assert_eq!(m.get(b"a", Lsn(3)).as_deref(), Some(&b"x"[..]));
         assert_eq!(m.get(b"a", Lsn(8)).as_deref(), Some(&b"y"[..]));
@@ -265,11 +257,11 @@ mod tests {
     #[test]
     fn reclaim_keeps_what_the_horizon_can_read() {
         let m = Memtable::new();
-        m.insert(b"a", Lsn(1), v("1"));
-        m.insert(b"a", Lsn(2), v("2"));
-        m.insert(b"a", Lsn(3), v("3"));
-        m.insert(b"b", Lsn(4), v("b"));
-        m.insert(b"b", Lsn(5), None);
+        m.insert(&Key::from(&b"a"[..]), Lsn(1), v("1"));
+        m.insert(&Key::from(&b"a"[..]), Lsn(2), v("2"));
+        m.insert(&Key::from(&b"a"[..]), Lsn(3), v("3"));
+        m.insert(&Key::from(&b"b"[..]), Lsn(4), v("b"));
+        m.insert(&Key::from(&b"b"[..]), Lsn(5), None);
         assert!(m.reclaim(Lsn(2)).is_empty());
         assert_eq!(m.version_count(b"a"), 2);
         assert_eq!(m.get(b"a", Lsn(2)).as_deref(), Some(&b"2"[..]));

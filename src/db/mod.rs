@@ -325,7 +325,8 @@ impl<D: Disk + Clone, C: Clock + Clone> Db<D, C> {
                     }
                 })?;
                 for (k, v) in c.entries() {
-                    memtable.insert(k, c.header.lsn, Some(Value::from(v)));
+                    // Every key is new here: one search, no lookup first.
+                    memtable.insert(&Key::from(k), c.header.lsn, Some(Value::from(v)));
                     checkpoint_entries += 1;
                 }
                 checkpoint = Some(c.header.lsn);
@@ -350,10 +351,11 @@ impl<D: Disk + Clone, C: Clock + Clone> Db<D, C> {
             let t = decode_txn(r.payload).map_err(|e| Error::corrupt(wal_dir.clone(), r.offset, e.0))?;
             for op in t.ops() {
                 match op {
+                    // Mostly new keys: one search (an overwrite wastes the key's allocation).
                     crate::wal::Op::Put { key, value } => {
-                        memtable.insert(key, r.lsn, Some(Value::from(value)))
+                        memtable.insert(&Key::from(key), r.lsn, Some(Value::from(value)))
                     }
-                    crate::wal::Op::Delete { key } => memtable.insert(key, r.lsn, None),
+                    crate::wal::Op::Delete { key } => memtable.insert(&Key::from(key), r.lsn, None),
                 }
             }
             next_txn_floor = next_txn_floor.max(t.txn_id.0.saturating_add(1));

@@ -333,7 +333,7 @@ impl<D: Disk + Clone, C: Clock + Clone> Transaction<D, C> {
         };
         let lsn = ticket.lsn();
         for (k, v) in &self.writes {
-            db.memtable.insert_key(k, lsn, v.clone());
+            db.memtable.insert(k, lsn, v.clone());
             seq.writes.insert(Arc::clone(k), lsn);
             seq.log.push_back((lsn, Arc::clone(k)));
         }

@@ -55,8 +55,9 @@
 //! ## Features
 //!
 //! - `cli` (default): the `waldb` command-line tool.
-//! - `sim`: [`disk::sim::SimDisk`], the in-memory disk with a crash and fault model, and the
-//!   simulation test target.
+//! - `sim`: `sim::SimDisk`, the in-memory disk with a crash and fault model; the database
+//!   campaign (`sim::campaign`); the commit-order oracle of the async harnesses
+//!   (`sim::history`); and the simulation test target.
 
 // `as` casts that can truncate are bugs waiting in a decoder; tests may cast freely.
 #![warn(clippy::cast_possible_truncation)]

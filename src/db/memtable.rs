@@ -144,14 +144,14 @@ impl Memtable {
         range: (Bound<&[u8]>, Bound<&[u8]>),
         at: Lsn,
         limit: usize,
-    ) -> Vec<(Box<[u8]>, Value)> {
-        let mut out = Vec::new();
+    ) -> Vec<(Key, Value)> {
+        let mut out = Vec::with_capacity(limit.min(128));
         if limit == 0 {
             return out;
         }
         for entry in self.map.range::<[u8], _>(range) {
             if let Some(Some(value)) = entry.value().read(at) {
-                out.push((Box::from(&**entry.key()), value));
+                out.push((Arc::clone(entry.key()), value));
                 if out.len() >= limit {
                     break;
                 }

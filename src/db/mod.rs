@@ -62,8 +62,9 @@ use crate::wal::{LogReader, LogWriter, RecordKind, RecoveryReport, Wal, WalStats
 use checkpoint::{CheckpointHeader, CheckpointLimits};
 use memtable::{Key, Memtable, Value};
 
-/// A key and its value, as scans return them.
-pub type Pair = (Box<[u8]>, Arc<[u8]>);
+/// A key and its value, as scans return them: both shared with the database (a scan copies
+/// neither).
+pub type Pair = (Arc<[u8]>, Arc<[u8]>);
 
 /// Name of the lock file in a database directory.
 pub const LOCK_FILE: &str = "LOCK";

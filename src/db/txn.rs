@@ -185,7 +185,7 @@ impl<D: Disk + Clone, C: Clock + Clone> Transaction<D, C> {
         let own: Vec<(&Key, &Option<Value>)> = self.writes.range::<[u8], _>(bounds).collect();
         let hidden = own.iter().filter(|(_, v)| v.is_none()).count();
         let base = self.db.memtable.range(bounds, self.snapshot, limit.saturating_add(hidden));
-        let mut out: Vec<Pair> = Vec::new();
+        let mut out: Vec<Pair> = Vec::with_capacity(limit.min(base.len() + own.len()));
         let (mut i, mut j) = (0, 0);
         while out.len() < limit && (i < base.len() || j < own.len()) {
             let take_own = match (base.get(i), own.get(j)) {
@@ -207,7 +207,7 @@ impl<D: Disk + Clone, C: Clock + Clone> Transaction<D, C> {
                 let (k, v) = own[j];
                 j += 1;
                 if let Some(v) = v {
-                    out.push((Box::from(&**k), Arc::clone(v)));
+                    out.push((Arc::clone(k), Arc::clone(v)));
                 }
             } else {
                 let (k, v) = &base[i];

@@ -33,23 +33,11 @@ use waldb::{Db, RecoveryMode};
 
 mod common;
 use common::{
-    Run, await_prepared, drive, env_counts, env_f64, invoked_as_bench, median, percentile, settings, wanted,
+    Run, await_prepared, db_options, drive, env_counts, env_f64, invoked_as_bench, key, median, percentile,
+    settings, wanted,
 };
 
 const VALUE: usize = 100;
-
-/// A 16-byte key unique to (thread, n).
-fn key(thread: usize, n: u64) -> [u8; 16] {
-    let mut k = [0u8; 16];
-    k[..4].copy_from_slice(&(thread as u32).to_be_bytes());
-    k[4..12].copy_from_slice(&n.to_be_bytes());
-    k
-}
-
-/// Options with automatic checkpoints off, so that no figure includes one by chance.
-fn options() -> DbOptions {
-    DbOptions { auto_checkpoint_bytes: None, ..DbOptions::default() }
-}
 
 fn fresh(root: &Path, name: &str) -> std::path::PathBuf {
     let dir = root.join(name);
@@ -60,7 +48,7 @@ fn fresh(root: &Path, name: &str) -> std::path::PathBuf {
 /// `threads` committers of `puts`-put `Sync` transactions on a fresh database.
 fn db_run(root: &Path, threads: usize, puts: usize, seconds: f64) -> (Run, u64) {
     let dir = fresh(root, "db");
-    let (db, _) = Db::open_opts(&dir, options()).unwrap();
+    let (db, _) = Db::open_opts(&dir, db_options()).unwrap();
     let value = vec![7u8; VALUE];
     let mut warm = db.begin().unwrap();
     warm.put(&key(usize::MAX >> 1, 0), &value).unwrap();
@@ -213,7 +201,7 @@ fn next(x: &mut u64) -> u64 {
 fn gets(root: &Path, seconds: f64, rounds: usize) {
     const KEYS: u64 = 1_000_000;
     let dir = fresh(root, "gets");
-    let (db, _) = Db::open_opts(&dir, options()).unwrap();
+    let (db, _) = Db::open_opts(&dir, db_options()).unwrap();
     let value = vec![7u8; VALUE];
     for chunk in 0..KEYS / 10_000 {
         let mut txn = db.begin_with(Isolation::Snapshot).unwrap();
@@ -278,7 +266,7 @@ fn drop_page_cache() -> bool {
 fn recovery(root: &Path) {
     let mib = env_f64("WALDB_BENCH_RECOVERY_MIB", 1024.0) as u64;
     let dir = fresh(root, "recovery");
-    let (db, _) = Db::open_opts(&dir, options()).unwrap();
+    let (db, _) = Db::open_opts(&dir, db_options()).unwrap();
     let value = vec![5u8; 1024];
     let mut n = 0u64;
     let built = Instant::now();
@@ -310,7 +298,7 @@ fn recovery(root: &Path) {
         }
         let start = Instant::now();
         let (db, report) =
-            Db::open_opts(&dir, DbOptions { recovery: RecoveryMode::default(), ..options() }).unwrap();
+            Db::open_opts(&dir, DbOptions { recovery: RecoveryMode::default(), ..db_options() }).unwrap();
         let secs = start.elapsed().as_secs_f64();
         assert_eq!(report.txns_replayed, n, "every transaction replayed");
         assert_eq!(db.stats().keys, n * 8);

@@ -23,35 +23,22 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use waldb::db::{DbOptions, Isolation};
+use waldb::db::Isolation;
 use waldb::wal::Durability;
 use waldb::{Db, StdDisk, SystemClock};
 
 mod common;
-use common::{await_prepared, bench_root};
+use common::{await_prepared, bench_root, db_options, key};
 
 const VALUE: usize = 100;
 
 type StdDb = Db<StdDisk, SystemClock>;
 
-/// A 16-byte key unique to (thread, n).
-fn key(thread: usize, n: u64) -> [u8; 16] {
-    let mut k = [0u8; 16];
-    k[..4].copy_from_slice(&(thread as u32).to_be_bytes());
-    k[4..12].copy_from_slice(&n.to_be_bytes());
-    k
-}
-
-/// Options with automatic checkpoints off, so that no figure includes one by chance.
-fn options() -> DbOptions {
-    DbOptions { auto_checkpoint_bytes: None, ..DbOptions::default() }
-}
-
 /// A fresh database at `root/name`, its next segment prepared.
 fn fresh(root: &Path, name: &str) -> (StdDb, PathBuf) {
     let dir = root.join(name);
     let _ = std::fs::remove_dir_all(&dir);
-    let (db, _) = Db::open_opts(&dir, options()).unwrap();
+    let (db, _) = Db::open_opts(&dir, db_options()).unwrap();
     let mut warm = db.begin().unwrap();
     warm.put(b"warm", b"up").unwrap();
     warm.commit_blocking().unwrap();
@@ -185,7 +172,7 @@ fn recovery(c: &mut Criterion) {
     g.throughput(Throughput::Bytes(bytes));
     g.bench_function("db", |b| {
         b.iter(|| {
-            let (db, report) = Db::open_opts(&dir, options()).unwrap();
+            let (db, report) = Db::open_opts(&dir, db_options()).unwrap();
             assert_eq!(db.get(&key(0, n)).unwrap().as_deref(), Some(&value[..]));
             drop(db);
             report

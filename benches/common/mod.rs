@@ -10,6 +10,19 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
+/// A 16-byte key unique to (thread, n).
+pub fn key(thread: usize, n: u64) -> [u8; 16] {
+    let mut k = [0u8; 16];
+    k[..4].copy_from_slice(&(thread as u32).to_be_bytes());
+    k[4..12].copy_from_slice(&n.to_be_bytes());
+    k
+}
+
+/// Database options with automatic checkpoints off, so that no figure includes one by chance.
+pub fn db_options() -> waldb::DbOptions {
+    waldb::DbOptions { auto_checkpoint_bytes: None, ..waldb::DbOptions::default() }
+}
+
 /// A number from the environment, or `default`.
 pub fn env_f64(name: &str, default: f64) -> f64 {
     std::env::var(name).ok().and_then(|s| s.parse().ok()).unwrap_or(default)

@@ -32,20 +32,12 @@ use std::time::Duration;
 #[path = "../../common/mod.rs"]
 mod common;
 use common::ideal::{ideal_run, raw_fdatasync};
-use common::{Run, await_prepared, drive, env_counts, env_f64, median, percentile};
+use common::{Run, await_prepared, drive, env_counts, env_f64, key, median, percentile};
 
 const VALUE: usize = 100;
 /// waldb's encoded size of a 1-put transaction of a 16-byte key and a 100-byte value: what
 /// the ideals write per commit.
 const WALDB_RECORD: usize = 177;
-
-/// A 16-byte key unique to (thread, n).
-fn key(thread: usize, n: u64) -> [u8; 16] {
-    let mut k = [0u8; 16];
-    k[..4].copy_from_slice(&(thread as u32).to_be_bytes());
-    k[4..12].copy_from_slice(&n.to_be_bytes());
-    k
-}
 
 /// One store under test: `txn` commits one transaction of `keys`, durably or not.
 trait Store: Send + Sync {

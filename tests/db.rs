@@ -355,6 +355,34 @@ fn commits_complete_on_a_bare_executor() {
     assert_eq!(get(&db, "async").as_deref(), Some("yes"));
 }
 
+/// Deleted keys leave the memtable once no snapshot can read them, and not before: the
+/// reclamation that `maintain()` runs after each commit (and the lock-free check that skips it
+/// when nothing is due) neither leaks nor frees too early.
+#[test]
+fn deleted_keys_are_reclaimed_once_no_snapshot_reads_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, _) = Db::open_opts(dir.path(), small()).unwrap();
+    let commit = |f: &dyn Fn(&mut waldb::Transaction)| {
+        let mut txn = db.begin().unwrap();
+        f(&mut txn);
+        txn.commit_with(Durability::None).wait().unwrap();
+    };
+    commit(&|t| (0..10).for_each(|i| t.put(format!("k{i}").as_bytes(), b"v").unwrap()));
+    assert_eq!(db.stats().keys, 10);
+    // A snapshot from before the deletes holds their keys in the memtable.
+    let mut old = db.begin_with(Isolation::Snapshot).unwrap();
+    commit(&|t| (0..10).for_each(|i| t.delete(format!("k{i}").as_bytes()).unwrap()));
+    commit(&|t| t.put(b"other", b"v").unwrap());
+    assert_eq!(db.stats().keys, 11, "the old snapshot still reads the deleted keys");
+    assert_eq!(old.get(b"k3").unwrap().as_deref(), Some(&b"v"[..]));
+    old.abort();
+    // The next commit reclaims them.
+    commit(&|t| t.put(b"other", b"w").unwrap());
+    assert_eq!(db.stats().keys, 1, "deleted keys no snapshot can read are removed");
+    assert_eq!(all(&db).len(), 1);
+    db.close().unwrap();
+}
+
 #[test]
 fn limits_give_too_large() {
     let tmp = tempfile::tempdir().unwrap();

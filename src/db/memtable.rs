@@ -94,11 +94,6 @@ impl Memtable {
     /// not copied.
     pub(crate) fn insert(&self, key: &Key, lsn: Lsn, value: Option<Value>) {
         let entry = self.map.get_or_insert(Arc::clone(key), Chain::default());
-        self.push(&entry, lsn, value);
-    }
-
-    fn push(&self, entry: &crossbeam_skiplist::map::Entry<'_, Key, Chain>, lsn: Lsn, value: Option<Value>) {
-        let key = entry.key();
         let mut versions = entry.value().lock();
         if let Some(last) = versions.last_mut().filter(|v| v.lsn == lsn) {
             // The same key twice in one replayed record: the later operation wins.

@@ -10,8 +10,8 @@
 //!    already filled with zeros.
 //! 2. Durable commits of 100-byte records at 1, 4, 16 and 64 committers, each round running
 //!    every variant in turn (so the disk's mood is shared): two ideal group commits on a
-//!    pre-zeroed file — a dedicated leader thread, and leader/follower with one `Mutex` +
-//!    `Condvar` and nothing else — and waldb `Sync` with its two drivers. Reported: median
+//!    pre-zeroed file — a dedicated leader thread, and leader/follower, each with one `Mutex`,
+//!    committers parked one by one and nothing else — and waldb `Sync` with its two drivers. Reported: median
 //!    commits/s over the rounds, p50 and p99 commit latency, and the ratio to the best ideal.
 //! 3. Rotation: commits/s and the worst commit latency with 1 MiB segments, prepared ahead
 //!    versus created inline.

@@ -1,11 +1,14 @@
 //! The disk's own ceiling: raw fdatasync latency, and two ideal group commits that write the
-//! same bytes per commit as the engine measured beside them with nothing else on the path.
+//! same bytes per commit as the engine measured beside them with nothing else on the path, and
+//! wake each committer once (parked on its own, not a herd on one condition variable).
 //! Shared by `benches/group_commit.rs` and the peers run (`benches/peers`).
 
+use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::Thread;
 use std::time::Instant;
 
 use super::{Run, drive, median};
@@ -46,77 +49,128 @@ pub fn raw_fdatasync(root: &Path, n: usize) -> (f64, f64) {
     (median(times.0), median(times.1))
 }
 
-/// The ideal leader/follower: one Mutex + Condvar; the committer that finds no flush in flight
-/// writes every record queued so far and syncs; the others wait for the next.
+/// Committers waiting on an ideal, each parked on its own and woken only by the sync that
+/// covers its ticket (or, in leader/follower, to lead the next one): no herd.
+#[derive(Default)]
+struct Parked(BTreeMap<u64, Thread>);
+
+impl Parked {
+    /// Parks the caller (holding `guard`) until woken; the entry is gone afterwards, whether
+    /// it was woken or the park returned spuriously.
+    fn park<'a, T>(
+        mutex: &'a Mutex<T>,
+        mut guard: MutexGuard<'a, T>,
+        parked: impl Fn(&mut T) -> &mut Parked,
+        ticket: u64,
+    ) -> MutexGuard<'a, T> {
+        parked(&mut guard).0.insert(ticket, std::thread::current());
+        drop(guard);
+        std::thread::park();
+        let mut guard = mutex.lock().unwrap();
+        parked(&mut guard).0.remove(&ticket);
+        guard
+    }
+
+    /// Takes the waiters whose ticket is at or below `durable`.
+    fn satisfied(&mut self, durable: u64) -> Vec<Thread> {
+        let rest = self.0.split_off(&(durable + 1));
+        std::mem::replace(&mut self.0, rest).into_values().collect()
+    }
+}
+
+struct LfState {
+    next: u64,
+    durable: u64,
+    flushing: bool,
+    offset: u64,
+    parked: Parked,
+}
+
+/// The ideal leader/follower: the committer that finds no flush in flight writes every record
+/// queued so far and syncs; the others park, and the sync wakes those it covers plus the first
+/// of the rest, which leads the next.
 pub struct IdealLf {
     file: File,
     /// Bytes written per commit.
     bytes: usize,
-    state: Mutex<(u64, u64, bool, u64)>, // (next ticket, durable ticket, flushing, write offset)
-    cv: Condvar,
+    state: Mutex<LfState>,
 }
 
 impl IdealLf {
     pub fn commit(&self) {
         let mut st = self.state.lock().unwrap();
-        st.0 += 1;
-        let mine = st.0;
-        while st.1 < mine {
-            if !st.2 {
-                st.2 = true;
-                let target = st.0;
-                let n = (target - st.1) as usize;
-                let offset = st.3;
-                st.3 = (st.3 + (n * self.bytes) as u64) % (IDEAL_FILE - (16 << 20));
-                drop(st);
-                self.file.write_all_at(&vec![1u8; n * self.bytes], offset).unwrap();
-                self.file.sync_data().unwrap();
-                st = self.state.lock().unwrap();
-                st.1 = target;
-                st.2 = false;
-                self.cv.notify_all();
-            } else {
-                st = self.cv.wait(st).unwrap();
+        st.next += 1;
+        let mine = st.next;
+        while st.durable < mine {
+            if st.flushing {
+                st = Parked::park(&self.state, st, |s| &mut s.parked, mine);
+                continue;
             }
+            st.flushing = true;
+            let target = st.next;
+            let n = (target - st.durable) as usize;
+            let offset = st.offset;
+            st.offset = (st.offset + (n * self.bytes) as u64) % (IDEAL_FILE - (16 << 20));
+            drop(st);
+            self.file.write_all_at(&vec![1u8; n * self.bytes], offset).unwrap();
+            self.file.sync_data().unwrap();
+            st = self.state.lock().unwrap();
+            st.durable = target;
+            st.flushing = false;
+            let wake = st.parked.satisfied(target);
+            let next_leader = st.parked.0.pop_first();
+            drop(st);
+            // The next leader first: its flush overlaps the other wake-ups.
+            next_leader.into_iter().for_each(|(_, t)| t.unpark());
+            wake.iter().for_each(Thread::unpark);
+            st = self.state.lock().unwrap();
         }
     }
 }
 
-/// The ideal with a dedicated leader thread: committers queue a ticket and wait; the thread
-/// writes and syncs everything queued, again and again.
+struct ThreadState {
+    next: u64,
+    durable: u64,
+    stop: bool,
+    parked: Parked,
+}
+
+/// The ideal with a dedicated leader thread: committers queue a ticket and park; the thread
+/// writes and syncs everything queued, again and again, and wakes the committers it covered.
 pub struct IdealThread {
-    state: Mutex<(u64, u64, bool)>, // (next ticket, durable ticket, stop)
+    state: Mutex<ThreadState>,
     work: Condvar,
-    done: Condvar,
 }
 
 impl IdealThread {
     pub fn start(file: File, bytes: usize) -> (Arc<Self>, std::thread::JoinHandle<()>) {
         let me = Arc::new(IdealThread {
-            state: Mutex::new((0, 0, false)),
+            state: Mutex::new(ThreadState { next: 0, durable: 0, stop: false, parked: Parked::default() }),
             work: Condvar::new(),
-            done: Condvar::new(),
         });
         let t = Arc::clone(&me);
         let handle = std::thread::spawn(move || {
             let mut offset = 0u64;
             let mut st = t.state.lock().unwrap();
             loop {
-                while st.0 == st.1 && !st.2 {
+                while st.next == st.durable && !st.stop {
                     st = t.work.wait(st).unwrap();
                 }
-                if st.2 {
+                if st.stop {
                     return;
                 }
-                let target = st.0;
-                let n = (target - st.1) as usize;
+                let target = st.next;
+                let n = (target - st.durable) as usize;
                 drop(st);
                 file.write_all_at(&vec![1u8; n * bytes], offset).unwrap();
                 file.sync_data().unwrap();
                 offset = (offset + (n * bytes) as u64) % (IDEAL_FILE - (16 << 20));
                 st = t.state.lock().unwrap();
-                st.1 = target;
-                t.done.notify_all();
+                st.durable = target;
+                let wake = st.parked.satisfied(target);
+                drop(st);
+                wake.iter().for_each(Thread::unpark);
+                st = t.state.lock().unwrap();
             }
         });
         (me, handle)
@@ -124,16 +178,16 @@ impl IdealThread {
 
     pub fn commit(&self) {
         let mut st = self.state.lock().unwrap();
-        st.0 += 1;
-        let mine = st.0;
+        st.next += 1;
+        let mine = st.next;
         self.work.notify_one();
-        while st.1 < mine {
-            st = self.done.wait(st).unwrap();
+        while st.durable < mine {
+            st = Parked::park(&self.state, st, |s| &mut s.parked, mine);
         }
     }
 
     pub fn stop(&self) {
-        self.state.lock().unwrap().2 = true;
+        self.state.lock().unwrap().stop = true;
         self.work.notify_one();
     }
 }
@@ -150,8 +204,8 @@ pub fn ideal_run(root: &Path, threaded: bool, committers: usize, seconds: f64, b
         handle.join().unwrap();
         run
     } else {
-        let ideal =
-            Arc::new(IdealLf { file, bytes, state: Mutex::new((0, 0, false, 0)), cv: Condvar::new() });
+        let state = LfState { next: 0, durable: 0, flushing: false, offset: 0, parked: Parked::default() };
+        let ideal = Arc::new(IdealLf { file, bytes, state: Mutex::new(state) });
         drive(committers, seconds, Arc::new(move |_, _| ideal.commit()))
     };
     let _ = std::fs::remove_file(root.join("ideal.dat"));

@@ -20,6 +20,12 @@
 //! - [`Driver::Thread`]: a dedicated thread runs every step.
 //! - [`Driver::Manual`]: nobody; a simulator or an async task calls [`Wal::flush_step`].
 //!
+//! A blocking waiter parks on its own, under its LSN: a publish unparks only the waiters it
+//! makes durable, and a leader that is done unparks the first waiter left to lead the next
+//! step — before the waiters it satisfied, so that the next write starts at once. One wake-up
+//! per commit, no herd on a shared condition variable (at 64 committers on 2 cores, the herd
+//! cost a third of the throughput).
+//!
 //! No timer delays a waiting commit ([`BatchConfig::linger`] is off unless chosen). The next
 //! segment is prepared — created, zero-filled, synced, its directory entry synced — by a
 //! background thread ahead of need, so a commit never waits for a file creation.
@@ -196,10 +202,18 @@ struct State {
     failed: Option<Arc<Error>>,
     /// Someone is running flusher steps.
     leader: bool,
-    /// Threads blocked on `changed`.
+    /// Threads blocked on `changed`: back-pressure waiters and `close`.
     sleepers: usize,
+    /// Blocking waiters by (LSN, id), each parked on its own: a publish wakes only those it
+    /// satisfies, a release of leadership only the first of the others (no herd).
+    parked: BTreeMap<(Lsn, u64), thread::Thread>,
+    /// Waiters a publish satisfied, taken out of `parked`, for the leader to unpark once it
+    /// has handed leadership on (so that the next step starts first), or after each of its
+    /// own further steps.
+    woken: Vec<thread::Thread>,
     /// Async waiters by (LSN, id).
     wakers: BTreeMap<(Lsn, u64), Waker>,
+    /// Ids for `parked` and `wakers`.
     next_waker_id: u64,
     /// The background thread waits on `work`.
     worker_waiting: bool,
@@ -365,6 +379,8 @@ impl<D: Disk, C: Clock> Wal<D, C> {
                 failed: None,
                 leader: false,
                 sleepers: 0,
+                parked: BTreeMap::new(),
+                woken: Vec::new(),
                 wakers: BTreeMap::new(),
                 next_waker_id: 0,
                 worker_waiting: false,
@@ -842,13 +858,24 @@ impl<D: Disk, C: Clock> Shared<D, C> {
     }
 
     /// Blocks until `lsn` is durable, leading steps when allowed.
+    ///
+    /// A waiter that cannot lead parks in `State::parked` under its LSN: the publish that makes
+    /// the LSN durable unparks it, and so does a release of leadership when it is the first
+    /// waiter left, to lead the next step. Every other waiter sleeps on: each commit costs one
+    /// wake-up, not one per publish.
     fn wait_durable_impl(&self, lsn: Lsn) -> Result<Lsn> {
         if self.durable.load(SeqCst) >= lsn.0 {
             return Ok(lsn);
         }
         let mut st = lock(&self.state);
         let mut must_wait = false;
+        let mut parked_as = None;
         loop {
+            // Woken or not (a park may return spuriously), the entry goes: it is put back
+            // below if the wait goes on.
+            if let Some(id) = parked_as.take() {
+                st.parked.remove(&(lsn, id));
+            }
             if st.durable >= lsn {
                 return Ok(lsn);
             }
@@ -874,9 +901,15 @@ impl<D: Disk, C: Clock> Shared<D, C> {
                     continue;
                 }
             }
-            st.sleepers += 1;
-            st = wait(&self.changed, st);
-            st.sleepers -= 1;
+            // Registered under the same lock hold as the checks above: a publish or a release
+            // after them finds this entry, and an unpark before the park is not lost.
+            st.next_waker_id += 1;
+            let id = st.next_waker_id;
+            st.parked.insert((lsn, id), thread::current());
+            parked_as = Some(id);
+            drop(st);
+            thread::park();
+            st = lock(&self.state);
             must_wait = false;
         }
     }
@@ -894,6 +927,8 @@ impl<D: Disk, C: Clock> Shared<D, C> {
             if self.durable.load(SeqCst) >= lsn.0 {
                 return true;
             }
+            // Another step follows: the waiters this one satisfied must not wait for it.
+            self.wake_published();
         }
     }
 
@@ -907,7 +942,9 @@ impl<D: Disk, C: Clock> Shared<D, C> {
         report
     }
 
-    /// Gives up leadership and wakes whoever may take it.
+    /// Gives up leadership and wakes whoever may take it: the first parked waiter (every
+    /// parked LSN is above the durable one: a publish unparks the rest), back-pressure waiters
+    /// and `close`.
     fn release_leadership(&self) {
         let mut st = lock(&self.state);
         st.leader = false;
@@ -918,6 +955,32 @@ impl<D: Disk, C: Clock> Shared<D, C> {
         }
         if st.worker_waiting && self.kicked.load(SeqCst) {
             self.work.notify_one();
+        }
+        let next = if self.may_lead() { st.parked.pop_first().map(|(_, t)| t) } else { None };
+        let woken = std::mem::take(&mut st.woken);
+        drop(st);
+        // The next leader first: its step overlaps the wake-ups of the satisfied waiters.
+        if let Some(t) = next {
+            t.unpark();
+        }
+        for t in woken {
+            t.unpark();
+        }
+    }
+
+    /// Unparks the waiters published durable so far (the leader calls this between steps).
+    fn wake_published(&self) {
+        let woken = std::mem::take(&mut lock(&self.state).woken);
+        for t in woken {
+            t.unpark();
+        }
+    }
+
+    /// Unparks every parked waiter (the caller holds the state lock): after a failure, or when
+    /// the committers take over the flushing.
+    fn unpark_all(st: &mut State) {
+        for t in std::mem::take(&mut st.parked).into_values().chain(std::mem::take(&mut st.woken)) {
+            t.unpark();
         }
     }
 
@@ -978,6 +1041,7 @@ impl<D: Disk, C: Clock> Shared<D, C> {
             // Set under the lock after the cause, so whoever sees the flag finds the cause.
             self.poisoned.store(true, SeqCst);
             let wakers = std::mem::take(&mut st.wakers);
+            Self::unpark_all(&mut st);
             self.changed.notify_all();
             self.work.notify_all();
             self.pushed.notify_all();
@@ -1190,6 +1254,14 @@ impl<D: Disk, C: Clock> Shared<D, C> {
                 }
                 ready.push(entry.remove());
             }
+            // Unparked by the leader after this step (see `State::woken`).
+            while let Some(entry) = st.parked.first_entry() {
+                if entry.key().0 > durable {
+                    break;
+                }
+                let t = entry.remove();
+                st.woken.push(t);
+            }
             if st.sleepers > 0 {
                 self.changed.notify_all();
             }
@@ -1324,6 +1396,7 @@ impl<D: Disk, C: Clock> Shared<D, C> {
                 let mut st = lock(&self.state);
                 self.thread_dead.store(true, SeqCst);
                 st.leader = false;
+                Self::unpark_all(&mut st);
                 self.changed.notify_all();
                 let wakers = std::mem::take(&mut st.wakers);
                 drop(st);
@@ -1363,6 +1436,7 @@ impl<D: Disk, C: Clock> Shared<D, C> {
                         if self.reserved.load(SeqCst) & !CLOSED == 0 {
                             break;
                         }
+                        self.wake_published();
                     }
                 }
                 self.release_leadership();
@@ -1397,7 +1471,7 @@ impl<D: Disk, C: Clock> Shared<D, C> {
                     Ok(_) if self.reserved.load(SeqCst) & !CLOSED == 0 && f.pending.is_empty() => {
                         break Ok(f.writer.synced_lsn());
                     }
-                    Ok(_) => {}
+                    Ok(_) => self.wake_published(),
                 }
             }
         };

@@ -42,14 +42,70 @@ struct Version {
     value: Option<Value>,
 }
 
+/// The versions of a key, oldest first. Most keys hold one version: it is kept inline, so
+/// that a new key costs no allocation beyond its skip-list node.
+#[derive(Debug)]
+enum Versions {
+    One(Version),
+    /// None (an empty `Vec` allocates nothing), or more than one.
+    Many(Vec<Version>),
+}
+
+impl Default for Versions {
+    fn default() -> Self {
+        Versions::Many(Vec::new())
+    }
+}
+
+impl Versions {
+    fn as_slice(&self) -> &[Version] {
+        match self {
+            Versions::One(v) => std::slice::from_ref(v),
+            Versions::Many(vs) => vs,
+        }
+    }
+
+    fn last_mut(&mut self) -> Option<&mut Version> {
+        match self {
+            Versions::One(v) => Some(v),
+            Versions::Many(vs) => vs.last_mut(),
+        }
+    }
+
+    fn push(&mut self, version: Version) {
+        match std::mem::take(self) {
+            Versions::Many(vs) if vs.is_empty() => *self = Versions::One(version),
+            Versions::Many(mut vs) => {
+                vs.push(version);
+                *self = Versions::Many(vs);
+            }
+            Versions::One(first) => *self = Versions::Many(vec![first, version]),
+        }
+    }
+
+    /// Drops the `n` oldest versions; a lone survivor moves back inline.
+    fn drop_oldest(&mut self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        if let Versions::Many(vs) = self {
+            vs.drain(..n);
+            if vs.len() == 1 {
+                let last = vs.pop().expect("one version");
+                *self = Versions::One(last);
+            }
+        }
+    }
+}
+
 /// The versions of one key, oldest first.
 #[derive(Debug, Default)]
 struct Chain {
-    versions: Mutex<Vec<Version>>,
+    versions: Mutex<Versions>,
 }
 
 impl Chain {
-    fn lock(&self) -> MutexGuard<'_, Vec<Version>> {
+    fn lock(&self) -> MutexGuard<'_, Versions> {
         self.versions.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
@@ -63,7 +119,7 @@ impl Chain {
     fn read_at(&self, at: impl FnOnce() -> Lsn) -> Option<Option<Value>> {
         let versions = self.lock();
         let at = at();
-        versions.iter().rev().find(|v| v.lsn <= at).map(|v| v.value.clone())
+        versions.as_slice().iter().rev().find(|v| v.lsn <= at).map(|v| v.value.clone())
     }
 }
 
@@ -100,8 +156,11 @@ impl Memtable {
             last.value = value;
             return;
         }
-        assert!(versions.last().is_none_or(|v| v.lsn < lsn), "versions of a key are inserted in LSN order");
-        let shadows = !versions.is_empty() || value.is_none();
+        assert!(
+            versions.as_slice().last().is_none_or(|v| v.lsn < lsn),
+            "versions of a key are inserted in LSN order"
+        );
+        let shadows = !versions.as_slice().is_empty() || value.is_none();
         versions.push(Version { lsn, value });
         drop(versions);
         if shadows {
@@ -130,7 +189,7 @@ impl Memtable {
     /// How many versions of `key` are held.
     #[cfg(test)]
     fn version_count(&self, key: &[u8]) -> usize {
-        self.map.get(key).map_or(0, |e| e.value().lock().len())
+        self.map.get(key).map_or(0, |e| e.value().lock().as_slice().len())
     }
 
     /// Live pairs of the snapshot at `at` with keys in `range`, in key order, at most `limit`.
@@ -195,10 +254,13 @@ impl Memtable {
             if let Some(e) = self.map.get(&*key) {
                 let mut versions = e.value().lock();
                 // Keep the newest version at or below the horizon and everything above it.
-                if let Some(i) = versions.iter().rposition(|v| v.lsn <= horizon) {
-                    versions.drain(..i);
+                if let Some(i) = versions.as_slice().iter().rposition(|v| v.lsn <= horizon) {
+                    versions.drop_oldest(i);
                 }
-                if versions.len() == 1 && versions[0].value.is_none() && versions[0].lsn <= horizon {
+                if let [only] = versions.as_slice()
+                    && only.value.is_none()
+                    && only.lsn <= horizon
+                {
                     dead.push(key);
                 }
             }
@@ -211,10 +273,10 @@ impl Memtable {
     pub(crate) fn remove_dead(&self, dead: &[Key], horizon: Lsn) {
         for key in dead {
             if let Some(e) = self.map.get(&**key) {
-                let gone = {
-                    let versions = e.value().lock();
-                    versions.len() == 1 && versions[0].value.is_none() && versions[0].lsn <= horizon
-                };
+                let gone = matches!(
+                    e.value().lock().as_slice(),
+                    [only] if only.value.is_none() && only.lsn <= horizon
+                );
                 if gone {
                     e.remove();
                 }
@@ -247,6 +309,29 @@ mod tests {
         assert_eq!(m.get(b"a", Lsn(8)).as_deref(), Some(&b"y"[..]));
         assert_eq!(m.get(b"a", Lsn(9)), None);
         assert_eq!(m.get(b"b", Lsn(9)), None);
+    }
+
+    #[test]
+    fn versions_move_between_inline_and_heap_keeping_their_order() {
+        let version = |lsn| Version { lsn: Lsn(lsn), value: v("x") };
+        let lsns = |vs: &Versions| vs.as_slice().iter().map(|v| v.lsn.0).collect::<Vec<_>>();
+        let mut vs = Versions::default();
+        assert!(vs.as_slice().is_empty());
+        vs.push(version(1));
+        assert!(matches!(vs, Versions::One(_)));
+        vs.push(version(2));
+        vs.push(version(3));
+        assert_eq!(lsns(&vs), [1, 2, 3]);
+        vs.drop_oldest(1);
+        assert_eq!(lsns(&vs), [2, 3]);
+        vs.drop_oldest(1);
+        assert!(matches!(vs, Versions::One(_)), "a lone survivor is kept inline");
+        assert_eq!(lsns(&vs), [3]);
+        vs.drop_oldest(0);
+        vs.push(version(4));
+        assert_eq!(lsns(&vs), [3, 4]);
+        vs.last_mut().expect("two versions").lsn = Lsn(5);
+        assert_eq!(lsns(&vs), [3, 5]);
     }
 
     #[test]

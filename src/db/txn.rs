@@ -1,6 +1,7 @@
 //! [`Transaction`] and [`Commit`]: reads from a snapshot, buffered writes, validation and the
 //! wait for durability.
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::ops::{Bound, RangeBounds};
@@ -138,15 +139,28 @@ impl<D: Disk + Clone, C: Clock + Clone> Transaction<D, C> {
     }
 
     fn write(&mut self, key: &[u8], value: Option<Value>) -> Result<()> {
-        let old = self.writes.get(key).map_or(0, |v| op_bytes(key, v.as_deref()));
         let new = op_bytes(key, value.as_deref());
-        let total = self.payload_bytes - old + new;
         let max = u64::from(self.db.options.txn_bytes_max);
-        if total > max {
-            return Err(Error::TooLarge { what: "transaction", len: total, max });
+        // One search: the key is shared (`Arc`) before it is known to be new, which costs an
+        // allocation only when a transaction writes the same key twice.
+        match self.writes.entry(key.into()) {
+            Entry::Vacant(slot) => {
+                let total = self.payload_bytes + new;
+                if total > max {
+                    return Err(Error::TooLarge { what: "transaction", len: total, max });
+                }
+                self.payload_bytes = total;
+                slot.insert(value);
+            }
+            Entry::Occupied(mut slot) => {
+                let total = self.payload_bytes - op_bytes(key, slot.get().as_deref()) + new;
+                if total > max {
+                    return Err(Error::TooLarge { what: "transaction", len: total, max });
+                }
+                self.payload_bytes = total;
+                slot.insert(value);
+            }
         }
-        self.payload_bytes = total;
-        self.writes.insert(key.into(), value);
         Ok(())
     }
 

@@ -6,7 +6,8 @@
 //!
 //! ```text
 //! cd benches/peers && cargo run --release                      # about 3 minutes
-//! cd benches/peers && cargo run --release --features rocksdb
+//! cd benches/peers && cargo run --release --features rocksdb   # ~25 min to build RocksDB;
+//!                                   # bindgen needs libclang (LIBCLANG_PATH=/usr/lib/llvm-14/lib)
 //! WALDB_BENCH_SECONDS=0.5 WALDB_BENCH_ROUNDS=3 WALDB_BENCH_THREADS=1,4 cargo run --release
 //! WALDB_BENCH_ENGINES=waldb,okaywal cargo run --release        # a subset (ideals always run)
 //! ```

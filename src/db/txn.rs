@@ -143,24 +143,17 @@ impl<D: Disk + Clone, C: Clock + Clone> Transaction<D, C> {
         let max = u64::from(self.db.options.txn_bytes_max);
         // One search: the key is shared (`Arc`) before it is known to be new, which costs an
         // allocation only when a transaction writes the same key twice.
-        match self.writes.entry(key.into()) {
-            Entry::Vacant(slot) => {
-                let total = self.payload_bytes + new;
-                if total > max {
-                    return Err(Error::TooLarge { what: "transaction", len: total, max });
-                }
-                self.payload_bytes = total;
-                slot.insert(value);
-            }
-            Entry::Occupied(mut slot) => {
-                let total = self.payload_bytes - op_bytes(key, slot.get().as_deref()) + new;
-                if total > max {
-                    return Err(Error::TooLarge { what: "transaction", len: total, max });
-                }
-                self.payload_bytes = total;
-                slot.insert(value);
-            }
+        let entry = self.writes.entry(key.into());
+        let old = match &entry {
+            Entry::Occupied(o) => op_bytes(key, o.get().as_deref()),
+            Entry::Vacant(_) => 0,
+        };
+        let total = self.payload_bytes - old + new;
+        if total > max {
+            return Err(Error::TooLarge { what: "transaction", len: total, max });
         }
+        self.payload_bytes = total;
+        *entry.or_insert(None) = value;
         Ok(())
     }
 

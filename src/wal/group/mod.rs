@@ -24,7 +24,7 @@
 //! makes durable, and a leader that is done unparks the first waiter left to lead the next
 //! step — before the waiters it satisfied, so that the next write starts at once. One wake-up
 //! per commit, no herd on a shared condition variable (at 64 committers on 2 cores, the herd
-//! cost a third of the throughput).
+//! cost a fifth of the throughput: 130k against 156k–162k commits/s).
 //!
 //! No timer delays a waiting commit ([`BatchConfig::linger`] is off unless chosen). The next
 //! segment is prepared — created, zero-filled, synced, its directory entry synced — by a

@@ -278,7 +278,7 @@ impl<D: Disk + Clone, C: Clock + Clone> Transaction<D, C> {
     fn finish(&mut self) {
         if !self.finished {
             self.finished = true;
-            self.db.release_snapshot(self.snapshot);
+            self.db.release_snapshot(self.id.0, self.snapshot);
         }
     }
 
@@ -301,8 +301,8 @@ impl<D: Disk + Clone, C: Clock + Clone> Transaction<D, C> {
         encode_txn_ops(&mut payload, self.id, ops.clone());
         debug_assert_eq!(payload.len() as u64, self.payload_bytes);
         let db = &*self.db;
-        let mut seq = lock(&db.sequencer);
-        seq.prune(db.horizon());
+        let mut seq = super::lock_spinning(&db.sequencer);
+        seq.maybe_prune(|| db.horizon());
         let conflict = match self.isolation {
             Isolation::Serializable => self
                 .reads
@@ -336,7 +336,7 @@ impl<D: Disk + Clone, C: Clock + Clone> Transaction<D, C> {
             }
             last.expect("more than one operation")
         } else {
-            db.wal.append_owned(RecordKind::Txn, payload, durability)?
+            db.wal.append_owned_unkicked(RecordKind::Txn, payload, durability)?
         };
         let lsn = ticket.lsn();
         for (k, v) in &self.writes {
@@ -346,6 +346,8 @@ impl<D: Disk + Clone, C: Clock + Clone> Transaction<D, C> {
         }
         lock(&db.pending).push_back((lsn, durability == Durability::Sync));
         drop(seq);
+        // Outside the sequencer: the wake-up of the background thread is a system call.
+        db.wal.kick_if_waiting(durability);
         Ok(Some(ticket))
     }
 }

@@ -1,0 +1,102 @@
+//! Where a commit's time goes, per phase, with many committers: `begin` and the puts, the
+//! sequencer (`commit_with`, its lock wait included) and the ticket (`wait`).
+//!
+//! ```text
+//! cargo run --release --example commit_phases -- [seconds=2] [puts=1] [threads=1] [sync|none] [segment MiB=64]
+//! WALDB_BENCH_DIR=/mnt/disk THREAD=1 cargo run --release --example commit_phases -- 2 1 64 sync
+//! ```
+//!
+//! `THREAD` set: the log's dedicated-thread driver instead of leader/follower. Fresh keys, a
+//! 100-byte value, a fresh database in `WALDB_BENCH_DIR` (default `target/bench-data`). One
+//! line out: transactions/s, mean µs per phase, the log's batch sizes and sync count.
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+fn main() {
+    let a: Vec<String> = std::env::args().collect();
+    let secs: f64 = a.get(1).map_or(2.0, |s| s.parse().unwrap());
+    let puts: usize = a.get(2).map_or(1, |s| s.parse().unwrap());
+    let threads: usize = a.get(3).map_or(1, |s| s.parse().unwrap());
+    let sync = a.get(4).is_some_and(|s| s == "sync");
+    let seg: u64 = a.get(5).map_or(64, |s| s.parse().unwrap());
+    let root = std::env::var_os("WALDB_BENCH_DIR").map_or_else(
+        || std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-data"),
+        Into::into,
+    );
+    let dir = root.join("commit-phases");
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut options = waldb::DbOptions { auto_checkpoint_bytes: None, ..waldb::DbOptions::default() };
+    options.segment_bytes = seg << 20;
+    if std::env::var_os("THREAD").is_some() {
+        options.driver = waldb::wal::Driver::Thread;
+    }
+    let (db, _) = waldb::Db::open_opts(&dir, options).unwrap();
+    let db = Arc::new(db);
+    let mut w = db.begin().unwrap();
+    w.put(b"w", b"u").unwrap();
+    w.commit_blocking().unwrap();
+    while db.stats().wal.segments_prepared == 0 {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let total = Arc::new(AtomicU64::new(0));
+    let phases = Arc::new([AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)]);
+    let start = Instant::now();
+    let hs: Vec<_> = (0..threads)
+        .map(|t| {
+            let db = db.clone();
+            let total = total.clone();
+            let phases = phases.clone();
+            std::thread::spawn(move || {
+                let value = [7u8; 100];
+                let mut n = 0u64;
+                let mut ph = [0u64; 3];
+                while start.elapsed().as_secs_f64() < secs {
+                    let t0 = Instant::now();
+                    let mut tx = db.begin().unwrap();
+                    for j in 0..puts {
+                        let mut k = [0u8; 16];
+                        k[..4].copy_from_slice(&(t as u32).to_be_bytes());
+                        k[4..12].copy_from_slice(&(n * puts as u64 + j as u64).to_be_bytes());
+                        tx.put(&k, &value).unwrap();
+                    }
+                    let d = if sync { waldb::wal::Durability::Sync } else { waldb::wal::Durability::None };
+                    let t1 = Instant::now();
+                    let c = tx.commit_with(d);
+                    let t2 = Instant::now();
+                    c.wait().unwrap();
+                    let t3 = Instant::now();
+                    ph[0] += (t1 - t0).as_nanos() as u64;
+                    ph[1] += (t2 - t1).as_nanos() as u64;
+                    ph[2] += (t3 - t2).as_nanos() as u64;
+                    n += 1;
+                }
+                total.fetch_add(n, Ordering::Relaxed);
+                for i in 0..3 {
+                    phases[i].fetch_add(ph[i], Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    for h in hs {
+        h.join().unwrap();
+    }
+    let e = start.elapsed().as_secs_f64();
+    let n = total.load(Ordering::Relaxed);
+    let avg = |i: usize| phases[i].load(Ordering::Relaxed) as f64 / n as f64 / 1e3;
+    let s = db.stats();
+    println!(
+        "{threads} thr {}: {:.0} txn/s | mean µs: begin+put {:.2}, commit_with {:.2}, wait {:.2} | batch p50 {} p99 {} flushes {} syncs {}",
+        if sync { "sync" } else { "none" },
+        n as f64 / e,
+        avg(0),
+        avg(1),
+        avg(2),
+        s.wal.batch_records.p50,
+        s.wal.batch_records.p99,
+        s.wal.flushes,
+        s.wal.syncs
+    );
+    drop(db);
+    let _ = std::fs::remove_dir_all(&dir);
+}

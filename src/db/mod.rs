@@ -772,7 +772,7 @@ impl<D: Disk + Clone, C: Clock + Clone> Inner<D, C> {
     /// The last `Sync` commit before `lsn` that is not durable yet, if `lsn` is not visible:
     /// what `lsn`'s commit waits for before it resolves (visibility follows LSN order, and a
     /// `Sync` commit is visible only once durable).
-    /// Advances the visible LSN first.
+    /// Advances the visible LSN first, unless it has passed `lsn` already.
     fn visibility_blocker(&self, lsn: Lsn) -> Option<Lsn> {
         // Most committers woken by one sync find their commit made visible by the first of
         // them: they need not queue for the pending list's lock.

@@ -13,7 +13,7 @@
 //! committer spins a while for it before sleeping on it, and the horizon it prunes the
 //! conflict index with is read once per 1,024 entries from a sharded registry
 //! (`src/db/snapshots.rs`). On 16 cores, with the log's tree of wake-ups, this took 64 and 128
-//! `Sync` committers from 107k–124k to 130k–162k commits/s.
+//! `Sync` committers from 101k–128k to 134k–166k commits/s (`docs/bench/16core-ab.md`).
 //!
 //! # Guarantees
 //!

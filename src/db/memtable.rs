@@ -16,6 +16,9 @@
 //!   are dropped: only the newest version at or below the horizon can still be read. A key left
 //!   with a lone deletion below the horizon is removed from the map, under the sequencer's lock
 //!   so that no insertion into it can race.
+//! - The memtable is also the conflict index: the newest version of a key is its last write,
+//!   and reclamation never drops it (a lone deletion at or below the horizon is dropped whole,
+//!   and no snapshot that can still commit is below the horizon).
 //!
 //! Readers take a chain's small mutex for the few nanoseconds of a lookup; they never wait for
 //! a commit's I/O.
@@ -31,8 +34,8 @@ use crate::types::Lsn;
 /// A value, shared between versions, snapshots and checkpoints without copying.
 pub(crate) type Value = Arc<[u8]>;
 
-/// A key, shared between a transaction's writes, the memtable and the conflict index without
-/// copying.
+/// A key, shared between a transaction's writes, the memtable and the sequencer's recent
+/// writes without copying.
 pub(crate) type Key = Arc<[u8]>;
 
 /// One version of a key: its value at `lsn`, or `None` for a deletion.
@@ -123,6 +126,18 @@ impl Chain {
     }
 }
 
+/// A key's place in the memtable, or none: see [`Memtable::slot`].
+pub(crate) struct Slot<'a>(Option<crossbeam_skiplist::map::Entry<'a, Key, Chain>>);
+
+impl Slot<'_> {
+    /// The LSN of the newest version of the key, a deletion included: what a commit validates
+    /// a key against. Versions above the horizon are never reclaimed and the newest one never
+    /// is, so for a snapshot at or above the horizon this answers "written after it?" exactly.
+    pub(crate) fn newest_lsn(&self) -> Option<Lsn> {
+        self.0.as_ref().and_then(|e| e.value().lock().as_slice().last().map(|v| v.lsn))
+    }
+}
+
 /// See the [module docs](self).
 #[derive(Debug)]
 pub(crate) struct Memtable {
@@ -149,7 +164,21 @@ impl Memtable {
     /// already present (at the same LSN it replaces the value). One search; the key is shared,
     /// not copied.
     pub(crate) fn insert(&self, key: &Key, lsn: Lsn, value: Option<Value>) {
-        let entry = self.map.get_or_insert(Arc::clone(key), Chain::default());
+        self.insert_at(Slot(None), key, lsn, value);
+    }
+
+    /// Where `key` is in the map, if it is: for a commit that validates a key and then adds a
+    /// version of it with one search. The caller holds the sequencer's lock from this call to
+    /// [`Memtable::insert_at`], so that the key is not removed meanwhile.
+    pub(crate) fn slot(&self, key: &[u8]) -> Slot<'_> {
+        Slot(self.map.get(key))
+    }
+
+    /// [`Memtable::insert`] into `slot`, found by [`Memtable::slot`] for `key` (empty: the key
+    /// is searched for, and added).
+    pub(crate) fn insert_at(&self, slot: Slot<'_>, key: &Key, lsn: Lsn, value: Option<Value>) {
+        debug_assert!(slot.0.as_ref().is_none_or(|e| e.key() == key), "the slot of another key");
+        let entry = slot.0.unwrap_or_else(|| self.map.get_or_insert(Arc::clone(key), Chain::default()));
         let mut versions = entry.value().lock();
         if let Some(last) = versions.last_mut().filter(|v| v.lsn == lsn) {
             // The same key twice in one replayed record: the later operation wins.
@@ -184,6 +213,19 @@ impl Memtable {
     /// meanwhile, and the key would read as absent (`db_get_never_misses_a_key_being_overwritten`).
     pub(crate) fn get_latest(&self, key: &[u8], visible: impl FnOnce() -> Lsn) -> Option<Value> {
         self.map.get(key).and_then(|e| e.value().read_at(visible)).flatten()
+    }
+
+    /// The LSN of the newest version of `key`, a deletion included: see [`Slot::newest_lsn`].
+    pub(crate) fn newest_lsn(&self, key: &[u8]) -> Option<Lsn> {
+        self.slot(key).newest_lsn()
+    }
+
+    /// The first key in `range` whose newest version is above `lsn`.
+    pub(crate) fn first_written_after(&self, range: (Bound<&[u8]>, Bound<&[u8]>), lsn: Lsn) -> Option<Key> {
+        self.map
+            .range::<[u8], _>(range)
+            .find(|e| e.value().lock().as_slice().last().is_some_and(|v| v.lsn > lsn))
+            .map(|e| Arc::clone(e.key()))
     }
 
     /// How many versions of `key` are held.
@@ -332,6 +374,43 @@ mod tests {
         assert_eq!(lsns(&vs), [3, 4]);
         vs.last_mut().expect("two versions").lsn = Lsn(5);
         assert_eq!(lsns(&vs), [3, 5]);
+    }
+
+    #[test]
+    fn the_newest_version_answers_written_after_even_after_reclamation() {
+        let m = Memtable::new();
+        let (a, b, c) = (Key::from(&b"a"[..]), Key::from(&b"b"[..]), Key::from(&b"c"[..]));
+        m.insert(&a, Lsn(2), v("1"));
+        m.insert(&b, Lsn(4), None);
+        m.insert(&c, Lsn(5), v("c"));
+        m.insert(&a, Lsn(6), v("2"));
+        assert_eq!(m.newest_lsn(b"a"), Some(Lsn(6)));
+        assert_eq!(m.newest_lsn(b"b"), Some(Lsn(4)), "a deletion is a write");
+        assert_eq!(m.newest_lsn(b"z"), None);
+        let all = (Bound::Unbounded, Bound::Unbounded);
+        assert_eq!(m.first_written_after(all, Lsn(3)).as_deref(), Some(&b"a"[..]));
+        assert_eq!(
+            m.first_written_after((Bound::Excluded(&b"a"[..]), Bound::Unbounded), Lsn(3)).as_deref(),
+            Some(&b"b"[..])
+        );
+        assert_eq!(
+            m.first_written_after((Bound::Excluded(&b"a"[..]), Bound::Unbounded), Lsn(4)).as_deref(),
+            Some(&b"c"[..])
+        );
+        assert_eq!(m.first_written_after(all, Lsn(6)), None);
+        // Reclaiming at a horizon of 5 keeps every newest version: a snapshot at 5 still sees
+        // that "a" was written after it.
+        assert!(m.reclaim(Lsn(5)).contains(&b));
+        assert_eq!(m.newest_lsn(b"a"), Some(Lsn(6)));
+        assert_eq!(m.first_written_after(all, Lsn(5)).as_deref(), Some(&b"a"[..]));
+        // A slot found before the insertion takes the version without a second search.
+        let slot = m.slot(b"c");
+        assert_eq!(slot.newest_lsn(), Some(Lsn(5)));
+        m.insert_at(slot, &c, Lsn(7), v("d"));
+        m.insert_at(m.slot(b"d"), &Key::from(&b"d"[..]), Lsn(8), v("e"));
+        assert_eq!(m.get(b"c", Lsn(7)).as_deref(), Some(&b"d"[..]));
+        assert_eq!(m.get(b"d", Lsn(8)).as_deref(), Some(&b"e"[..]));
+        assert_eq!((m.newest_lsn(b"c"), m.newest_lsn(b"d")), (Some(Lsn(7)), Some(Lsn(8))));
     }
 
     #[test]

@@ -3,17 +3,23 @@
 //!
 //! ```text
 //!  begin ─▶ snapshot = visible LSN          reads: memtable at the snapshot, own writes first
-//!  commit ─▶ sequencer (one mutex, no I/O): validate ─▶ append to the Wal (LSN) ─▶ versions
-//!            into the memtable at the LSN ─▶ conflict index ─▶ pending visibility
+//!  commit ─▶ scanned ranges against the memtable (no lock)
+//!         ─▶ sequencer (one mutex, no I/O): validate ─▶ append to the Wal (LSN) ─▶ versions
+//!            into the memtable at the LSN ─▶ pending visibility
 //!         ─▶ wait for the ticket (Sync) ─▶ the visible LSN advances ─▶ Ok(LSN)
 //! ```
 //!
 //! The sequencer's mutex is the one point every commit crosses, so it is kept short: nothing
-//! inside it sleeps or makes a system call (the log's background thread is woken after it), a
-//! committer spins a while for it before sleeping on it, and the horizon it prunes the
-//! conflict index with is read once per 1,024 entries from a sharded registry
-//! (`src/db/snapshots.rs`). On 16 cores, with the log's tree of wake-ups, this took 64 and 128
-//! `Sync` committers from 101k–128k to 134k–166k commits/s (`docs/bench/16core-ab.md`).
+//! inside it sleeps or makes a system call (the log's background thread is woken after it), and
+//! a committer spins a while for it before sleeping on it. There is no conflict index: the
+//! memtable is one. A key was written after a snapshot at or above the horizon exactly when its
+//! newest version is above the snapshot (reclamation never drops a newest version, nor one
+//! above the horizon), so a written key is validated and given its version with one search.
+//! A scanned range is walked outside the lock, at a watermark below which every commit has its
+//! versions in place; under the lock only the writes of the commits above the watermark are
+//! looked at ([`Sequencer`]). On 16 cores, with the log's tree of wake-ups, the sequencer's
+//! earlier changes took 64 and 128 `Sync` committers from 101k–128k to 134k–166k commits/s
+//! (`docs/bench/16core-ab.md`).
 //!
 //! # Guarantees
 //!
@@ -55,7 +61,7 @@ mod txn;
 pub use options::{DbOptions, Isolation};
 pub use txn::{Commit, Transaction};
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
@@ -174,52 +180,59 @@ impl<D: Disk + Clone, C: Clock + Clone> std::fmt::Debug for Db<D, C> {
     }
 }
 
-/// The conflict index: for every key written by a commit that some live or future snapshot
-/// predates, the LSN of its newest write.
+/// The writes of the latest commits, for validating scanned ranges.
+///
+/// A commit validates its points against the memtable under the sequencer's lock (the newest
+/// version of a key is its last write). A scanned range is validated in two steps, so that a
+/// long range is not walked inside the lock: before the lock, against the memtable at the
+/// watermark `sequenced` (every commit at or below it has its versions in the memtable); under
+/// the lock, against the entries here above that watermark — the commits sequenced meanwhile.
 #[derive(Default)]
 struct Sequencer {
-    writes: BTreeMap<Key, Lsn>,
-    /// (commit LSN, a key it wrote), in LSN order, for pruning: one entry per key, so that a
-    /// commit allocates nothing here.
-    log: VecDeque<(Lsn, Key)>,
-    /// The length of `log` at which [`Sequencer::maybe_prune`] prunes next.
-    prune_at: usize,
+    /// (commit LSN, a key it wrote), in LSN order, at most [`RECENT_MAX`] entries: one entry
+    /// per key, so that a commit allocates nothing here.
+    recent: VecDeque<(Lsn, Key)>,
+    /// The highest LSN whose entries were dropped from `recent`: a commit whose watermark is
+    /// below it validates its ranges against the memtable again, under the lock.
+    dropped_through: Lsn,
 }
 
-/// Entries the conflict log grows by between two prunes.
-const PRUNE_EVERY: usize = 1024;
+/// Entries [`Sequencer::recent`] keeps.
+const RECENT_MAX: usize = 1 << 16;
 
 impl Sequencer {
-    /// Prunes once `log` has grown by [`PRUNE_EVERY`] entries since the last prune: the horizon
-    /// costs a visit to every shard of the snapshot registry, too much for every commit.
-    /// Pruning late only keeps entries longer, and a kept entry never makes a conflict: its LSN
-    /// is at or below every snapshot, so it is never "written after" one.
-    fn maybe_prune(&mut self, horizon: impl FnOnce() -> Lsn) {
-        if self.log.len() >= self.prune_at {
-            self.prune(horizon());
-            self.prune_at = self.log.len() + PRUNE_EVERY;
+    /// Notes that the commit at `lsn` wrote `key`.
+    fn note(&mut self, lsn: Lsn, key: &Key) {
+        debug_assert!(self.recent.back().is_none_or(|(l, _)| *l <= lsn), "entries in LSN order");
+        if self.recent.len() >= RECENT_MAX {
+            let (dropped, _) = self.recent.pop_front().expect("full");
+            self.dropped_through = dropped;
         }
+        self.recent.push_back((lsn, Arc::clone(key)));
     }
 
-    /// Drops what no snapshot at or above `horizon` needs.
-    fn prune(&mut self, horizon: Lsn) {
-        while self.log.front().is_some_and(|(lsn, _)| *lsn <= horizon) {
-            let (lsn, key) = self.log.pop_front().expect("checked");
-            if self.writes.get(&key) == Some(&lsn) {
-                self.writes.remove(&key);
-            }
+    /// A key in one of `ranges` written by a commit above `watermark`, or `None` when the
+    /// entries above `watermark` are no longer all kept (the caller checks the memtable).
+    fn range_written_above<'a>(
+        &'a self,
+        ranges: &[(OwnedBound, OwnedBound)],
+        watermark: Lsn,
+    ) -> Option<Option<&'a [u8]>> {
+        if self.dropped_through > watermark {
+            return None;
         }
+        let newer = self.recent.iter().rev().take_while(|(l, _)| *l > watermark);
+        Some(newer.map(|(_, k)| &**k).find(|k| ranges.iter().any(|r| contains(r, k))))
     }
+}
 
-    /// The newest commit LSN above `snapshot` that wrote `key`.
-    fn written_after(&self, key: &[u8], snapshot: Lsn) -> Option<Lsn> {
-        self.writes.get(key).copied().filter(|l| *l > snapshot)
-    }
+/// A range of keys with owned bounds (a transaction's scanned range).
+pub(crate) type OwnedBound = Bound<Box<[u8]>>;
 
-    /// A key in `range` written after `snapshot`.
-    fn range_written_after(&self, range: (Bound<&[u8]>, Bound<&[u8]>), snapshot: Lsn) -> Option<&[u8]> {
-        self.writes.range::<[u8], _>(range).find(|(_, l)| **l > snapshot).map(|(k, _)| &**k)
-    }
+/// Whether `key` lies in `range`.
+fn contains(range: &(OwnedBound, OwnedBound), key: &[u8]) -> bool {
+    use std::ops::RangeBounds;
+    (range.0.as_ref().map(|b| &**b), range.1.as_ref().map(|b| &**b)).contains(key)
 }
 
 /// The automatic checkpointer's mailbox. The thread holds it and a weak reference to the
@@ -250,6 +263,9 @@ pub(crate) struct Inner<D: Disk + Clone, C: Clock + Clone> {
     wal: Wal<D, C>,
     memtable: Memtable,
     sequencer: Mutex<Sequencer>,
+    /// The LSN of the last commit whose versions are all in the memtable: written under the
+    /// sequencer's lock once they are.
+    sequenced: AtomicU64,
     /// Commits not yet visible: (LSN, waits for durability), in LSN order.
     pending: Mutex<VecDeque<(Lsn, bool)>>,
     visible: AtomicU64,
@@ -420,6 +436,7 @@ impl<D: Disk + Clone, C: Clock + Clone> Db<D, C> {
             wal,
             memtable,
             sequencer: Mutex::new(Sequencer::default()),
+            sequenced: AtomicU64::new(reached.0),
             pending: Mutex::new(VecDeque::new()),
             visible: AtomicU64::new(reached.0),
             snapshots: Snapshots::new(),
@@ -798,8 +815,7 @@ impl<D: Disk + Clone, C: Clock + Clone> Inner<D, C> {
         }
     }
 
-    /// Reclaims the versions no snapshot can read any more (the conflict index is pruned by
-    /// the sequencer itself).
+    /// Reclaims the versions no snapshot can read any more.
     fn maintain(&self) {
         // The horizon is at or below the visible LSN: when nothing is noted at or below that,
         // there is nothing to reclaim, and the snapshot registry is not visited.
@@ -935,5 +951,54 @@ impl<D: Disk + Clone, C: Clock + Clone> Drop for Inner<D, C> {
     fn drop(&mut self) {
         // The checkpointer ends on its own; the log's own drop drains and syncs.
         self.auto.shut_down();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(s: &str) -> Key {
+        Arc::from(s.as_bytes())
+    }
+
+    fn range(lo: &str, hi: &str) -> (OwnedBound, OwnedBound) {
+        (Bound::Included(lo.as_bytes().into()), Bound::Excluded(hi.as_bytes().into()))
+    }
+
+    #[test]
+    fn recent_writes_above_the_watermark_in_a_range_are_found() {
+        let mut seq = Sequencer::default();
+        seq.note(Lsn(1), &key("b"));
+        seq.note(Lsn(2), &key("x"));
+        seq.note(Lsn(3), &key("c"));
+        let ranges = [range("a", "d")];
+        // Above 0: "c" (LSN 3) is found first, newest first; "b" at LSN 1 also counts.
+        assert_eq!(seq.range_written_above(&ranges, Lsn(0)), Some(Some(&b"c"[..])));
+        assert_eq!(seq.range_written_above(&ranges, Lsn(2)), Some(Some(&b"c"[..])));
+        // Nothing in the range above LSN 3, and "x" is outside it.
+        assert_eq!(seq.range_written_above(&ranges, Lsn(3)), Some(None));
+        assert_eq!(seq.range_written_above(&[range("w", "y")], Lsn(1)), Some(Some(&b"x"[..])));
+        assert_eq!(seq.range_written_above(&[range("w", "y")], Lsn(2)), Some(None));
+        // The bounds: excluded end, included start.
+        assert_eq!(seq.range_written_above(&[range("a", "c")], Lsn(2)), Some(None));
+        assert_eq!(seq.range_written_above(&[range("c", "d")], Lsn(2)), Some(Some(&b"c"[..])));
+        assert_eq!(seq.range_written_above(&[], Lsn(0)), Some(None));
+    }
+
+    #[test]
+    fn a_watermark_below_what_was_dropped_asks_for_the_memtable() {
+        let mut seq = Sequencer::default();
+        let total = RECENT_MAX as u64 + 10;
+        for lsn in 1..=total {
+            seq.note(Lsn(lsn), &key("k"));
+        }
+        assert_eq!(seq.recent.len(), RECENT_MAX, "bounded");
+        assert_eq!(seq.dropped_through, Lsn(10));
+        let ranges = [range("a", "z")];
+        // Entries above 9 were dropped (LSN 10): unknown; above 10 all are kept.
+        assert_eq!(seq.range_written_above(&ranges, Lsn(9)), None);
+        assert_eq!(seq.range_written_above(&ranges, Lsn(10)), Some(Some(&b"k"[..])));
+        assert_eq!(seq.range_written_above(&ranges, Lsn(total)), Some(None));
     }
 }

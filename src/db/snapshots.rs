@@ -1,5 +1,6 @@
-//! The snapshot registry: the LSNs that live snapshots read at, so that reclamation (of
-//! memtable versions and of the conflict index) never drops what one of them can still read.
+//! The snapshot registry: the LSNs that live snapshots read at, so that reclamation of
+//! memtable versions never drops what one of them can still read — nor, since commits validate
+//! against the newest versions, what one of them validates against.
 //!
 //! ```text
 //!  shard 0: {L7: 2}   shard 1: {}   shard 2: {L9: 1}   …   (SHARDS shards, each its own lock)

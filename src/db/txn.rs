@@ -11,14 +11,12 @@ use std::sync::atomic::Ordering::SeqCst;
 use std::task::{Context, Poll};
 
 use super::memtable::{Key, Value};
-use super::{Inner, Isolation, Pair, lock};
+use super::{Inner, Isolation, OwnedBound, Pair, lock};
 use crate::clock::{Clock, SystemClock};
 use crate::disk::{Disk, StdDisk};
 use crate::error::{Error, Result};
 use crate::types::{Lsn, TxnId};
 use crate::wal::{Durability, Op, RecordKind, Ticket, encode_txn, encode_txn_ops};
-
-type OwnedBound = Bound<Box<[u8]>>;
 
 /// A transaction: reads from the snapshot taken when it began (its own writes first), writes
 /// buffered until [`Transaction::commit`]. Dropping it, or [`Transaction::abort`], discards
@@ -282,6 +280,23 @@ impl<D: Disk + Clone, C: Clock + Clone> Transaction<D, C> {
         }
     }
 
+    /// The reason of the first scanned range in which `written_after` finds a key.
+    fn range_conflict(
+        &self,
+        written_after: impl Fn((Bound<&[u8]>, Bound<&[u8]>)) -> Option<Key>,
+    ) -> Option<String> {
+        self.ranges
+            .iter()
+            .find_map(|(s, e)| written_after((borrowed(s), borrowed(e))))
+            .map(|k| range_conflict_reason(&k))
+    }
+
+    /// Counts a failed validation; the error for it.
+    fn conflict(&self, reason: String) -> Error {
+        self.db.conflicts.fetch_add(1, SeqCst);
+        Error::Conflict { reason }
+    }
+
     /// The serial step: validate, append, install versions. No I/O happens here unless the
     /// log's queue is full (back-pressure).
     fn sequence(&mut self, durability: Durability) -> Result<Option<Ticket>> {
@@ -301,31 +316,46 @@ impl<D: Disk + Clone, C: Clock + Clone> Transaction<D, C> {
         encode_txn_ops(&mut payload, self.id, ops.clone());
         debug_assert_eq!(payload.len() as u64, self.payload_bytes);
         let db = &*self.db;
+        let serializable = self.isolation == Isolation::Serializable;
+        // The scanned ranges against the memtable, outside the lock: every commit at or below
+        // `watermark` has its versions there; those above it are checked under the lock.
+        let watermark = Lsn(db.sequenced.load(SeqCst));
+        let ranges =
+            serializable.then(|| self.range_conflict(|r| db.memtable.first_written_after(r, self.snapshot)));
         let mut seq = super::lock_spinning(&db.sequencer);
-        seq.maybe_prune(|| db.horizon());
-        let conflict = match self.isolation {
-            Isolation::Serializable => self
-                .reads
-                .iter()
-                .map(|k| &**k)
-                .chain(self.writes.keys().map(|k| &**k))
-                .find_map(|k| seq.written_after(k, self.snapshot).map(|l| conflict_on_key(k, l)))
-                .or_else(|| {
-                    self.ranges.iter().find_map(|(s, e)| {
-                        seq.range_written_after((borrowed(s), borrowed(e)), self.snapshot).map(|k| {
-                            format!("a key in a scanned range ({}) was written after the snapshot", show(k))
-                        })
-                    })
-                }),
-            Isolation::Snapshot => self
-                .writes
-                .keys()
-                .find_map(|k| seq.written_after(k, self.snapshot).map(|l| conflict_on_key(k, l))),
+        // The points, under the lock: the newest version of a key is its last write. The slots
+        // of the written keys are kept for their versions: one search per key.
+        let mut slots = Vec::with_capacity(self.writes.len());
+        let written_after = |k: &[u8], newest: Option<Lsn>| {
+            newest.filter(|l| *l > self.snapshot).map(|l| conflict_on_key(k, l))
         };
+        let conflict = self
+            .reads
+            .iter()
+            .filter(|_| serializable)
+            .find_map(|k| written_after(k, db.memtable.newest_lsn(k)))
+            .or_else(|| {
+                self.writes.keys().find_map(|k| {
+                    let slot = db.memtable.slot(k);
+                    let conflict = written_after(k, slot.newest_lsn());
+                    slots.push(slot);
+                    conflict
+                })
+            })
+            .or(ranges.flatten())
+            .or_else(|| {
+                if !serializable || self.ranges.is_empty() {
+                    return None;
+                }
+                match seq.range_written_above(&self.ranges, watermark) {
+                    Some(key) => key.map(range_conflict_reason),
+                    // Entries above the watermark were dropped: the whole check again, here.
+                    None => self.range_conflict(|r| db.memtable.first_written_after(r, self.snapshot)),
+                }
+            });
         if let Some(reason) = conflict {
             drop(seq);
-            db.conflicts.fetch_add(1, SeqCst);
-            return Err(Error::Conflict { reason });
+            return Err(self.conflict(reason));
         }
         let ticket = if crate::mutation::active(crate::mutation::Mutation::TornTransaction) && ops.len() > 1 {
             let mut last = None;
@@ -339,17 +369,22 @@ impl<D: Disk + Clone, C: Clock + Clone> Transaction<D, C> {
             db.wal.append_owned_unkicked(RecordKind::Txn, payload, durability)?
         };
         let lsn = ticket.lsn();
-        for (k, v) in &self.writes {
-            db.memtable.insert(k, lsn, v.clone());
-            seq.writes.insert(Arc::clone(k), lsn);
-            seq.log.push_back((lsn, Arc::clone(k)));
+        debug_assert_eq!(slots.len(), self.writes.len());
+        for ((k, v), slot) in self.writes.iter().zip(slots) {
+            db.memtable.insert_at(slot, k, lsn, v.clone());
+            seq.note(lsn, k);
         }
         lock(&db.pending).push_back((lsn, durability == Durability::Sync));
+        db.sequenced.store(lsn.0, SeqCst);
         drop(seq);
         // Outside the sequencer: the wake-up of the background thread is a system call.
         db.wal.kick_if_waiting(durability);
         Ok(Some(ticket))
     }
+}
+
+fn range_conflict_reason(key: &[u8]) -> String {
+    format!("a key in a scanned range ({}) was written after the snapshot", show(key))
 }
 
 fn conflict_on_key(key: &[u8], lsn: Lsn) -> String {

@@ -84,8 +84,19 @@ fn regression_seed_36_a_sync_after_recovery_skipped_lsns_returns() {
         let disk = SimDisk::new(seed);
         let (mut w, _) = LogWriter::open(disk.clone(), Path::new(DIR), opts()).unwrap();
         append_synced(&mut w, 1);
-        w.append(RecordKind::Unknown(0x80), &[1; 100]).unwrap();
+        // The second record ends a page and the third starts the next: the writer writes whole
+        // pages, so a write of the third into the second's page would carry the second too.
+        let page = 4096;
+        let offset = |w: &LogWriter<SimDisk>| opts().segment_bytes - w.space_left();
+        while page - offset(&w) > 1064 {
+            let filler = (page - offset(&w) - 140).min(1024);
+            w.append(RecordKind::Unknown(0x80), &vec![9; usize::try_from(filler).unwrap()]).unwrap();
+        }
+        w.sync().unwrap();
+        let second = usize::try_from(page - offset(&w) - 40).unwrap();
+        w.append(RecordKind::Unknown(0x80), &vec![1; second]).unwrap();
         w.write().unwrap();
+        assert_eq!(offset(&w), page);
         w.append(RecordKind::Unknown(0x80), &[2; 100]).unwrap();
         w.write().unwrap();
         drop(w);

@@ -112,6 +112,37 @@ pub trait Disk: Send + Sync + 'static {
     ///
     /// Any I/O error; after an error nothing is promised about those names.
     fn sync_dir(&self, path: &Path) -> io::Result<()>;
+
+    /// Writes `len` zero bytes at the start of the file `path`, open as `file`: how a log
+    /// segment is prepared. Durable after [`DiskFile::sync_all`] of `file`, as any write.
+    ///
+    /// This default writes them through `file`, [`ZERO_CHUNK_BYTES`] at a time. [`StdDisk`]
+    /// writes them past the OS cache where the filesystem allows it (`O_DIRECT` on Linux), so
+    /// that preparing a segment neither costs a copy of every byte into the cache nor leaves
+    /// the cache a backlog to write back behind a commit's sync.
+    ///
+    /// # Errors
+    ///
+    /// Any I/O error; some of the zeros may have been written.
+    fn write_zeros(&self, path: &Path, file: &Self::File, len: u64) -> io::Result<()> {
+        let _ = path;
+        write_zeros_through(file, 0, len)
+    }
+}
+
+/// Bytes of zeros written per call by [`Disk::write_zeros`].
+pub const ZERO_CHUNK_BYTES: usize = 1024 * 1024;
+
+/// Writes `len` zero bytes at `offset` of `file` through [`DiskFile::write_all_at`].
+pub(crate) fn write_zeros_through<F: DiskFile>(file: &F, offset: u64, len: u64) -> io::Result<()> {
+    let zeros = vec![0u8; usize::try_from(len).map_or(ZERO_CHUNK_BYTES, |l| l.min(ZERO_CHUNK_BYTES))];
+    let mut at = 0u64;
+    while at < len {
+        let n = usize::try_from((len - at).min(zeros.len() as u64)).expect("at most one chunk");
+        file.write_all_at(&zeros[..n], offset + at)?;
+        at += n as u64;
+    }
+    Ok(())
 }
 
 /// An open file with positional I/O. Methods take `&self` so that one handle can be shared

@@ -5,7 +5,9 @@
 //! - A segment is *prepared* before it is used: created as `{segment:020}.wal.tmp`, filled with
 //!   zeros to its full size (the design notes measured that writing into a zero-filled file is
 //!   about 1.7× faster than growing it, and that `fallocate` or a sparse `set_len` does not
-//!   help), synced, renamed to its final name, and the directory synced. So a segment file under
+//!   help) — past the OS cache where the disk allows it ([`Disk::write_zeros`]), which costs
+//!   little CPU and leaves no backlog of dirty zeros for a commit's sync to queue behind —
+//!   synced, renamed to its final name, and the directory synced. So a segment file under
 //!   its final name is always full size and durable, and a commit never waits for a file to
 //!   grow.
 //! - Leftover `.wal.tmp` files are debris of an interrupted preparation; opening a log for
@@ -98,9 +100,6 @@ pub fn create_dir_durable<D: Disk>(disk: &D, dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Size of the zero buffer used to fill a segment.
-const FILL_CHUNK_BYTES: usize = 1024 * 1024;
-
 /// Creates segment `id` in `dir`, full size and zero-filled, durable under its final name, and
 /// returns it open for writing. See the [module docs](self) for the steps.
 ///
@@ -142,13 +141,7 @@ pub fn prepare_segment<D: Disk>(disk: &D, dir: &Path, id: SegmentId, segment_byt
         Err(e) => return Err(crate::Error::io("remove", &temp, e)),
     }
     let file = disk.open(&temp, OpenMode::CreateNew).ctx("create", &temp)?;
-    let zeros = vec![0u8; FILL_CHUNK_BYTES.min(usize::try_from(segment_bytes).unwrap_or(FILL_CHUNK_BYTES))];
-    let mut at = 0u64;
-    while at < segment_bytes {
-        let n = usize::try_from((segment_bytes - at).min(zeros.len() as u64)).expect("≤ chunk size");
-        file.write_all_at(&zeros[..n], at).ctx("write", &temp)?;
-        at += n as u64;
-    }
+    disk.write_zeros(&temp, &file, segment_bytes).ctx("write", &temp)?;
     file.sync_all().ctx("sync_all", &temp)?;
     disk.rename(&temp, &path).ctx("rename", &temp)?;
     if !crate::mutation::active(crate::mutation::Mutation::NoDirSyncAfterSegmentCreate) {

@@ -189,9 +189,12 @@ impl<D: Disk + Clone, C: Clock + Clone> std::fmt::Debug for Db<D, C> {
 /// the lock, against the entries here above that watermark — the commits sequenced meanwhile.
 #[derive(Default)]
 struct Sequencer {
-    /// (commit LSN, a key it wrote), in LSN order, at most [`RECENT_MAX`] entries: one entry
-    /// per key, so that a commit allocates nothing here.
+    /// (commit LSN, a key it wrote), in LSN order, at most [`RECENT_MAX`] entries and
+    /// [`RECENT_KEY_BYTES_MAX`] bytes of keys: one entry per key, so that a commit allocates
+    /// nothing here.
     recent: VecDeque<(Lsn, Key)>,
+    /// The bytes of the keys in `recent`.
+    recent_key_bytes: usize,
     /// The highest LSN whose entries were dropped from `recent`: a commit whose watermark is
     /// below it validates its ranges against the memtable again, under the lock.
     dropped_through: Lsn,
@@ -200,15 +203,20 @@ struct Sequencer {
 /// Entries [`Sequencer::recent`] keeps.
 const RECENT_MAX: usize = 1 << 16;
 
+/// Bytes of keys [`Sequencer::recent`] keeps: a key the memtable dropped stays alive there.
+const RECENT_KEY_BYTES_MAX: usize = 16 << 20;
+
 impl Sequencer {
     /// Notes that the commit at `lsn` wrote `key`.
     fn note(&mut self, lsn: Lsn, key: &Key) {
         debug_assert!(self.recent.back().is_none_or(|(l, _)| *l <= lsn), "entries in LSN order");
-        if self.recent.len() >= RECENT_MAX {
-            let (dropped, _) = self.recent.pop_front().expect("full");
+        self.recent.push_back((lsn, Arc::clone(key)));
+        self.recent_key_bytes += key.len();
+        while self.recent.len() > RECENT_MAX || self.recent_key_bytes > RECENT_KEY_BYTES_MAX {
+            let (dropped, dropped_key) = self.recent.pop_front().expect("over a limit: not empty");
+            self.recent_key_bytes -= dropped_key.len();
             self.dropped_through = dropped;
         }
-        self.recent.push_back((lsn, Arc::clone(key)));
     }
 
     /// A key in one of `ranges` written by a commit above `watermark`, or `None` when the
@@ -1000,5 +1008,25 @@ mod tests {
         assert_eq!(seq.range_written_above(&ranges, Lsn(9)), None);
         assert_eq!(seq.range_written_above(&ranges, Lsn(10)), Some(Some(&b"k"[..])));
         assert_eq!(seq.range_written_above(&ranges, Lsn(total)), Some(None));
+    }
+
+    #[test]
+    fn recent_writes_are_bounded_in_key_bytes_too() {
+        let mut seq = Sequencer::default();
+        let big: Key = Arc::from(vec![b'k'; 64 << 10]);
+        let per_key = big.len();
+        let kept = RECENT_KEY_BYTES_MAX / per_key;
+        for lsn in 1..=(kept as u64 + 3) {
+            seq.note(Lsn(lsn), &big);
+        }
+        assert_eq!(seq.recent.len(), kept);
+        assert_eq!(seq.recent_key_bytes, kept * per_key);
+        assert!(seq.recent_key_bytes <= RECENT_KEY_BYTES_MAX);
+        assert_eq!(seq.dropped_through, Lsn(3));
+        assert_eq!(seq.range_written_above(&[range("a", "z")], Lsn(2)), None);
+        assert_eq!(
+            seq.range_written_above(&[range("a", "z")], Lsn(3)).map(|k| k.map(<[u8]>::len)),
+            Some(Some(per_key))
+        );
     }
 }

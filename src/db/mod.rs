@@ -237,10 +237,15 @@ impl Sequencer {
 /// A range of keys with owned bounds (a transaction's scanned range).
 pub(crate) type OwnedBound = Bound<Box<[u8]>>;
 
+/// `b`, borrowed.
+pub(crate) fn borrowed(b: &OwnedBound) -> Bound<&[u8]> {
+    b.as_ref().map(|k| &**k)
+}
+
 /// Whether `key` lies in `range`.
 fn contains(range: &(OwnedBound, OwnedBound), key: &[u8]) -> bool {
     use std::ops::RangeBounds;
-    (range.0.as_ref().map(|b| &**b), range.1.as_ref().map(|b| &**b)).contains(key)
+    (borrowed(&range.0), borrowed(&range.1)).contains(key)
 }
 
 /// The automatic checkpointer's mailbox. The thread holds it and a weak reference to the

@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering::SeqCst;
 use std::task::{Context, Poll};
 
 use super::memtable::{Key, Value};
-use super::{Inner, Isolation, OwnedBound, Pair, lock};
+use super::{Inner, Isolation, OwnedBound, Pair, borrowed, lock};
 use crate::clock::{Clock, SystemClock};
 use crate::disk::{Disk, StdDisk};
 use crate::error::{Error, Result};
@@ -54,14 +54,6 @@ fn owned(b: Bound<&[u8]>) -> OwnedBound {
     match b {
         Bound::Included(k) => Bound::Included(k.into()),
         Bound::Excluded(k) => Bound::Excluded(k.into()),
-        Bound::Unbounded => Bound::Unbounded,
-    }
-}
-
-fn borrowed(b: &OwnedBound) -> Bound<&[u8]> {
-    match b {
-        Bound::Included(k) => Bound::Included(k),
-        Bound::Excluded(k) => Bound::Excluded(k),
         Bound::Unbounded => Bound::Unbounded,
     }
 }

@@ -118,6 +118,11 @@ impl Chain {
         self.read_at(|| at)
     }
 
+    /// The LSN of the newest version, a deletion included.
+    fn newest_lsn(&self) -> Option<Lsn> {
+        self.lock().as_slice().last().map(|v| v.lsn)
+    }
+
     /// [`Chain::read`] at the LSN `at` returns once the chain is locked.
     fn read_at(&self, at: impl FnOnce() -> Lsn) -> Option<Option<Value>> {
         let versions = self.lock();
@@ -134,7 +139,7 @@ impl Slot<'_> {
     /// a key against. Versions above the horizon are never reclaimed and the newest one never
     /// is, so for a snapshot at or above the horizon this answers "written after it?" exactly.
     pub(crate) fn newest_lsn(&self) -> Option<Lsn> {
-        self.0.as_ref().and_then(|e| e.value().lock().as_slice().last().map(|v| v.lsn))
+        self.0.as_ref().and_then(|e| e.value().newest_lsn())
     }
 }
 
@@ -224,7 +229,7 @@ impl Memtable {
     pub(crate) fn first_written_after(&self, range: (Bound<&[u8]>, Bound<&[u8]>), lsn: Lsn) -> Option<Key> {
         self.map
             .range::<[u8], _>(range)
-            .find(|e| e.value().lock().as_slice().last().is_some_and(|v| v.lsn > lsn))
+            .find(|e| e.value().newest_lsn().is_some_and(|newest| newest > lsn))
             .map(|e| Arc::clone(e.key()))
     }
 

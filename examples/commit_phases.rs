@@ -6,7 +6,8 @@
 //! WALDB_BENCH_DIR=/mnt/disk THREAD=1 cargo run --release --example commit_phases -- 2 1 64 sync
 //! ```
 //!
-//! `THREAD` set: the log's dedicated-thread driver instead of leader/follower. Fresh keys, a
+//! `THREAD` set: the log's dedicated-thread driver instead of leader/follower. `LINGER_US=n`:
+//! the log's [`linger`](waldb::wal::BatchConfig::linger), n µs. Fresh keys, a
 //! 100-byte value, a fresh database in `WALDB_BENCH_DIR` (default `target/bench-data`). One
 //! line out: transactions/s, mean µs per phase, the log's batch sizes and sync count.
 use std::sync::Arc;
@@ -29,6 +30,9 @@ fn main() {
     options.segment_bytes = seg << 20;
     if std::env::var_os("THREAD").is_some() {
         options.driver = waldb::wal::Driver::Thread;
+    }
+    if let Some(us) = std::env::var("LINGER_US").ok().and_then(|s| s.parse().ok()) {
+        options.batch.linger = Duration::from_micros(us);
     }
     let (db, _) = waldb::Db::open_opts(&dir, options).unwrap();
     let db = Arc::new(db);

@@ -426,6 +426,33 @@ fn deleted_keys_are_reclaimed_once_no_snapshot_reads_them() {
     db.close().unwrap();
 }
 
+/// A commit that fails validation adds nothing to the memtable: the keys it claimed for its
+/// versions before it met the conflict are given back.
+#[test]
+fn a_conflicting_commit_leaves_no_key_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, _) = Db::open_opts(dir.path(), small()).unwrap();
+    for isolation in [Isolation::Snapshot, Isolation::Serializable] {
+        let mut loser = db.begin_with(isolation).unwrap();
+        let mut winner = db.begin().unwrap();
+        winner.put(b"z", b"first").unwrap();
+        winner.commit_blocking().unwrap();
+        // Written in key order: "a" and "b" are claimed before "z" conflicts.
+        for key in [&b"a"[..], b"b", b"z"] {
+            loser.put(key, b"second").unwrap();
+        }
+        assert!(matches!(loser.commit_blocking(), Err(Error::Conflict { .. })));
+        assert_eq!(db.stats().keys, 1, "{isolation:?}: only the winner's key is held");
+        assert_eq!(all(&db), BTreeMap::from([("z".to_owned(), "first".to_owned())]));
+    }
+    // The keys can still be written.
+    let mut t = db.begin().unwrap();
+    t.put(b"a", b"later").unwrap();
+    t.commit_blocking().unwrap();
+    assert_eq!((db.stats().keys, get(&db, "a").as_deref()), (2, Some("later")));
+    db.close().unwrap();
+}
+
 #[test]
 fn limits_give_too_large() {
     let tmp = tempfile::tempdir().unwrap();
@@ -531,9 +558,11 @@ mod sim {
         assert!(matches!(c.wait(), Err(Error::Poisoned { .. })));
         assert_eq!(db.get(b"b").unwrap(), None);
         assert_eq!(db.get(b"a").unwrap().as_deref(), Some(&b"1"[..]));
+        let keys = db.stats().keys;
         let mut t = db.begin().unwrap();
         t.put(b"c", b"3").unwrap();
         assert!(matches!(t.commit().wait(), Err(Error::Poisoned { .. })));
+        assert_eq!(db.stats().keys, keys, "a commit whose append failed leaves no key behind");
     }
 
     /// A crash at every step of a checkpoint leaves a database that opens with every

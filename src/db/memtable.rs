@@ -20,6 +20,12 @@
 //!   and reclamation never drops it (a lone deletion at or below the horizon is dropped whole,
 //!   and no snapshot that can still commit is below the horizon).
 //!
+//! - A key in the map keeps its first 16 bytes inline ([`MapKey`]): a search compares most
+//!   keys without reading their allocation. Lookups borrow the key they search for.
+//! - A commit claims the place of each key it writes before validating it ([`Memtable::claim`]):
+//!   one search finds the key or adds it with no versions, and the version goes there. A key
+//!   with no versions reads as absent; a commit that fails gives back what it added.
+//!
 //! Readers take a chain's small mutex for the few nanoseconds of a lookup; they never wait for
 //! a commit's I/O.
 
@@ -37,6 +43,143 @@ pub(crate) type Value = Arc<[u8]>;
 /// A key, shared between a transaction's writes, the memtable and the sequencer's recent
 /// writes without copying.
 pub(crate) type Key = Arc<[u8]>;
+
+/// A key in the map: its first [`HEAD_BYTES`] bytes inline, so that a search compares most
+/// keys without reading their allocation (one cache miss per skip-list node instead of two).
+#[derive(Debug)]
+struct MapKey {
+    head: Head,
+    bytes: Key,
+}
+
+/// How many leading bytes of a key [`MapKey`] keeps inline.
+const HEAD_BYTES: usize = 16;
+
+/// A key's first [`HEAD_BYTES`] bytes, zero-padded, as two big-endian words: heads compare
+/// as the bytes do.
+type Head = [u64; 2];
+
+/// The head of `key`.
+///
+/// Where the heads of two keys differ, the keys compare as their heads do: at the first byte
+/// where the heads differ, either both keys have that byte, or the shorter key has ended, all
+/// its bytes are equal to the other's, and the other's byte there is not zero (it differs
+/// from the padding), so the shorter key is a prefix of the other and sorts first. Where the
+/// heads are equal the keys' bytes decide (`b"a"` and `b"a\0"` have the same head).
+fn head(key: &[u8]) -> Head {
+    let mut b = [0u8; HEAD_BYTES];
+    let n = key.len().min(HEAD_BYTES);
+    b[..n].copy_from_slice(&key[..n]);
+    let (hi, lo) = b.split_at(8);
+    let word = |w: &[u8]| u64::from_be_bytes(w.try_into().expect("8 bytes"));
+    [word(hi), word(lo)]
+}
+
+/// What the map is searched by: a stored [`MapKey`], or a borrowed [`Probe`] (which costs
+/// no allocation). Both order by [`head`] first, then by their bytes.
+trait KeyView {
+    fn head(&self) -> Head;
+    fn bytes(&self) -> &[u8];
+}
+
+/// A key to search for, borrowed.
+struct Probe<'a> {
+    head: Head,
+    bytes: &'a [u8],
+}
+
+impl<'a> Probe<'a> {
+    fn new(bytes: &'a [u8]) -> Self {
+        Probe { head: head(bytes), bytes }
+    }
+}
+
+impl KeyView for Probe<'_> {
+    fn head(&self) -> Head {
+        self.head
+    }
+    fn bytes(&self) -> &[u8] {
+        self.bytes
+    }
+}
+
+impl KeyView for MapKey {
+    fn head(&self) -> Head {
+        self.head
+    }
+    fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+impl Ord for dyn KeyView + '_ {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.head().cmp(&other.head()).then_with(|| self.bytes().cmp(other.bytes()))
+    }
+}
+
+impl PartialOrd for dyn KeyView + '_ {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for dyn KeyView + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.bytes() == other.bytes()
+    }
+}
+
+impl Eq for dyn KeyView + '_ {}
+
+impl<'a> std::borrow::Borrow<dyn KeyView + 'a> for MapKey {
+    fn borrow(&self) -> &(dyn KeyView + 'a) {
+        self
+    }
+}
+
+impl MapKey {
+    fn new(bytes: Key) -> Self {
+        MapKey { head: head(&bytes), bytes }
+    }
+
+    fn view(&self) -> &dyn KeyView {
+        self
+    }
+}
+
+impl Ord for MapKey {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.view().cmp(other.view())
+    }
+}
+
+impl PartialOrd for MapKey {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for MapKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.bytes == other.bytes
+    }
+}
+
+impl Eq for MapKey {}
+
+/// A range of keys, borrowed, as probes.
+fn probes<'a>(range: (Bound<&'a [u8]>, Bound<&'a [u8]>)) -> (Bound<Probe<'a>>, Bound<Probe<'a>>) {
+    (range.0.map(Probe::new), range.1.map(Probe::new))
+}
+
+/// [`probes`] as the bounds the map's range takes.
+fn as_views<'b, 'a>(
+    range: &'b (Bound<Probe<'a>>, Bound<Probe<'a>>),
+) -> (Bound<&'b (dyn KeyView + 'a)>, Bound<&'b (dyn KeyView + 'a)>) {
+    let view = |p: &'b Probe<'a>| -> &'b (dyn KeyView + 'a) { p };
+    (range.0.as_ref().map(view), range.1.as_ref().map(view))
+}
 
 /// One version of a key: its value at `lsn`, or `None` for a deletion.
 #[derive(Clone, Debug)]
@@ -132,7 +275,7 @@ impl Chain {
 }
 
 /// A key's place in the memtable, or none: see [`Memtable::slot`].
-pub(crate) struct Slot<'a>(Option<crossbeam_skiplist::map::Entry<'a, Key, Chain>>);
+pub(crate) struct Slot<'a>(Option<crossbeam_skiplist::map::Entry<'a, MapKey, Chain>>);
 
 impl Slot<'_> {
     /// The LSN of the newest version of the key, a deletion included: what a commit validates
@@ -146,7 +289,7 @@ impl Slot<'_> {
 /// See the [module docs](self).
 #[derive(Debug)]
 pub(crate) struct Memtable {
-    map: SkipMap<Key, Chain>,
+    map: SkipMap<MapKey, Chain>,
     /// (LSN of a version that shadows an older one, its key), in LSN order.
     reclaim: Mutex<VecDeque<(Lsn, Key)>>,
     /// The LSN at the front of `reclaim` (`u64::MAX` when it is empty), written under its
@@ -176,14 +319,40 @@ impl Memtable {
     /// version of it with one search. The caller holds the sequencer's lock from this call to
     /// [`Memtable::insert_at`], so that the key is not removed meanwhile.
     pub(crate) fn slot(&self, key: &[u8]) -> Slot<'_> {
-        Slot(self.map.get(key))
+        Slot(self.find(key))
     }
 
-    /// [`Memtable::insert`] into `slot`, found by [`Memtable::slot`] for `key` (empty: the key
-    /// is searched for, and added).
+    /// The entry of `key`, if any.
+    fn find(&self, key: &[u8]) -> Option<crossbeam_skiplist::map::Entry<'_, MapKey, Chain>> {
+        self.map.get::<dyn KeyView>(&Probe::new(key))
+    }
+
+    /// The place of `key`, added (with no versions) if it is not in the map: for a commit that
+    /// validates a key it writes and then adds its version, with one search whether the key is
+    /// new or not. The caller holds the sequencer's lock until it has either inserted into every
+    /// slot it claimed or given the unused ones back ([`Memtable::release`]). Meanwhile a key
+    /// with no versions reads as absent, and has no newest version.
+    pub(crate) fn claim(&self, key: &Key) -> Slot<'_> {
+        Slot(Some(self.map.get_or_insert(MapKey::new(Arc::clone(key)), Chain::default())))
+    }
+
+    /// Gives back slots from [`Memtable::claim`] that will not be inserted into (the commit
+    /// failed validation, or its append failed): a key added by the claim, still without a
+    /// version, is removed. The caller holds the sequencer's lock, so nothing inserts meanwhile.
+    pub(crate) fn release(&self, slots: Vec<Slot<'_>>) {
+        for entry in slots.into_iter().filter_map(|s| s.0) {
+            if entry.value().lock().as_slice().is_empty() {
+                entry.remove();
+            }
+        }
+    }
+
+    /// [`Memtable::insert`] into `slot`, found by [`Memtable::slot`] or [`Memtable::claim`] for
+    /// `key` (empty: the key is searched for, and added).
     pub(crate) fn insert_at(&self, slot: Slot<'_>, key: &Key, lsn: Lsn, value: Option<Value>) {
-        debug_assert!(slot.0.as_ref().is_none_or(|e| e.key() == key), "the slot of another key");
-        let entry = slot.0.unwrap_or_else(|| self.map.get_or_insert(Arc::clone(key), Chain::default()));
+        debug_assert!(slot.0.as_ref().is_none_or(|e| e.key().bytes == *key), "the slot of another key");
+        let entry =
+            slot.0.unwrap_or_else(|| self.map.get_or_insert(MapKey::new(Arc::clone(key)), Chain::default()));
         let mut versions = entry.value().lock();
         if let Some(last) = versions.last_mut().filter(|v| v.lsn == lsn) {
             // The same key twice in one replayed record: the later operation wins.
@@ -208,7 +377,7 @@ impl Memtable {
 
     /// The value of `key` in the snapshot at `at`: `None` if absent or deleted.
     pub(crate) fn get(&self, key: &[u8], at: Lsn) -> Option<Value> {
-        self.map.get(key).and_then(|e| e.value().read(at)).flatten()
+        self.find(key).and_then(|e| e.value().read(at)).flatten()
     }
 
     /// The value of `key` as of the visible LSN, read with no registered snapshot: `visible`
@@ -217,7 +386,7 @@ impl Memtable {
     /// reads is still there — whereas an LSN loaded before the lock may have been reclaimed
     /// meanwhile, and the key would read as absent (`db_get_never_misses_a_key_being_overwritten`).
     pub(crate) fn get_latest(&self, key: &[u8], visible: impl FnOnce() -> Lsn) -> Option<Value> {
-        self.map.get(key).and_then(|e| e.value().read_at(visible)).flatten()
+        self.find(key).and_then(|e| e.value().read_at(visible)).flatten()
     }
 
     /// The LSN of the newest version of `key`, a deletion included: see [`Slot::newest_lsn`].
@@ -227,16 +396,17 @@ impl Memtable {
 
     /// The first key in `range` whose newest version is above `lsn`.
     pub(crate) fn first_written_after(&self, range: (Bound<&[u8]>, Bound<&[u8]>), lsn: Lsn) -> Option<Key> {
+        let range = probes(range);
         self.map
-            .range::<[u8], _>(range)
+            .range::<dyn KeyView, _>(as_views(&range))
             .find(|e| e.value().newest_lsn().is_some_and(|newest| newest > lsn))
-            .map(|e| Arc::clone(e.key()))
+            .map(|e| Arc::clone(&e.key().bytes))
     }
 
     /// How many versions of `key` are held.
     #[cfg(test)]
     fn version_count(&self, key: &[u8]) -> usize {
-        self.map.get(key).map_or(0, |e| e.value().lock().as_slice().len())
+        self.find(key).map_or(0, |e| e.value().lock().as_slice().len())
     }
 
     /// Live pairs of the snapshot at `at` with keys in `range`, in key order, at most `limit`.
@@ -250,9 +420,10 @@ impl Memtable {
         if limit == 0 {
             return out;
         }
-        for entry in self.map.range::<[u8], _>(range) {
+        let range = probes(range);
+        for entry in self.map.range::<dyn KeyView, _>(as_views(&range)) {
             if let Some(Some(value)) = entry.value().read(at) {
-                out.push((Arc::clone(entry.key()), value));
+                out.push((Arc::clone(&entry.key().bytes), value));
                 if out.len() >= limit {
                     break;
                 }
@@ -269,7 +440,7 @@ impl Memtable {
     ) -> crate::Result<()> {
         for entry in self.map.iter() {
             if let Some(Some(value)) = entry.value().read(at) {
-                f(entry.key(), &value)?;
+                f(&entry.key().bytes, &value)?;
             }
         }
         Ok(())
@@ -298,7 +469,7 @@ impl Memtable {
                 }
             };
             let Some(key) = key else { break };
-            if let Some(e) = self.map.get(&*key) {
+            if let Some(e) = self.find(&key) {
                 let mut versions = e.value().lock();
                 // Keep the newest version at or below the horizon and everything above it.
                 if let Some(i) = versions.as_slice().iter().rposition(|v| v.lsn <= horizon) {
@@ -319,7 +490,7 @@ impl Memtable {
     /// `horizon`. The caller holds the sequencer's lock, so nothing inserts meanwhile.
     pub(crate) fn remove_dead(&self, dead: &[Key], horizon: Lsn) {
         for key in dead {
-            if let Some(e) = self.map.get(&**key) {
+            if let Some(e) = self.find(key) {
                 let gone = matches!(
                     e.value().lock().as_slice(),
                     [only] if only.value.is_none() && only.lsn <= horizon
@@ -356,6 +527,64 @@ mod tests {
         assert_eq!(m.get(b"a", Lsn(8)).as_deref(), Some(&b"y"[..]));
         assert_eq!(m.get(b"a", Lsn(9)), None);
         assert_eq!(m.get(b"b", Lsn(9)), None);
+    }
+
+    /// Bytes for keys: mostly the values where padding and prefixes matter.
+    fn key_bytes(len: std::ops::Range<usize>) -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        use proptest::prelude::*;
+        proptest::collection::vec(prop_oneof![Just(0u8), Just(1u8), Just(255u8), any::<u8>()], len)
+    }
+
+    proptest::proptest! {
+        /// Keys compare as their bytes do, whether stored or probed: pairs that share a
+        /// prefix around the inline head's 16 bytes, with zero bytes where the head pads.
+        #[test]
+        fn map_keys_order_as_their_bytes(
+            prefix in key_bytes(0..24),
+            a in key_bytes(0..4),
+            b in key_bytes(0..4),
+        ) {
+            let a = [&prefix[..], &a[..]].concat();
+            let b = [&prefix[..], &b[..]].concat();
+            let (ka, kb) = (MapKey::new(Key::from(&a[..])), MapKey::new(Key::from(&b[..])));
+            proptest::prop_assert_eq!(ka.cmp(&kb), a.cmp(&b));
+            proptest::prop_assert_eq!(ka == kb, a == b);
+            let (pa, pb) = (Probe::new(&a), Probe::new(&b));
+            let (pa, pb): (&dyn KeyView, &dyn KeyView) = (&pa, &pb);
+            proptest::prop_assert_eq!(pa.cmp(kb.view()), a.cmp(&b));
+            proptest::prop_assert_eq!(ka.view().cmp(pb), a.cmp(&b));
+        }
+    }
+
+    #[test]
+    fn keys_alike_in_their_first_sixteen_bytes_are_found_and_ordered() {
+        let m = Memtable::new();
+        let long = |tail: &[u8]| [&[7u8; 16][..], tail].concat();
+        let keys =
+            [long(b""), long(b"\0"), long(b"\0\0"), long(b"a"), long(b"b"), vec![7u8; 15], b"".to_vec()];
+        for (i, k) in keys.iter().enumerate() {
+            m.insert(&Key::from(&k[..]), Lsn(i as u64 + 1), v("x"));
+        }
+        for k in &keys {
+            assert_eq!(m.get(k, Lsn(9)).as_deref(), Some(&b"x"[..]), "{k:?}");
+        }
+        assert_eq!(m.get(&long(b"c"), Lsn(9)), None);
+        let mut sorted = keys.to_vec();
+        sorted.sort();
+        let scanned: Vec<Vec<u8>> = m
+            .range((Bound::Unbounded, Bound::Unbounded), Lsn(9), 99)
+            .into_iter()
+            .map(|(k, _)| k.to_vec())
+            .collect();
+        assert_eq!(scanned, sorted);
+        let from = long(b"\0");
+        let to = long(b"b");
+        let inner: Vec<Vec<u8>> = m
+            .range((Bound::Excluded(&from[..]), Bound::Excluded(&to[..])), Lsn(9), 99)
+            .into_iter()
+            .map(|(k, _)| k.to_vec())
+            .collect();
+        assert_eq!(inner, [long(b"\0\0"), long(b"a")]);
     }
 
     #[test]

@@ -328,7 +328,7 @@ impl<D: Disk + Clone, C: Clock + Clone> Transaction<D, C> {
             .find_map(|k| written_after(k, db.memtable.newest_lsn(k)))
             .or_else(|| {
                 self.writes.keys().find_map(|k| {
-                    let slot = db.memtable.slot(k);
+                    let slot = db.memtable.claim(k);
                     let conflict = written_after(k, slot.newest_lsn());
                     slots.push(slot);
                     conflict
@@ -346,19 +346,28 @@ impl<D: Disk + Clone, C: Clock + Clone> Transaction<D, C> {
                 }
             });
         if let Some(reason) = conflict {
+            db.memtable.release(slots);
             drop(seq);
             return Err(self.conflict(reason));
         }
-        let ticket = if crate::mutation::active(crate::mutation::Mutation::TornTransaction) && ops.len() > 1 {
-            let mut last = None;
-            for op in ops {
+        let appended = if crate::mutation::active(crate::mutation::Mutation::TornTransaction) && ops.len() > 1
+        {
+            ops.map(|op| {
                 let mut one = Vec::new();
                 encode_txn(&mut one, self.id, std::slice::from_ref(&op));
-                last = Some(db.wal.append_with(RecordKind::Txn, &one, durability)?);
-            }
-            last.expect("more than one operation")
+                db.wal.append_with(RecordKind::Txn, &one, durability)
+            })
+            .try_fold(None, |_, t| t.map(Some))
+            .map(|last| last.expect("more than one operation"))
         } else {
-            db.wal.append_owned_unkicked(RecordKind::Txn, payload, durability)?
+            db.wal.append_owned_unkicked(RecordKind::Txn, payload, durability)
+        };
+        let ticket = match appended {
+            Ok(ticket) => ticket,
+            Err(e) => {
+                db.memtable.release(slots);
+                return Err(e);
+            }
         };
         let lsn = ticket.lsn();
         debug_assert_eq!(slots.len(), self.writes.len());

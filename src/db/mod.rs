@@ -187,6 +187,14 @@ impl<D: Disk + Clone, C: Clock + Clone> std::fmt::Debug for Db<D, C> {
 /// long range is not walked inside the lock: before the lock, against the memtable at the
 /// watermark `sequenced` (every commit at or below it has its versions in the memtable); under
 /// the lock, against the entries here above that watermark — the commits sequenced meanwhile.
+///
+/// A commit notes its writes here only while some transaction is between reading the watermark
+/// and its check under the lock (`Inner::range_checks` is above zero); otherwise it drops every
+/// entry. That loses nothing: the checker adds itself to `range_checks` and then reads the
+/// watermark, and a commit stores `sequenced` and then reads `range_checks` (all `SeqCst`). A
+/// commit that read zero did so before the checker added itself, so its store of `sequenced`
+/// came before the checker's read, whose watermark is therefore at or above the commit's LSN:
+/// the checker finds its writes in the memtable.
 #[derive(Default)]
 struct Sequencer {
     /// (commit LSN, a key it wrote), in LSN order, at most [`RECENT_MAX`] entries and
@@ -216,6 +224,16 @@ impl Sequencer {
             let (dropped, dropped_key) = self.recent.pop_front().expect("over a limit: not empty");
             self.recent_key_bytes -= dropped_key.len();
             self.dropped_through = dropped;
+        }
+    }
+
+    /// Drops every entry: no transaction has a watermark below the commit that calls this
+    /// (see the type's docs).
+    fn forget(&mut self) {
+        if let Some((last, _)) = self.recent.back() {
+            self.dropped_through = *last;
+            self.recent.clear();
+            self.recent_key_bytes = 0;
         }
     }
 
@@ -279,6 +297,10 @@ pub(crate) struct Inner<D: Disk + Clone, C: Clock + Clone> {
     /// The LSN of the last commit whose versions are all in the memtable: written under the
     /// sequencer's lock once they are.
     sequenced: AtomicU64,
+    /// Transactions that have read `sequenced` as the watermark for their scanned ranges and
+    /// not yet checked them under the sequencer's lock: while there are none, commits note
+    /// nothing in [`Sequencer::recent`].
+    range_checks: AtomicU64,
     /// Commits not yet visible: (LSN, waits for durability), in LSN order.
     pending: Mutex<VecDeque<(Lsn, bool)>>,
     visible: AtomicU64,
@@ -450,6 +472,7 @@ impl<D: Disk + Clone, C: Clock + Clone> Db<D, C> {
             memtable,
             sequencer: Mutex::new(Sequencer::default()),
             sequenced: AtomicU64::new(reached.0),
+            range_checks: AtomicU64::new(0),
             pending: Mutex::new(VecDeque::new()),
             visible: AtomicU64::new(reached.0),
             snapshots: Snapshots::new(),
@@ -1013,6 +1036,23 @@ mod tests {
         assert_eq!(seq.range_written_above(&ranges, Lsn(9)), None);
         assert_eq!(seq.range_written_above(&ranges, Lsn(10)), Some(Some(&b"k"[..])));
         assert_eq!(seq.range_written_above(&ranges, Lsn(total)), Some(None));
+    }
+
+    #[test]
+    fn forgetting_drops_every_entry_and_marks_them_dropped() {
+        let mut seq = Sequencer::default();
+        seq.forget();
+        assert_eq!(seq.dropped_through, Lsn(0), "nothing to forget");
+        seq.note(Lsn(4), &key("b"));
+        seq.note(Lsn(5), &key("c"));
+        seq.forget();
+        assert!(seq.recent.is_empty());
+        assert_eq!((seq.recent_key_bytes, seq.dropped_through), (0, Lsn(5)));
+        let ranges = [range("a", "d")];
+        assert_eq!(seq.range_written_above(&ranges, Lsn(4)), None, "below what was forgotten");
+        assert_eq!(seq.range_written_above(&ranges, Lsn(5)), Some(None));
+        seq.note(Lsn(6), &key("b"));
+        assert_eq!(seq.range_written_above(&ranges, Lsn(5)), Some(Some(&b"b"[..])));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::future::Future;
 use std::ops::{Bound, RangeBounds};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering::SeqCst;
+use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::task::{Context, Poll};
 
 use super::memtable::{Key, Value};
@@ -311,6 +311,8 @@ impl<D: Disk + Clone, C: Clock + Clone> Transaction<D, C> {
         let serializable = self.isolation == Isolation::Serializable;
         // The scanned ranges against the memtable, outside the lock: every commit at or below
         // `watermark` has its versions there; those above it are checked under the lock.
+        let _checking =
+            (serializable && !self.ranges.is_empty()).then(|| RangeCheck::enter(&db.range_checks));
         let watermark = Lsn(db.sequenced.load(SeqCst));
         let ranges =
             serializable.then(|| self.range_conflict(|r| db.memtable.first_written_after(r, self.snapshot)));
@@ -373,14 +375,37 @@ impl<D: Disk + Clone, C: Clock + Clone> Transaction<D, C> {
         debug_assert_eq!(slots.len(), self.writes.len());
         for ((k, v), slot) in self.writes.iter().zip(slots) {
             db.memtable.insert_at(slot, k, lsn, v.clone());
-            seq.note(lsn, k);
         }
         lock(&db.pending).push_back((lsn, durability == Durability::Sync));
         db.sequenced.store(lsn.0, SeqCst);
+        // After the store: see `Sequencer` for why a commit that reads no checkers may note
+        // nothing.
+        if db.range_checks.load(SeqCst) > 0 {
+            self.writes.keys().for_each(|k| seq.note(lsn, k));
+        } else {
+            seq.forget();
+        }
         drop(seq);
         // Outside the sequencer: the wake-up of the background thread is a system call.
         db.wal.kick_if_waiting(durability);
         Ok(Some(ticket))
+    }
+}
+
+/// A transaction counted in `Inner::range_checks` from before it reads the watermark until
+/// it is dropped, after its check under the sequencer's lock.
+struct RangeCheck<'a>(&'a AtomicU64);
+
+impl<'a> RangeCheck<'a> {
+    fn enter(checks: &'a AtomicU64) -> Self {
+        checks.fetch_add(1, SeqCst);
+        RangeCheck(checks)
+    }
+}
+
+impl Drop for RangeCheck<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, SeqCst);
     }
 }
 

@@ -100,6 +100,52 @@ fn tickets_resolve_on_a_runtime_free_executor() {
     }
 }
 
+/// Records nobody waits for are written behind, in batches, by the lingering background
+/// thread; they still reach the file with no further call, and neither a blocking nor an async
+/// `Sync` commit, nor `sync`, waits for the lingering to end.
+#[test]
+fn records_nobody_waits_for_are_written_behind_in_batches() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cfg = config(Driver::LeaderFollower);
+    let linger = Duration::from_secs(1);
+    cfg.batch.write_behind = linger;
+    let (wal, _) = Wal::open(tmp.path(), cfg).unwrap();
+    let append_none = |from: usize, pause: Duration| {
+        for i in from..from + 100 {
+            wal.append_with(RecordKind::Txn, &payload(i, 40), Durability::None).unwrap().wait().unwrap();
+            std::thread::sleep(pause);
+        }
+    };
+    let written = |lsn: u64| {
+        let deadline = std::time::Instant::now() + 10 * linger;
+        while wal.written_lsn() < Lsn(lsn) {
+            assert!(std::time::Instant::now() < deadline, "written only through {:?}", wal.written_lsn());
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    // The first record wakes the thread, which writes it and lingers; the next ones, a
+    // millisecond apart, do not wake it, and are written when the lingering ends.
+    wal.append_with(RecordKind::Txn, &payload(0, 40), Durability::None).unwrap().wait().unwrap();
+    written(1);
+    append_none(1, Duration::from_millis(1));
+    written(101);
+    let flushes = wal.stats().flushes;
+    assert!(flushes <= 10, "101 records nobody waited for took {flushes} writes");
+    // While the thread lingers, commits that wait do not.
+    append_none(101, Duration::ZERO);
+    let started = std::time::Instant::now();
+    let lsn = wal.append(RecordKind::Txn, &payload(201, 40)).unwrap().wait().unwrap();
+    assert_eq!((lsn, wal.written_lsn()), (Lsn(202), Lsn(202)));
+    append_none(202, Duration::ZERO);
+    let ticket = wal.append(RecordKind::Txn, &payload(302, 40)).unwrap();
+    assert_eq!(block_on(ticket).unwrap(), Lsn(303));
+    append_none(303, Duration::ZERO);
+    assert_eq!(wal.sync().unwrap(), Lsn(403));
+    assert!(started.elapsed() < linger / 2, "a commit waited for the lingering: {:?}", started.elapsed());
+    wal.close().unwrap();
+    assert_eq!(recovered(&StdDisk, tmp.path(), cfg.log).len(), 403);
+}
+
 #[test]
 fn batch_append_gets_consecutive_lsns_and_one_ticket() {
     let tmp = tempfile::tempdir().unwrap();
@@ -286,6 +332,9 @@ fn invalid_configs_are_rejected() {
     let mut cfg = config(Driver::LeaderFollower);
     cfg.batch.batch_records_max = 0;
     assert!(matches!(Wal::open(tmp.path(), cfg), Err(Error::InvalidConfig { .. })));
+    let mut cfg = config(Driver::LeaderFollower);
+    cfg.batch.write_behind = Duration::from_secs(2);
+    assert!(matches!(Wal::open(tmp.path(), cfg), Err(Error::InvalidConfig { .. })));
     let _ = SystemClock::new();
 }
 
@@ -296,6 +345,7 @@ fn presets_validate() {
     }
     assert!(BatchConfig::latency().batch_records_max < BatchConfig::throughput().batch_records_max);
     assert!(BatchConfig::default().linger.is_zero() && BatchConfig::latency().linger.is_zero());
+    assert!(BatchConfig::latency().write_behind.is_zero() && !BatchConfig::default().write_behind.is_zero());
 }
 
 /// On real files too, a dying flusher thread reaches every waiter (poison) or hands the

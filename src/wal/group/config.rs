@@ -46,6 +46,13 @@ pub struct BatchConfig {
     /// How long a flusher that found fewer than `batch_records_max` records waits for more
     /// before writing. Zero (the default) never delays a commit.
     pub linger: Duration,
+    /// How long the background thread, once it has written records nobody waits for
+    /// (`Buffered` and `None`), waits for more of them before it writes again, so that a
+    /// stream of them is written in batches rather than one wake-up and one write each. Such
+    /// a record reaches the OS at most this much later (plus the OS's timer slack); no commit
+    /// waits for it, and a `Sync` commit or a [`Wal::sync`](super::Wal::sync) meanwhile writes
+    /// it at once. Zero writes each at once. Only the leader/follower driver waits.
+    pub write_behind: Duration,
     /// The most records that may wait in the queue; an append beyond it waits (back-pressure).
     pub queue_records_max: u32,
     /// The most encoded bytes that may wait in the queue; an append beyond it waits.
@@ -58,24 +65,27 @@ pub const QUEUE_RECORDS_LIMIT: u32 = (1 << 23) - 1;
 pub const QUEUE_BYTES_LIMIT: u64 = (1 << 40) - 1;
 
 impl BatchConfig {
-    /// Small batches and a small queue: the lowest latency per commit.
+    /// Small batches and a small queue: the lowest latency per commit, and records nobody waits
+    /// for are written at once.
     pub fn latency() -> Self {
         BatchConfig {
             batch_bytes_max: 256 << 10,
             batch_records_max: 256,
             linger: Duration::ZERO,
+            write_behind: Duration::ZERO,
             queue_records_max: 4096,
             queue_bytes_max: 16 << 20,
         }
     }
 
     /// Large batches, a large queue and a 200 µs linger: the most records per sync, at the cost of
-    /// up to 200 µs per commit.
+    /// up to 200 µs per commit. Records nobody waits for are written up to 200 µs late.
     pub fn throughput() -> Self {
         BatchConfig {
             batch_bytes_max: 16 << 20,
             batch_records_max: 65_536,
             linger: Duration::from_micros(200),
+            write_behind: Duration::from_micros(200),
             queue_records_max: 1 << 20,
             queue_bytes_max: 256 << 20,
         }
@@ -100,18 +110,22 @@ impl BatchConfig {
         if self.linger > Duration::from_secs(1) {
             return bad("linger above one second is a configuration error".into());
         }
+        if self.write_behind > Duration::from_secs(1) {
+            return bad("write_behind above one second is a configuration error".into());
+        }
         Ok(())
     }
 }
 
 impl Default for BatchConfig {
     /// Balanced: no linger, batches of up to 4 MiB or 4096 records, a queue of up to 64 MiB or
-    /// 65,536 records.
+    /// 65,536 records, records nobody waits for written up to 100 µs late.
     fn default() -> Self {
         BatchConfig {
             batch_bytes_max: 4 << 20,
             batch_records_max: 4096,
             linger: Duration::ZERO,
+            write_behind: Duration::from_micros(100),
             queue_records_max: 65_536,
             queue_bytes_max: 64 << 20,
         }

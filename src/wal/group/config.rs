@@ -51,7 +51,8 @@ pub struct BatchConfig {
     /// stream of them is written in batches rather than one wake-up and one write each. Such
     /// a record reaches the OS at most this much later (plus the OS's timer slack); no commit
     /// waits for it, and a `Sync` commit or a [`Wal::sync`](super::Wal::sync) meanwhile writes
-    /// it at once. Zero writes each at once. Only the leader/follower driver waits.
+    /// it at once, as does the append of a `Buffered` record whose window is no longer than
+    /// this. Zero writes each at once. Only the leader/follower driver waits.
     pub write_behind: Duration,
     /// The most records that may wait in the queue; an append beyond it waits (back-pressure).
     pub queue_records_max: u32,

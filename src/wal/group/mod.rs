@@ -281,6 +281,9 @@ struct Shared<D: Disk, C: Clock> {
     /// already set still wakes a lingering thread, unless the kick is for a record nobody
     /// waits for.
     lingering: AtomicBool,
+    /// Set by every kick that must not wait for a lingering: the thread, about to linger,
+    /// takes it and steps instead.
+    urgent: AtomicBool,
     /// The background thread died and committers flush inline (set under the `state` lock, so
     /// that sleepers deciding under it see it). An atomic: every non-durable append reads it.
     thread_dead: AtomicBool,
@@ -399,6 +402,7 @@ impl<D: Disk, C: Clock> Wal<D, C> {
             poisoned: AtomicBool::new(false),
             kicked: AtomicBool::new(false),
             lingering: AtomicBool::new(false),
+            urgent: AtomicBool::new(false),
             thread_dead: AtomicBool::new(false),
             queue_events: AtomicU64::new(0),
             flusher: Mutex::new(Flusher { writer, pending: VecDeque::new(), deadline: None }),
@@ -909,7 +913,13 @@ impl<D: Disk, C: Clock> Shared<D, C> {
         if self.config.driver == Driver::Manual {
             return;
         }
-        // A lingering thread may have left `kicked` set by appends that did not wake it.
+        // A lingering thread may have left `kicked` set by appends that did not wake it: it is
+        // woken if it lingers already (`lingering`), and does not start to if it reads `urgent`
+        // (it sets `lingering` and then reads `urgent`; this sets `urgent` and then reads
+        // `lingering`: one of the two sees the other).
+        if self.config.driver == Driver::LeaderFollower {
+            self.urgent.store(true, SeqCst);
+        }
         if !self.kicked.swap(true, SeqCst) || self.lingering.load(SeqCst) {
             let st = lock(&self.state);
             if st.worker_waiting {
@@ -919,9 +929,16 @@ impl<D: Disk, C: Clock> Shared<D, C> {
     }
 
     /// [`Shared::kick`] for a record appended with `durability`: one nobody waits for does not
-    /// wake a thread that lingers for more of them; it is written when the lingering ends.
+    /// wake a thread that lingers for more of them; it is written when the lingering ends. A
+    /// `Buffered` record whose window is no longer than the lingering wakes it, so that its
+    /// sync is not late.
     fn kick_for(&self, durability: Durability) {
-        if matches!(durability, Durability::Sync) || self.config.driver == Driver::Manual {
+        let urgent = match durability {
+            Durability::Sync => true,
+            Durability::Buffered { every } => every <= self.config.batch.write_behind,
+            Durability::None => false,
+        };
+        if urgent || self.config.driver == Driver::Manual {
             return self.kick();
         }
         if !self.kicked.swap(true, SeqCst) {
@@ -1524,7 +1541,9 @@ impl<D: Disk, C: Clock> Shared<D, C> {
                 st.worker_waiting = true;
                 st.worker_lingering = true;
                 self.lingering.store(true, SeqCst);
-                st = wait_timeout(&self.work, st, wait_for);
+                if !self.urgent.swap(false, SeqCst) {
+                    st = wait_timeout(&self.work, st, wait_for);
+                }
                 self.lingering.store(false, SeqCst);
                 st.worker_lingering = false;
                 st.worker_waiting = false;

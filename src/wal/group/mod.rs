@@ -237,9 +237,6 @@ struct State {
     next_waker_id: u64,
     /// The background thread waits on `work`.
     worker_waiting: bool,
-    /// ... for more records nobody waits for ([`BatchConfig::write_behind`]): appends of such
-    /// records do not wake it.
-    worker_lingering: bool,
     /// `close` asks the background threads to stop.
     shutdown: bool,
     /// When written `Buffered` records must be synced.
@@ -277,9 +274,9 @@ struct Shared<D: Disk, C: Clock> {
     poisoned: AtomicBool,
     /// Set by appends that need the background thread.
     kicked: AtomicBool,
-    /// `State::worker_lingering`, readable without the lock: a kick that finds `kicked`
-    /// already set still wakes a lingering thread, unless the kick is for a record nobody
-    /// waits for.
+    /// The background thread waits on `work` for more records nobody waits for
+    /// ([`BatchConfig::write_behind`]): appends of such records do not wake it, other kicks
+    /// do, even one that finds `kicked` already set. Written under the `state` lock.
     lingering: AtomicBool,
     /// Set by every kick that must not wait for a lingering: the thread, about to linger,
     /// takes it and steps instead.
@@ -416,7 +413,6 @@ impl<D: Disk, C: Clock> Wal<D, C> {
                 wakers: BTreeMap::new(),
                 next_waker_id: 0,
                 worker_waiting: false,
-                worker_lingering: false,
                 shutdown: false,
                 sync_deadline: None,
             }),
@@ -943,7 +939,7 @@ impl<D: Disk, C: Clock> Shared<D, C> {
         }
         if !self.kicked.swap(true, SeqCst) {
             let st = lock(&self.state);
-            if st.worker_waiting && !st.worker_lingering {
+            if st.worker_waiting && !self.lingering.load(SeqCst) {
                 self.work.notify_one();
             }
         }
@@ -1051,7 +1047,7 @@ impl<D: Disk, C: Clock> Shared<D, C> {
         if st.sleepers > 0 && (self.may_lead() || self.is_closing()) {
             self.changed.notify_all();
         }
-        if st.worker_waiting && !st.worker_lingering && self.kicked.load(SeqCst) {
+        if st.worker_waiting && !self.lingering.load(SeqCst) && self.kicked.load(SeqCst) {
             self.work.notify_one();
         }
         let next = if self.may_lead() { st.parked.pop_first().map(|(_, t)| t) } else { None };
@@ -1539,13 +1535,11 @@ impl<D: Disk, C: Clock> Shared<D, C> {
                 let wait_for =
                     st.sync_deadline.map_or(write_behind, |d| write_behind.min(d.saturating_sub(now)));
                 st.worker_waiting = true;
-                st.worker_lingering = true;
                 self.lingering.store(true, SeqCst);
                 if !self.urgent.swap(false, SeqCst) {
                     st = wait_timeout(&self.work, st, wait_for);
                 }
                 self.lingering.store(false, SeqCst);
-                st.worker_lingering = false;
                 st.worker_waiting = false;
                 continue;
             }

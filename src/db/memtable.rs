@@ -274,7 +274,7 @@ impl Chain {
     }
 }
 
-/// A key's place in the memtable, or none: see [`Memtable::slot`].
+/// A key's place in the memtable, or none: see [`Memtable::slot`] and [`Memtable::claim`].
 pub(crate) struct Slot<'a>(Option<crossbeam_skiplist::map::Entry<'a, MapKey, Chain>>);
 
 impl Slot<'_> {

@@ -929,12 +929,15 @@ impl<D: Disk, C: Clock> Shared<D, C> {
     /// `Buffered` record whose window is no longer than the lingering wakes it, so that its
     /// sync is not late.
     fn kick_for(&self, durability: Durability) {
+        if self.config.driver == Driver::Manual {
+            return;
+        }
         let urgent = match durability {
             Durability::Sync => true,
             Durability::Buffered { every } => every <= self.config.batch.write_behind,
             Durability::None => false,
         };
-        if urgent || self.config.driver == Driver::Manual {
+        if urgent {
             return self.kick();
         }
         if !self.kicked.swap(true, SeqCst) {

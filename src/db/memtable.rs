@@ -20,8 +20,9 @@
 //!   and reclamation never drops it (a lone deletion at or below the horizon is dropped whole,
 //!   and no snapshot that can still commit is below the horizon).
 //!
-//! - A key in the map keeps its first 16 bytes inline ([`MapKey`]): a search compares most
-//!   keys without reading their allocation. Lookups borrow the key they search for.
+//! - A key keeps its first 16 bytes inline ([`Key`]): a search compares most keys without
+//!   reading their allocation, and a key of at most 16 bytes has none. Lookups borrow the key
+//!   they search for.
 //! - A commit claims the place of each key it writes before validating it ([`Memtable::claim`]):
 //!   one search finds the key or adds it with no versions, and the version goes there. A key
 //!   with no versions reads as absent; a commit that fails gives back what it added.
@@ -40,24 +41,44 @@ use crate::types::Lsn;
 /// A value, shared between versions, snapshots and checkpoints without copying.
 pub(crate) type Value = Arc<[u8]>;
 
-/// A key, shared between a transaction's writes, the memtable and the sequencer's recent
-/// writes without copying.
-pub(crate) type Key = Arc<[u8]>;
-
-/// A key in the map: its first [`HEAD_BYTES`] bytes inline, so that a search compares most
-/// keys without reading their allocation (one cache miss per skip-list node instead of two).
-#[derive(Debug)]
-struct MapKey {
-    head: Head,
-    bytes: Key,
-}
-
-/// How many leading bytes of a key [`MapKey`] keeps inline.
+/// How many leading bytes of a key [`Key`] keeps inline.
 const HEAD_BYTES: usize = 16;
 
-/// A key's first [`HEAD_BYTES`] bytes, zero-padded, as two big-endian words: heads compare
+/// A key, shared between a transaction's writes, the memtable and the sequencer's recent
+/// writes. Its first [`HEAD_BYTES`] bytes are inline, zero-padded:
+///
+/// - a key of at most [`HEAD_BYTES`] bytes is its head and its length: it costs no
+///   allocation at all (and copying it copies 32 bytes);
+/// - a longer key is also held whole in one shared allocation, which its copies share.
+///
+/// A search compares heads first ([`head`]) and reads a key's allocation only on a tie: one
+/// cache miss per skip-list node instead of two.
+#[derive(Clone)]
+pub(crate) struct Key {
+    head: [u8; HEAD_BYTES],
+    tail: Tail,
+}
+
+/// Where the bytes of a [`Key`] are.
+#[derive(Clone)]
+enum Tail {
+    /// The key is the first `n` bytes of its head.
+    Inline(u8),
+    /// The whole key (its head repeats the first bytes).
+    Shared(Arc<[u8]>),
+}
+
+/// A key's first [`HEAD_BYTES`] bytes, zero-padded, as one big-endian number: heads compare
 /// as the bytes do.
-type Head = [u64; 2];
+type Head = u128;
+
+/// The head of `key`, as bytes.
+fn head_bytes(key: &[u8]) -> [u8; HEAD_BYTES] {
+    let mut b = [0u8; HEAD_BYTES];
+    let n = key.len().min(HEAD_BYTES);
+    b[..n].copy_from_slice(&key[..n]);
+    b
+}
 
 /// The head of `key`.
 ///
@@ -67,16 +88,68 @@ type Head = [u64; 2];
 /// from the padding), so the shorter key is a prefix of the other and sorts first. Where the
 /// heads are equal the keys' bytes decide (`b"a"` and `b"a\0"` have the same head).
 fn head(key: &[u8]) -> Head {
-    let mut b = [0u8; HEAD_BYTES];
-    let n = key.len().min(HEAD_BYTES);
-    b[..n].copy_from_slice(&key[..n]);
-    let (hi, lo) = b.split_at(8);
-    let word = |w: &[u8]| u64::from_be_bytes(w.try_into().expect("8 bytes"));
-    [word(hi), word(lo)]
+    Head::from_be_bytes(head_bytes(key))
 }
 
-/// What the map is searched by: a stored [`MapKey`], or a borrowed [`Probe`] (which costs
-/// no allocation). Both order by [`head`] first, then by their bytes.
+impl Key {
+    /// `bytes`, copied: into the head alone if they fit.
+    pub(crate) fn new(bytes: &[u8]) -> Self {
+        let tail = match u8::try_from(bytes.len()) {
+            Ok(n) if bytes.len() <= HEAD_BYTES => Tail::Inline(n),
+            _ => Tail::Shared(Arc::from(bytes)),
+        };
+        Key { head: head_bytes(bytes), tail }
+    }
+
+    /// The key's bytes.
+    pub(crate) fn bytes(&self) -> &[u8] {
+        match &self.tail {
+            Tail::Inline(n) => &self.head[..usize::from(*n)],
+            Tail::Shared(bytes) => bytes,
+        }
+    }
+
+    /// The key as a shared allocation, for a caller that keeps it (a scan's pairs): a long
+    /// key's own, a short key's made now.
+    pub(crate) fn to_shared(&self) -> Arc<[u8]> {
+        match &self.tail {
+            Tail::Inline(_) => Arc::from(self.bytes()),
+            Tail::Shared(bytes) => Arc::clone(bytes),
+        }
+    }
+
+    fn view(&self) -> &dyn KeyView {
+        self
+    }
+}
+
+impl From<&[u8]> for Key {
+    fn from(bytes: &[u8]) -> Self {
+        Key::new(bytes)
+    }
+}
+
+impl std::ops::Deref for Key {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.bytes()
+    }
+}
+
+impl std::borrow::Borrow<[u8]> for Key {
+    fn borrow(&self) -> &[u8] {
+        self.bytes()
+    }
+}
+
+impl std::fmt::Debug for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.bytes().fmt(f)
+    }
+}
+
+/// What the map is searched by: a stored [`Key`], or a borrowed [`Probe`] (which costs no
+/// allocation). Both order by [`head`] first, then by their bytes.
 trait KeyView {
     fn head(&self) -> Head;
     fn bytes(&self) -> &[u8];
@@ -103,12 +176,12 @@ impl KeyView for Probe<'_> {
     }
 }
 
-impl KeyView for MapKey {
+impl KeyView for Key {
     fn head(&self) -> Head {
-        self.head
+        Head::from_be_bytes(self.head)
     }
     fn bytes(&self) -> &[u8] {
-        &self.bytes
+        Key::bytes(self)
     }
 }
 
@@ -132,41 +205,32 @@ impl PartialEq for dyn KeyView + '_ {
 
 impl Eq for dyn KeyView + '_ {}
 
-impl<'a> std::borrow::Borrow<dyn KeyView + 'a> for MapKey {
+impl<'a> std::borrow::Borrow<dyn KeyView + 'a> for Key {
     fn borrow(&self) -> &(dyn KeyView + 'a) {
         self
     }
 }
 
-impl MapKey {
-    fn new(bytes: Key) -> Self {
-        MapKey { head: head(&bytes), bytes }
-    }
-
-    fn view(&self) -> &dyn KeyView {
-        self
-    }
-}
-
-impl Ord for MapKey {
+/// Keys order as their bytes do (a `BTreeMap<Key, _>` is searched by `&[u8]` too).
+impl Ord for Key {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         self.view().cmp(other.view())
     }
 }
 
-impl PartialOrd for MapKey {
+impl PartialOrd for Key {
     fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
         Some(self.cmp(other))
     }
 }
 
-impl PartialEq for MapKey {
+impl PartialEq for Key {
     fn eq(&self, other: &Self) -> bool {
-        self.bytes == other.bytes
+        self.head == other.head && self.bytes() == other.bytes()
     }
 }
 
-impl Eq for MapKey {}
+impl Eq for Key {}
 
 /// A range of keys, borrowed, as probes.
 fn probes<'a>(range: (Bound<&'a [u8]>, Bound<&'a [u8]>)) -> (Bound<Probe<'a>>, Bound<Probe<'a>>) {
@@ -275,7 +339,7 @@ impl Chain {
 }
 
 /// A key's place in the memtable, or none: see [`Memtable::slot`] and [`Memtable::claim`].
-pub(crate) struct Slot<'a>(Option<crossbeam_skiplist::map::Entry<'a, MapKey, Chain>>);
+pub(crate) struct Slot<'a>(Option<crossbeam_skiplist::map::Entry<'a, Key, Chain>>);
 
 impl Slot<'_> {
     /// The LSN of the newest version of the key, a deletion included: what a commit validates
@@ -289,7 +353,7 @@ impl Slot<'_> {
 /// See the [module docs](self).
 #[derive(Debug)]
 pub(crate) struct Memtable {
-    map: SkipMap<MapKey, Chain>,
+    map: SkipMap<Key, Chain>,
     /// (LSN of a version that shadows an older one, its key), in LSN order.
     reclaim: Mutex<VecDeque<(Lsn, Key)>>,
     /// The LSN at the front of `reclaim` (`u64::MAX` when it is empty), written under its
@@ -323,7 +387,7 @@ impl Memtable {
     }
 
     /// The entry of `key`, if any.
-    fn find(&self, key: &[u8]) -> Option<crossbeam_skiplist::map::Entry<'_, MapKey, Chain>> {
+    fn find(&self, key: &[u8]) -> Option<crossbeam_skiplist::map::Entry<'_, Key, Chain>> {
         self.map.get::<dyn KeyView>(&Probe::new(key))
     }
 
@@ -333,7 +397,7 @@ impl Memtable {
     /// slot it claimed or given the unused ones back ([`Memtable::release`]). Meanwhile a key
     /// with no versions reads as absent, and has no newest version.
     pub(crate) fn claim(&self, key: &Key) -> Slot<'_> {
-        Slot(Some(self.map.get_or_insert(MapKey::new(Arc::clone(key)), Chain::default())))
+        Slot(Some(self.map.get_or_insert(key.clone(), Chain::default())))
     }
 
     /// Gives back slots from [`Memtable::claim`] that will not be inserted into (the commit
@@ -350,9 +414,8 @@ impl Memtable {
     /// [`Memtable::insert`] into `slot`, found by [`Memtable::slot`] or [`Memtable::claim`] for
     /// `key` (empty: the key is searched for, and added).
     pub(crate) fn insert_at(&self, slot: Slot<'_>, key: &Key, lsn: Lsn, value: Option<Value>) {
-        debug_assert!(slot.0.as_ref().is_none_or(|e| e.key().bytes == *key), "the slot of another key");
-        let entry =
-            slot.0.unwrap_or_else(|| self.map.get_or_insert(MapKey::new(Arc::clone(key)), Chain::default()));
+        debug_assert!(slot.0.as_ref().is_none_or(|e| e.key() == key), "the slot of another key");
+        let entry = slot.0.unwrap_or_else(|| self.map.get_or_insert(key.clone(), Chain::default()));
         let mut versions = entry.value().lock();
         if let Some(last) = versions.last_mut().filter(|v| v.lsn == lsn) {
             // The same key twice in one replayed record: the later operation wins.
@@ -371,7 +434,7 @@ impl Memtable {
             if reclaim.is_empty() {
                 self.reclaim_front.store(lsn.0, Relaxed);
             }
-            reclaim.push_back((lsn, Arc::clone(key)));
+            reclaim.push_back((lsn, key.clone()));
         }
     }
 
@@ -400,7 +463,7 @@ impl Memtable {
         self.map
             .range::<dyn KeyView, _>(as_views(&range))
             .find(|e| e.value().newest_lsn().is_some_and(|newest| newest > lsn))
-            .map(|e| Arc::clone(&e.key().bytes))
+            .map(|e| e.key().clone())
     }
 
     /// How many versions of `key` are held.
@@ -415,7 +478,7 @@ impl Memtable {
         range: (Bound<&[u8]>, Bound<&[u8]>),
         at: Lsn,
         limit: usize,
-    ) -> Vec<(Key, Value)> {
+    ) -> Vec<crate::db::Pair> {
         let mut out = Vec::with_capacity(limit.min(128));
         if limit == 0 {
             return out;
@@ -423,7 +486,7 @@ impl Memtable {
         let range = probes(range);
         for entry in self.map.range::<dyn KeyView, _>(as_views(&range)) {
             if let Some(Some(value)) = entry.value().read(at) {
-                out.push((Arc::clone(&entry.key().bytes), value));
+                out.push((entry.key().to_shared(), value));
                 if out.len() >= limit {
                     break;
                 }
@@ -440,7 +503,7 @@ impl Memtable {
     ) -> crate::Result<()> {
         for entry in self.map.iter() {
             if let Some(Some(value)) = entry.value().read(at) {
-                f(&entry.key().bytes, &value)?;
+                f(entry.key(), &value)?;
             }
         }
         Ok(())
@@ -546,7 +609,9 @@ mod tests {
         ) {
             let a = [&prefix[..], &a[..]].concat();
             let b = [&prefix[..], &b[..]].concat();
-            let (ka, kb) = (MapKey::new(Key::from(&a[..])), MapKey::new(Key::from(&b[..])));
+            let (ka, kb) = (Key::new(&a), Key::new(&b));
+            proptest::prop_assert_eq!(ka.bytes(), &a[..]);
+            proptest::prop_assert_eq!(ka.to_shared(), Arc::from(&a[..]));
             proptest::prop_assert_eq!(ka.cmp(&kb), a.cmp(&b));
             proptest::prop_assert_eq!(ka == kb, a == b);
             let (pa, pb) = (Probe::new(&a), Probe::new(&b));
@@ -554,6 +619,23 @@ mod tests {
             proptest::prop_assert_eq!(pa.cmp(kb.view()), a.cmp(&b));
             proptest::prop_assert_eq!(ka.view().cmp(pb), a.cmp(&b));
         }
+    }
+
+    #[test]
+    fn keys_of_at_most_sixteen_bytes_live_in_their_head() {
+        assert_eq!(std::mem::size_of::<Key>(), 32, "a head and a shared pointer's room");
+        for len in [0, 1, 15, 16] {
+            let key = Key::new(&vec![0; len]);
+            assert!(matches!(key.tail, Tail::Inline(n) if usize::from(n) == len), "{len} bytes");
+            assert_eq!(key.bytes().len(), len);
+        }
+        let long = Key::new(&[9; 17]);
+        assert!(matches!(&long.tail, Tail::Shared(b) if b.len() == 17));
+        assert!(Arc::ptr_eq(&long.to_shared(), &long.clone().to_shared()), "copies share it");
+        // Zero padding is not part of a short key: equal heads, different keys.
+        let (a, a0) = (Key::new(b"a"), Key::new(b"a\0"));
+        assert_eq!(a.head, a0.head);
+        assert!(a != a0 && a < a0);
     }
 
     #[test]

@@ -218,7 +218,7 @@ impl Sequencer {
     /// Notes that the commit at `lsn` wrote `key`.
     fn note(&mut self, lsn: Lsn, key: &Key) {
         debug_assert!(self.recent.back().is_none_or(|(l, _)| *l <= lsn), "entries in LSN order");
-        self.recent.push_back((lsn, Arc::clone(key)));
+        self.recent.push_back((lsn, key.clone()));
         self.recent_key_bytes += key.len();
         while self.recent.len() > RECENT_MAX || self.recent_key_bytes > RECENT_KEY_BYTES_MAX {
             let (dropped, dropped_key) = self.recent.pop_front().expect("over a limit: not empty");
@@ -995,7 +995,7 @@ mod tests {
     use super::*;
 
     fn key(s: &str) -> Key {
-        Arc::from(s.as_bytes())
+        Key::new(s.as_bytes())
     }
 
     fn range(lo: &str, hi: &str) -> (OwnedBound, OwnedBound) {
@@ -1058,7 +1058,7 @@ mod tests {
     #[test]
     fn recent_writes_are_bounded_in_key_bytes_too() {
         let mut seq = Sequencer::default();
-        let big: Key = Arc::from(vec![b'k'; 64 << 10]);
+        let big = Key::new(&vec![b'k'; 64 << 10]);
         let per_key = big.len();
         let kept = RECENT_KEY_BYTES_MAX / per_key;
         for lsn in 1..=(kept as u64 + 3) {

@@ -204,12 +204,12 @@ impl<D: Disk + Clone, C: Clock + Clone> Transaction<D, C> {
                 let (k, v) = own[j];
                 j += 1;
                 if let Some(v) = v {
-                    out.push((Arc::clone(k), Arc::clone(v)));
+                    out.push((k.to_shared(), Arc::clone(v)));
                 }
             } else {
                 let (k, v) = &base[i];
                 i += 1;
-                out.push((k.clone(), Arc::clone(v)));
+                out.push((Arc::clone(k), Arc::clone(v)));
             }
         }
         if self.isolation == Isolation::Serializable {

@@ -1163,9 +1163,7 @@ impl<D: Disk, C: Clock> Shared<D, C> {
 
     /// After a failure: drops everything queued, releasing its reservations.
     fn discard(&self, f: &mut Flusher<D>) {
-        while let Some(e) = self.queue.pop() {
-            f.pending.push_back(e);
-        }
+        self.queue.drain_into(&mut f.pending);
         let (mut records, mut bytes) = (0, 0);
         for e in f.pending.drain(..) {
             records += u64::from(e.records);
@@ -1182,15 +1180,15 @@ impl<D: Disk, C: Clock> Shared<D, C> {
 
     /// Moves everything pushed into `f.pending`, in LSN order.
     fn drain(&self, f: &mut Flusher<D>) {
-        let mut sorted = true;
-        let mut last = f.pending.back().map(|e| e.first);
-        while let Some(e) = self.queue.pop() {
-            if last.is_some_and(|l| e.first < l) {
-                sorted = false;
-            }
-            last = Some(e.first);
-            f.pending.push_back(e);
+        let before = f.pending.len();
+        self.queue.drain_into(&mut f.pending);
+        if f.pending.len() == before {
+            return;
         }
+        // Pushes can come in another order than their LSNs (taken before the push): the new
+        // entries are checked, with the last one already pending.
+        let from = before.saturating_sub(1);
+        let sorted = f.pending.range(from..).zip(f.pending.range(from + 1..)).all(|(a, b)| a.first < b.first);
         if !sorted {
             f.pending.make_contiguous().sort_unstable_by_key(|e| e.first);
         }

@@ -82,7 +82,7 @@ mod types;
 pub mod wal;
 
 pub use clock::{Clock, SimClock, SystemClock};
-pub use db::{Commit, Db, DbOptions, Isolation, Transaction};
+pub use db::{Commit, Db, DbOptions, Isolation, Key, Transaction};
 pub use disk::{Disk, DiskFile, OpenMode, StdDisk};
 pub use error::{Error, Result};
 pub use types::{Lsn, SegmentId, TxnId};

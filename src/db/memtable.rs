@@ -36,117 +36,11 @@ use std::ops::Bound;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use super::key::{Head, Key, head};
 use crate::types::Lsn;
 
 /// A value, shared between versions, snapshots and checkpoints without copying.
 pub(crate) type Value = Arc<[u8]>;
-
-/// How many leading bytes of a key [`Key`] keeps inline.
-const HEAD_BYTES: usize = 16;
-
-/// A key, shared between a transaction's writes, the memtable and the sequencer's recent
-/// writes. Its first [`HEAD_BYTES`] bytes are inline, zero-padded:
-///
-/// - a key of at most [`HEAD_BYTES`] bytes is its head and its length: it costs no
-///   allocation at all (and copying it copies 32 bytes);
-/// - a longer key is also held whole in one shared allocation, which its copies share.
-///
-/// A search compares heads first ([`head`]) and reads a key's allocation only on a tie: one
-/// cache miss per skip-list node instead of two.
-#[derive(Clone)]
-pub(crate) struct Key {
-    head: [u8; HEAD_BYTES],
-    tail: Tail,
-}
-
-/// Where the bytes of a [`Key`] are.
-#[derive(Clone)]
-enum Tail {
-    /// The key is the first `n` bytes of its head.
-    Inline(u8),
-    /// The whole key (its head repeats the first bytes).
-    Shared(Arc<[u8]>),
-}
-
-/// A key's first [`HEAD_BYTES`] bytes, zero-padded, as one big-endian number: heads compare
-/// as the bytes do.
-type Head = u128;
-
-/// The head of `key`, as bytes.
-fn head_bytes(key: &[u8]) -> [u8; HEAD_BYTES] {
-    let mut b = [0u8; HEAD_BYTES];
-    let n = key.len().min(HEAD_BYTES);
-    b[..n].copy_from_slice(&key[..n]);
-    b
-}
-
-/// The head of `key`.
-///
-/// Where the heads of two keys differ, the keys compare as their heads do: at the first byte
-/// where the heads differ, either both keys have that byte, or the shorter key has ended, all
-/// its bytes are equal to the other's, and the other's byte there is not zero (it differs
-/// from the padding), so the shorter key is a prefix of the other and sorts first. Where the
-/// heads are equal the keys' bytes decide (`b"a"` and `b"a\0"` have the same head).
-fn head(key: &[u8]) -> Head {
-    Head::from_be_bytes(head_bytes(key))
-}
-
-impl Key {
-    /// `bytes`, copied: into the head alone if they fit.
-    pub(crate) fn new(bytes: &[u8]) -> Self {
-        let tail = match u8::try_from(bytes.len()) {
-            Ok(n) if bytes.len() <= HEAD_BYTES => Tail::Inline(n),
-            _ => Tail::Shared(Arc::from(bytes)),
-        };
-        Key { head: head_bytes(bytes), tail }
-    }
-
-    /// The key's bytes.
-    pub(crate) fn bytes(&self) -> &[u8] {
-        match &self.tail {
-            Tail::Inline(n) => &self.head[..usize::from(*n)],
-            Tail::Shared(bytes) => bytes,
-        }
-    }
-
-    /// The key as a shared allocation, for a caller that keeps it (a scan's pairs): a long
-    /// key's own, a short key's made now.
-    pub(crate) fn to_shared(&self) -> Arc<[u8]> {
-        match &self.tail {
-            Tail::Inline(_) => Arc::from(self.bytes()),
-            Tail::Shared(bytes) => Arc::clone(bytes),
-        }
-    }
-
-    fn view(&self) -> &dyn KeyView {
-        self
-    }
-}
-
-impl From<&[u8]> for Key {
-    fn from(bytes: &[u8]) -> Self {
-        Key::new(bytes)
-    }
-}
-
-impl std::ops::Deref for Key {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        self.bytes()
-    }
-}
-
-impl std::borrow::Borrow<[u8]> for Key {
-    fn borrow(&self) -> &[u8] {
-        self.bytes()
-    }
-}
-
-impl std::fmt::Debug for Key {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.bytes().fmt(f)
-    }
-}
 
 /// What the map is searched by: a stored [`Key`], or a borrowed [`Probe`] (which costs no
 /// allocation). Both order by [`head`] first, then by their bytes.
@@ -178,10 +72,10 @@ impl KeyView for Probe<'_> {
 
 impl KeyView for Key {
     fn head(&self) -> Head {
-        Head::from_be_bytes(self.head)
+        self.head_word()
     }
     fn bytes(&self) -> &[u8] {
-        Key::bytes(self)
+        self
     }
 }
 
@@ -210,27 +104,6 @@ impl<'a> std::borrow::Borrow<dyn KeyView + 'a> for Key {
         self
     }
 }
-
-/// Keys order as their bytes do (a `BTreeMap<Key, _>` is searched by `&[u8]` too).
-impl Ord for Key {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.view().cmp(other.view())
-    }
-}
-
-impl PartialOrd for Key {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl PartialEq for Key {
-    fn eq(&self, other: &Self) -> bool {
-        self.head == other.head && self.bytes() == other.bytes()
-    }
-}
-
-impl Eq for Key {}
 
 /// A range of keys, borrowed, as probes.
 fn probes<'a>(range: (Bound<&'a [u8]>, Bound<&'a [u8]>)) -> (Bound<Probe<'a>>, Bound<Probe<'a>>) {
@@ -486,7 +359,7 @@ impl Memtable {
         let range = probes(range);
         for entry in self.map.range::<dyn KeyView, _>(as_views(&range)) {
             if let Some(Some(value)) = entry.value().read(at) {
-                out.push((entry.key().to_shared(), value));
+                out.push((entry.key().clone(), value));
                 if out.len() >= limit {
                     break;
                 }
@@ -599,10 +472,11 @@ mod tests {
     }
 
     proptest::proptest! {
-        /// Keys compare as their bytes do, whether stored or probed: pairs that share a
-        /// prefix around the inline head's 16 bytes, with zero bytes where the head pads.
+        /// Stored keys and probes compare as their bytes do (as `Key`s do, see `key.rs`):
+        /// pairs that share a prefix around the inline head's 16 bytes, with zero bytes where
+        /// the head pads.
         #[test]
-        fn map_keys_order_as_their_bytes(
+        fn probes_and_stored_keys_order_as_their_bytes(
             prefix in key_bytes(0..24),
             a in key_bytes(0..4),
             b in key_bytes(0..4),
@@ -610,32 +484,14 @@ mod tests {
             let a = [&prefix[..], &a[..]].concat();
             let b = [&prefix[..], &b[..]].concat();
             let (ka, kb) = (Key::new(&a), Key::new(&b));
-            proptest::prop_assert_eq!(ka.bytes(), &a[..]);
-            proptest::prop_assert_eq!(ka.to_shared(), Arc::from(&a[..]));
-            proptest::prop_assert_eq!(ka.cmp(&kb), a.cmp(&b));
-            proptest::prop_assert_eq!(ka == kb, a == b);
+            let (ka, kb): (&dyn KeyView, &dyn KeyView) = (&ka, &kb);
             let (pa, pb) = (Probe::new(&a), Probe::new(&b));
             let (pa, pb): (&dyn KeyView, &dyn KeyView) = (&pa, &pb);
-            proptest::prop_assert_eq!(pa.cmp(kb.view()), a.cmp(&b));
-            proptest::prop_assert_eq!(ka.view().cmp(pb), a.cmp(&b));
+            proptest::prop_assert_eq!(ka.cmp(kb), a.cmp(&b));
+            proptest::prop_assert_eq!(ka == kb, a == b);
+            proptest::prop_assert_eq!(pa.cmp(kb), a.cmp(&b));
+            proptest::prop_assert_eq!(ka.cmp(pb), a.cmp(&b));
         }
-    }
-
-    #[test]
-    fn keys_of_at_most_sixteen_bytes_live_in_their_head() {
-        assert_eq!(std::mem::size_of::<Key>(), 32, "a head and a shared pointer's room");
-        for len in [0, 1, 15, 16] {
-            let key = Key::new(&vec![0; len]);
-            assert!(matches!(key.tail, Tail::Inline(n) if usize::from(n) == len), "{len} bytes");
-            assert_eq!(key.bytes().len(), len);
-        }
-        let long = Key::new(&[9; 17]);
-        assert!(matches!(&long.tail, Tail::Shared(b) if b.len() == 17));
-        assert!(Arc::ptr_eq(&long.to_shared(), &long.clone().to_shared()), "copies share it");
-        // Zero padding is not part of a short key: equal heads, different keys.
-        let (a, a0) = (Key::new(b"a"), Key::new(b"a\0"));
-        assert_eq!(a.head, a0.head);
-        assert!(a != a0 && a < a0);
     }
 
     #[test]

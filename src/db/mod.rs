@@ -53,11 +53,13 @@
 //! (see [`checkpoint`]), `wal/` (the segments). The formats are in `docs/FORMAT.md`.
 
 pub mod checkpoint;
+mod key;
 mod memtable;
 mod options;
 mod snapshots;
 mod txn;
 
+pub use key::Key;
 pub use options::{DbOptions, Isolation};
 pub use txn::{Commit, Transaction};
 
@@ -74,12 +76,13 @@ use crate::types::{Lsn, TxnId};
 use crate::wal::segment::{create_dir_durable, remove_durable, remove_segments_through};
 use crate::wal::{LogReader, LogWriter, RecordKind, RecoveryReport, Wal, WalStats, decode_txn};
 use checkpoint::{CheckpointHeader, CheckpointLimits};
-use memtable::{Key, Memtable, Value};
+use memtable::{Memtable, Value};
 use snapshots::Snapshots;
 
-/// A key and its value, as scans return them: both shared with the database (a scan copies
-/// neither).
-pub type Pair = (Arc<[u8]>, Arc<[u8]>);
+/// A key and its value, as scans return them: the value shared with the database, the key
+/// too if it is longer than 16 bytes (a shorter [`Key`] is copied inline). A scan allocates
+/// nothing per pair.
+pub type Pair = (Key, Arc<[u8]>);
 
 /// Name of the lock file in a database directory.
 pub const LOCK_FILE: &str = "LOCK";

@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::task::{Context, Poll};
 
-use super::memtable::{Key, Value};
+use super::Key;
+use super::memtable::Value;
 use super::{Inner, Isolation, OwnedBound, Pair, borrowed, lock};
 use crate::clock::{Clock, SystemClock};
 use crate::disk::{Disk, StdDisk};
@@ -204,12 +205,12 @@ impl<D: Disk + Clone, C: Clock + Clone> Transaction<D, C> {
                 let (k, v) = own[j];
                 j += 1;
                 if let Some(v) = v {
-                    out.push((k.to_shared(), Arc::clone(v)));
+                    out.push(((*k).clone(), Arc::clone(v)));
                 }
             } else {
                 let (k, v) = &base[i];
                 i += 1;
-                out.push((Arc::clone(k), Arc::clone(v)));
+                out.push((k.clone(), Arc::clone(v)));
             }
         }
         if self.isolation == Isolation::Serializable {

@@ -223,6 +223,8 @@ mod tests {
         assert!(a != a0 && a < a0);
     }
 
+    /// Its order against other keys, and against probes: `memtable.rs`,
+    /// `probes_and_stored_keys_order_as_their_bytes`.
     #[test]
     fn a_key_hashes_and_compares_as_its_bytes() {
         use std::collections::hash_map::DefaultHasher;
@@ -240,32 +242,5 @@ mod tests {
         }
         let set: std::collections::HashSet<Key> = [Key::from(b"x"), Key::from(&[1; 20])].into();
         assert!(set.contains(&b"x"[..]) && set.contains(&[1u8; 20][..]) && !set.contains(&b"y"[..]));
-    }
-
-    proptest::proptest! {
-        /// Keys compare as their bytes do: pairs that share a prefix around the inline head's
-        /// 16 bytes, with zero bytes where the head pads.
-        #[test]
-        fn keys_order_as_their_bytes(
-            prefix in key_bytes(0..24),
-            a in key_bytes(0..4),
-            b in key_bytes(0..4),
-        ) {
-            let a = [&prefix[..], &a[..]].concat();
-            let b = [&prefix[..], &b[..]].concat();
-            let (ka, kb) = (Key::new(&a), Key::new(&b));
-            proptest::prop_assert_eq!(ka.as_bytes(), &a[..]);
-            proptest::prop_assert_eq!(ka.head_word(), head(&a));
-            proptest::prop_assert_eq!(ka.cmp(&kb), a.cmp(&b));
-            proptest::prop_assert_eq!(ka == kb, a == b);
-        }
-    }
-
-    /// Bytes for keys: mostly the values where padding and prefixes matter.
-    pub(crate) fn key_bytes(
-        len: std::ops::Range<usize>,
-    ) -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
-        use proptest::prelude::*;
-        proptest::collection::vec(prop_oneof![Just(0u8), Just(1u8), Just(255u8), any::<u8>()], len)
     }
 }

@@ -472,9 +472,8 @@ mod tests {
     }
 
     proptest::proptest! {
-        /// Stored keys and probes compare as their bytes do (as `Key`s do, see `key.rs`):
-        /// pairs that share a prefix around the inline head's 16 bytes, with zero bytes where
-        /// the head pads.
+        /// Keys, stored or probed, compare as their bytes do: pairs that share a prefix around
+        /// the inline head's 16 bytes, with zero bytes where the head pads.
         #[test]
         fn probes_and_stored_keys_order_as_their_bytes(
             prefix in key_bytes(0..24),
@@ -484,6 +483,9 @@ mod tests {
             let a = [&prefix[..], &a[..]].concat();
             let b = [&prefix[..], &b[..]].concat();
             let (ka, kb) = (Key::new(&a), Key::new(&b));
+            proptest::prop_assert_eq!(ka.as_bytes(), &a[..]);
+            proptest::prop_assert_eq!(ka.head_word(), head(&a));
+            proptest::prop_assert_eq!(ka.cmp(&kb), a.cmp(&b));
             let (ka, kb): (&dyn KeyView, &dyn KeyView) = (&ka, &kb);
             let (pa, pb) = (Probe::new(&a), Probe::new(&b));
             let (pa, pb): (&dyn KeyView, &dyn KeyView) = (&pa, &pb);

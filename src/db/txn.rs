@@ -159,6 +159,9 @@ impl<D: Disk + Clone, C: Clock + Clone> Transaction<D, C> {
     /// txn.put(b"b1", b"y")?;
     /// let pairs = txn.scan(&b"a"[..]..&b"b"[..])?;
     /// assert_eq!(pairs.len(), 1);
+    /// let (key, value) = &pairs[0]; // a `waldb::Key` (derefs to `[u8]`) and an `Arc<[u8]>`
+    /// assert_eq!((&**key, &**value), (&b"a1"[..], &b"x"[..]));
+    /// assert_eq!(*key, b"a1");
     /// # Ok(()) }
     /// ```
     ///
@@ -205,7 +208,7 @@ impl<D: Disk + Clone, C: Clock + Clone> Transaction<D, C> {
                 let (k, v) = own[j];
                 j += 1;
                 if let Some(v) = v {
-                    out.push(((*k).clone(), Arc::clone(v)));
+                    out.push((Key::clone(k), Arc::clone(v)));
                 }
             } else {
                 let (k, v) = &base[i];

@@ -3,7 +3,8 @@
 //! A push holds the lock for the few nanoseconds of a `Vec::push` (under the database's
 //! sequencer, nobody else pushes meanwhile); a drain takes everything pushed with one lock,
 //! swapping in the vector it drained last time. Neither allocates once the two vectors have
-//! grown to the largest batch. (A segmented lock-free queue allocated a zeroed block every
+//! grown to the largest batch (up to [`Queue::KEEP`] entries: beyond, a burst's room is given
+//! back once it has been drained). (A segmented lock-free queue allocated a zeroed block every
 //! few dozen pushes in the committer's thread and freed it in the flusher's, under the lock
 //! of the committer's allocator arena: about a tenth of a lone committer's time.) The same
 //! code runs under loom.
@@ -22,6 +23,9 @@ pub(crate) struct Queue<T> {
 }
 
 impl<T> Queue<T> {
+    /// Room for entries a drained vector keeps: beyond it, what a burst grew is given back.
+    pub(crate) const KEEP: usize = 4096;
+
     pub(crate) fn new() -> Self {
         Queue { items: Mutex::new(Vec::new()), spare: Mutex::new(Vec::new()) }
     }
@@ -36,6 +40,9 @@ impl<T> Queue<T> {
         debug_assert!(spare.is_empty());
         std::mem::swap(&mut *lock(&self.items), &mut *spare);
         out.extend(spare.drain(..));
+        if spare.capacity() > Self::KEEP {
+            spare.shrink_to(Self::KEEP);
+        }
     }
 }
 
@@ -104,5 +111,13 @@ mod tests {
         let (items, spare) = (lock(&q.items), lock(&q.spare));
         assert!(items.is_empty() && spare.is_empty());
         assert!(items.capacity().max(spare.capacity()) >= 3);
+        drop((items, spare));
+        // A burst's room is given back once drained; the vector it went to, at the next drain.
+        (0..Queue::<u32>::KEEP * 2).for_each(|_| q.push(9));
+        q.drain_into(&mut out);
+        assert_eq!(out.len(), 6 + Queue::<u32>::KEEP * 2);
+        q.drain_into(&mut out);
+        assert!(lock(&q.items).capacity() <= Queue::<u32>::KEEP);
+        assert!(lock(&q.spare).capacity() <= Queue::<u32>::KEEP);
     }
 }

@@ -1,18 +1,19 @@
 //! Group commit: many committers, one log writer, nothing acknowledged before it is durable.
 //!
 //! ```text
-//!  append ──reserve (records, bytes)──▶ LSN = fetch_add ──▶ lock-free queue ──▶ Ticket
+//!  append ──reserve (records, bytes)──▶ LSN = fetch_add ──▶ queue, one push ──▶ Ticket
 //!     ▲  waits while the queue is full                              │
 //!     │                                       flusher step: drain the contiguous LSN prefix,
 //!  Ticket::wait / .await ◀── wake ◀── publish ◀── encode into one buffer, one write, one sync
 //! ```
 //!
-//! [`Wal`] sits on a [`LogWriter`]. Appends take no lock: each reserves room in the bounded
-//! queue (waiting while it is full: back-pressure), takes its LSNs from an atomic counter and
-//! pushes. The **flusher step** — one function over [`Disk`] + [`Clock`] — drains what is queued
-//! in LSN order (a committer between taking its LSN and pushing leaves a gap that the step waits
-//! for), encodes it into the writer's buffer, writes it once, syncs once if any record needs it,
-//! publishes the durable LSN and wakes the waiters. Who runs the step is the [`Driver`]'s choice:
+//! [`Wal`] sits on a [`LogWriter`]. Appends take no lock but the queue's, held for one push:
+//! each reserves room in the bounded queue (waiting while it is full: back-pressure), takes its
+//! LSNs from an atomic counter and pushes (see `queue.rs`). The **flusher step** — one function
+//! over [`Disk`] + [`Clock`] — drains what is queued in LSN order (a committer between taking
+//! its LSN and pushing leaves a gap that the step waits for), encodes it into the writer's
+//! buffer, writes it once, syncs once if any record needs it, publishes the durable LSN and
+//! wakes the waiters. Who runs the step is the [`Driver`]'s choice:
 //!
 //! - [`Driver::LeaderFollower`] (default): a committer that waits for a sync and finds no flush
 //!   in flight runs the step itself; commits that arrive meanwhile ride the next step, run by one

@@ -398,7 +398,12 @@ fn thread_death_fails_or_degrades() {
         let (wal, _) = Wal::open_with(disk.clone(), SimClock::new(), Path::new(DIR), config).unwrap();
         wal.append(RecordKind::Txn, &txn(0, 20)).unwrap().wait().unwrap();
         wal.plant_panic(PlantedPanic::InThread);
-        let results: Vec<_> = queue_sync(&wal, 4).into_iter().map(Ticket::wait).collect();
+        // Four appends, then their waits. The first append wakes the thread, which may die
+        // before the others: without degradation those appends fail at once (`Poisoned`), as
+        // the waits would. (Unwrapping them made this test fail when the thread won the race:
+        // CI, 2026-11-23.)
+        let tickets: Vec<_> = (0..4).map(|i| wal.append(RecordKind::Txn, &txn(i, 50))).collect();
+        let results: Vec<_> = tickets.into_iter().map(|t| t.and_then(Ticket::wait)).collect();
         if degrade {
             assert!(results.iter().all(Result::is_ok), "{results:?}");
             // The thread may have finished those commits in a step it had begun; it dies at its

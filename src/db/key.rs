@@ -72,6 +72,12 @@ pub(crate) fn head(key: &[u8]) -> Head {
     Head::from_be_bytes(head_bytes(key))
 }
 
+/// Two keys given by their heads and bytes, in the order of their bytes (see [`head`]): the
+/// one comparison of stored keys and of the memtable's probes.
+pub(crate) fn compare(a: (Head, &[u8]), b: (Head, &[u8])) -> Ordering {
+    a.0.cmp(&b.0).then_with(|| a.1.cmp(b.1))
+}
+
 impl Key {
     /// `bytes`, copied: into the key itself if they fit, else into one shared allocation.
     pub fn new(bytes: &[u8]) -> Self {
@@ -153,7 +159,7 @@ impl fmt::Debug for Key {
 /// As the bytes: the heads first (see [`head`]), then the bytes on a tie.
 impl Ord for Key {
     fn cmp(&self, other: &Self) -> Ordering {
-        self.head_word().cmp(&other.head_word()).then_with(|| self.as_bytes().cmp(other.as_bytes()))
+        compare((self.head_word(), self.as_bytes()), (other.head_word(), other.as_bytes()))
     }
 }
 

@@ -36,7 +36,7 @@ use std::ops::Bound;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::key::{Head, Key, head};
+use super::key::{Head, Key, compare, head};
 use crate::types::Lsn;
 
 /// A value, shared between versions, snapshots and checkpoints without copying.
@@ -81,7 +81,7 @@ impl KeyView for Key {
 
 impl Ord for dyn KeyView + '_ {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.head().cmp(&other.head()).then_with(|| self.bytes().cmp(other.bytes()))
+        compare((self.head(), self.bytes()), (other.head(), other.bytes()))
     }
 }
 

@@ -197,6 +197,8 @@ struct Flusher<D: Disk> {
     writer: LogWriter<D>,
     /// Entries drained from the queue, in LSN order once sorted; the front may wait for a gap.
     pending: VecDeque<Entry>,
+    /// The queue's vector the last drain took, emptied: swapped in by the next drain.
+    drained: Vec<Entry>,
     /// The time by which written `Buffered` records must be synced.
     deadline: Option<Duration>,
 }
@@ -403,7 +405,12 @@ impl<D: Disk, C: Clock> Wal<D, C> {
             urgent: AtomicBool::new(false),
             thread_dead: AtomicBool::new(false),
             queue_events: AtomicU64::new(0),
-            flusher: Mutex::new(Flusher { writer, pending: VecDeque::new(), deadline: None }),
+            flusher: Mutex::new(Flusher {
+                writer,
+                pending: VecDeque::new(),
+                drained: Vec::new(),
+                deadline: None,
+            }),
             state: Mutex::new(State {
                 durable: synced,
                 failed: None,
@@ -1164,7 +1171,7 @@ impl<D: Disk, C: Clock> Shared<D, C> {
 
     /// After a failure: drops everything queued, releasing its reservations.
     fn discard(&self, f: &mut Flusher<D>) {
-        self.queue.drain_into(&mut f.pending);
+        self.queue.drain_into(&mut f.drained, &mut f.pending);
         let (mut records, mut bytes) = (0, 0);
         for e in f.pending.drain(..) {
             records += u64::from(e.records);
@@ -1182,7 +1189,7 @@ impl<D: Disk, C: Clock> Shared<D, C> {
     /// Moves everything pushed into `f.pending`, in LSN order.
     fn drain(&self, f: &mut Flusher<D>) {
         let before = f.pending.len();
-        self.queue.drain_into(&mut f.pending);
+        self.queue.drain_into(&mut f.drained, &mut f.pending);
         if f.pending.len() == before {
             return;
         }

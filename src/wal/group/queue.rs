@@ -2,7 +2,8 @@
 //!
 //! A push holds the lock for the few nanoseconds of a `Vec::push` (under the database's
 //! sequencer, nobody else pushes meanwhile); a drain takes everything pushed with one lock,
-//! swapping in the vector it drained last time. Neither allocates once the two vectors have
+//! swapping in the vector it drained last time (the drainer's own, kept in the flusher's
+//! state, which one thread holds at a time). Neither allocates once the two vectors have
 //! grown to the largest batch (up to [`Queue::KEEP`] entries: beyond, a burst's room is given
 //! back once it has been drained). (A segmented lock-free queue allocated a zeroed block every
 //! few dozen pushes in the committer's thread and freed it in the flusher's, under the lock
@@ -17,9 +18,6 @@ use crate::sync::{Mutex, lock};
 pub(crate) struct Queue<T> {
     /// Pushed, not yet drained.
     items: Mutex<Vec<T>>,
-    /// The vector the last drain took, emptied, to be swapped in by the next: only the one
-    /// thread that drains at a time locks it.
-    spare: Mutex<Vec<T>>,
 }
 
 impl<T> Queue<T> {
@@ -27,18 +25,18 @@ impl<T> Queue<T> {
     pub(crate) const KEEP: usize = 4096;
 
     pub(crate) fn new() -> Self {
-        Queue { items: Mutex::new(Vec::new()), spare: Mutex::new(Vec::new()) }
+        Queue { items: Mutex::new(Vec::new()) }
     }
 
     pub(crate) fn push(&self, value: T) {
         lock(&self.items).push(value);
     }
 
-    /// Moves everything pushed so far to the back of `out`, in the order pushed.
-    pub(crate) fn drain_into(&self, out: &mut std::collections::VecDeque<T>) {
-        let mut spare = lock(&self.spare);
+    /// Moves everything pushed so far to the back of `out`, in the order pushed, swapping
+    /// `spare` (empty: the vector the last drain took) in for the pushed vector.
+    pub(crate) fn drain_into(&self, spare: &mut Vec<T>, out: &mut std::collections::VecDeque<T>) {
         debug_assert!(spare.is_empty());
-        std::mem::swap(&mut *lock(&self.items), &mut *spare);
+        std::mem::swap(&mut *lock(&self.items), spare);
         out.extend(spare.drain(..));
         if spare.capacity() > Self::KEEP {
             spare.shrink_to(Self::KEEP);
@@ -98,26 +96,26 @@ mod tests {
     #[test]
     fn a_drain_takes_everything_in_push_order_and_keeps_both_vectors() {
         let q = Queue::new();
-        let mut out = VecDeque::from([0]);
+        let (mut spare, mut out) = (Vec::new(), VecDeque::from([0]));
         (1..=3).for_each(|i| q.push(i));
-        q.drain_into(&mut out);
+        q.drain_into(&mut spare, &mut out);
         assert_eq!(out, [0, 1, 2, 3]);
-        q.drain_into(&mut out);
+        q.drain_into(&mut spare, &mut out);
         assert_eq!(out.len(), 4, "nothing pushed, nothing drained");
         (4..=5).for_each(|i| q.push(i));
-        q.drain_into(&mut out);
+        q.drain_into(&mut spare, &mut out);
         assert_eq!(out, [0, 1, 2, 3, 4, 5]);
         // The vectors swap, both kept: the room the first pushes made is there still.
-        let (items, spare) = (lock(&q.items), lock(&q.spare));
+        let items = lock(&q.items);
         assert!(items.is_empty() && spare.is_empty());
         assert!(items.capacity().max(spare.capacity()) >= 3);
-        drop((items, spare));
+        drop(items);
         // A burst's room is given back once drained; the vector it went to, at the next drain.
         (0..Queue::<u32>::KEEP * 2).for_each(|_| q.push(9));
-        q.drain_into(&mut out);
+        q.drain_into(&mut spare, &mut out);
         assert_eq!(out.len(), 6 + Queue::<u32>::KEEP * 2);
-        q.drain_into(&mut out);
+        q.drain_into(&mut spare, &mut out);
         assert!(lock(&q.items).capacity() <= Queue::<u32>::KEEP);
-        assert!(lock(&q.spare).capacity() <= Queue::<u32>::KEEP);
+        assert!(spare.capacity() <= Queue::<u32>::KEEP);
     }
 }

@@ -23,8 +23,11 @@
 //! - A key keeps its first 16 bytes inline ([`Key`]): a search compares most keys without
 //!   reading their allocation, and a key of at most 16 bytes has none. Lookups borrow the key
 //!   they search for.
-//! - A commit claims the place of each key it writes before validating it ([`Memtable::claim`]):
-//!   one search finds the key or adds it with no versions, and the version goes there. A key
+//! - A commit claims the place of each key it writes before it takes the sequencer's lock
+//!   ([`Memtable::claim`]): one search finds the key or adds it with no versions, and the
+//!   version goes there. Under the lock it only checks that the place is still in the map
+//!   ([`Memtable::confirm`]), since a failed commit or reclamation may have removed it meanwhile:
+//!   the searches (and the allocation of new keys' nodes) stay out of the serial step. A key
 //!   with no versions reads as absent; a commit that fails gives back what it added.
 //!
 //! Readers take a chain's small mutex for the few nanoseconds of a lookup; they never wait for
@@ -266,11 +269,23 @@ impl Memtable {
 
     /// The place of `key`, added (with no versions) if it is not in the map: for a commit that
     /// validates a key it writes and then adds its version, with one search whether the key is
-    /// new or not. The caller holds the sequencer's lock until it has either inserted into every
-    /// slot it claimed or given the unused ones back ([`Memtable::release`]). Meanwhile a key
-    /// with no versions reads as absent, and has no newest version.
+    /// new or not. Claimed without the sequencer's lock, the place may be removed before the
+    /// caller takes it (keys are removed only under that lock): the caller passes it through
+    /// [`Memtable::confirm`] under the lock, and holds the lock until it has either inserted into
+    /// every slot it claimed or given the unused ones back ([`Memtable::release`]). Meanwhile a
+    /// key with no versions reads as absent, and has no newest version.
     pub(crate) fn claim(&self, key: &Key) -> Slot<'_> {
         Slot(Some(self.map.get_or_insert(key.clone(), Chain::default())))
+    }
+
+    /// Keeps `slot`, claimed for `key` before the caller took the sequencer's lock, or claims
+    /// the key's place again if a failed commit ([`Memtable::release`]) or reclamation
+    /// ([`Memtable::remove_dead`]) removed it meanwhile: a version inserted into a removed place
+    /// would be lost. The caller holds the lock, so the place stays in the map.
+    pub(crate) fn confirm<'a>(&'a self, slot: &mut Slot<'a>, key: &Key) {
+        if slot.0.as_ref().is_none_or(|e| e.is_removed()) {
+            *slot = self.claim(key);
+        }
     }
 
     /// Gives back slots from [`Memtable::claim`] that will not be inserted into (the commit
@@ -328,6 +343,17 @@ impl Memtable {
     /// The LSN of the newest version of `key`, a deletion included: see [`Slot::newest_lsn`].
     pub(crate) fn newest_lsn(&self, key: &[u8]) -> Option<Lsn> {
         self.slot(key).newest_lsn()
+    }
+
+    /// [`Memtable::newest_lsn`] of `key`, whose place `slot` was looked up
+    /// ([`Memtable::slot`]) before the caller took the sequencer's lock: a place found then and
+    /// not removed since is still the key's, and is read without a search; a key that was absent
+    /// then, or whose place was removed, is searched for again (it may have been added since).
+    pub(crate) fn newest_lsn_in(&self, slot: &Slot<'_>, key: &[u8]) -> Option<Lsn> {
+        match &slot.0 {
+            Some(entry) if !entry.is_removed() => entry.value().newest_lsn(),
+            _ => self.newest_lsn(key),
+        }
     }
 
     /// The first key in `range` whose newest version is above `lsn`.
@@ -585,6 +611,47 @@ mod tests {
         assert_eq!(m.get(b"c", Lsn(7)).as_deref(), Some(&b"d"[..]));
         assert_eq!(m.get(b"d", Lsn(8)).as_deref(), Some(&b"e"[..]));
         assert_eq!((m.newest_lsn(b"c"), m.newest_lsn(b"d")), (Some(Lsn(7)), Some(Lsn(8))));
+    }
+
+    /// A commit finds its keys' places before it takes the sequencer's lock; a failed commit's
+    /// release or reclamation may remove them before it does. Under the lock it must neither
+    /// insert into a removed place (the version would be lost) nor read one's newest version.
+    #[test]
+    fn places_removed_between_the_claim_and_the_lock_are_found_again() {
+        let m = Memtable::new();
+        let (a, b) = (Key::from(&b"a"[..]), Key::from(&b"b"[..]));
+        // Two commits claim the new key "a"; the first fails and gives its claim back, which
+        // removes the place (it has no version), while the second still holds it.
+        let mut second = m.claim(&a);
+        m.release(vec![m.claim(&a)]);
+        assert_eq!(m.key_count(), 0);
+        m.confirm(&mut second, &a);
+        m.insert_at(second, &a, Lsn(3), v("kept"));
+        assert_eq!(m.get(b"a", Lsn(3)).as_deref(), Some(&b"kept"[..]));
+        // "b" holds a lone deletion that reclamation removes after a reader looked it up and
+        // after a writer claimed it; the key is written again meanwhile.
+        m.insert(&b, Lsn(4), None);
+        let read = m.slot(b"b");
+        let mut write = m.claim(&b);
+        assert_eq!(m.reclaim(Lsn(4)), vec![b.clone()]);
+        m.remove_dead(std::slice::from_ref(&b), Lsn(4));
+        assert_eq!(m.key_count(), 1);
+        assert_eq!(m.newest_lsn_in(&read, b"b"), None, "removed, and not written since");
+        m.insert(&b, Lsn(5), v("again"));
+        assert_eq!(m.newest_lsn_in(&read, b"b"), Some(Lsn(5)), "the key's new place is read");
+        m.confirm(&mut write, &b);
+        m.insert_at(write, &b, Lsn(6), v("last"));
+        assert_eq!(m.get(b"b", Lsn(6)).as_deref(), Some(&b"last"[..]));
+        assert_eq!(m.newest_lsn(b"b"), Some(Lsn(6)));
+        // A place found and not removed is read without a search, and a key absent then is
+        // searched for again.
+        let found = m.slot(b"a");
+        let absent = m.slot(b"c");
+        m.insert(&Key::from(&b"c"[..]), Lsn(7), v("c"));
+        assert_eq!(
+            (m.newest_lsn_in(&found, b"a"), m.newest_lsn_in(&absent, b"c")),
+            (Some(Lsn(3)), Some(Lsn(7)))
+        );
     }
 
     #[test]

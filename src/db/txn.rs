@@ -320,26 +320,23 @@ impl<D: Disk + Clone, C: Clock + Clone> Transaction<D, C> {
         let watermark = Lsn(db.sequenced.load(SeqCst));
         let ranges =
             serializable.then(|| self.range_conflict(|r| db.memtable.first_written_after(r, self.snapshot)));
+        // The places of the keys read and written, outside the lock: one search per key (and a
+        // new key's node allocated) here, so that the serial step searches for none of them.
+        let read_slots: Vec<_> =
+            self.reads.iter().filter(|_| serializable).map(|k| db.memtable.slot(k)).collect();
+        let mut slots: Vec<_> = self.writes.keys().map(|k| db.memtable.claim(k)).collect();
         let mut seq = super::lock_spinning(&db.sequencer);
-        // The points, under the lock: the newest version of a key is its last write. The slots
-        // of the written keys are kept for their versions: one search per key.
-        let mut slots = Vec::with_capacity(self.writes.len());
+        // The points, under the lock: the newest version of a key is its last write.
+        slots.iter_mut().zip(self.writes.keys()).for_each(|(s, k)| db.memtable.confirm(s, k));
         let written_after = |k: &[u8], newest: Option<Lsn>| {
             newest.filter(|l| *l > self.snapshot).map(|l| conflict_on_key(k, l))
         };
         let conflict = self
             .reads
             .iter()
-            .filter(|_| serializable)
-            .find_map(|k| written_after(k, db.memtable.newest_lsn(k)))
-            .or_else(|| {
-                self.writes.keys().find_map(|k| {
-                    let slot = db.memtable.claim(k);
-                    let conflict = written_after(k, slot.newest_lsn());
-                    slots.push(slot);
-                    conflict
-                })
-            })
+            .zip(&read_slots)
+            .find_map(|(k, s)| written_after(k, db.memtable.newest_lsn_in(s, k)))
+            .or_else(|| self.writes.keys().zip(&slots).find_map(|(k, s)| written_after(k, s.newest_lsn())))
             .or(ranges.flatten())
             .or_else(|| {
                 if !serializable || self.ranges.is_empty() {

@@ -17,8 +17,10 @@
 //!   orders the two), and the visible LSN only grows, so it reads at or above the horizon.
 //! - The horizon only grows: every snapshot is registered at the visible LSN of its moment.
 //!   A horizon computed earlier is therefore a safe (lower) bound later on.
+//! - A shard is a vector of (LSN, count) in LSN order: since the visible LSN only grows and is
+//!   read under the shard's lock, a snapshot is counted in the last entry or appended after it,
+//!   and the oldest is the first. A commit allocates nothing here once the vector has room.
 
-use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 
@@ -28,10 +30,11 @@ use crate::types::Lsn;
 /// Shards of the registry.
 pub(crate) const SHARDS: u64 = 16;
 
-/// One shard on its own cache lines: snapshot LSN → how many live snapshots read at it.
+/// One shard on its own cache lines: (snapshot LSN, how many live snapshots read at it), in
+/// LSN order, every count above zero.
 #[derive(Default)]
 #[repr(align(128))]
-struct Shard(Mutex<BTreeMap<Lsn, usize>>);
+struct Shard(Mutex<Vec<(Lsn, usize)>>);
 
 /// See the [module docs](self).
 pub(crate) struct Snapshots {
@@ -44,7 +47,7 @@ impl Snapshots {
     }
 
     /// The shard for `key`: `key % SHARDS`.
-    fn shard(&self, key: u64) -> &Mutex<BTreeMap<Lsn, usize>> {
+    fn shard(&self, key: u64) -> &Mutex<Vec<(Lsn, usize)>> {
         #[allow(clippy::cast_possible_truncation)] // below SHARDS
         &self.shards[(key % SHARDS) as usize].0
     }
@@ -53,17 +56,23 @@ impl Snapshots {
     pub(crate) fn take(&self, shard: u64, visible: &AtomicU64) -> Lsn {
         let mut s = lock(self.shard(shard));
         let at = Lsn(visible.load(SeqCst));
-        *s.entry(at).or_insert(0) += 1;
+        match s.last_mut() {
+            Some((last, n)) if *last == at => *n += 1,
+            last => {
+                debug_assert!(last.is_none_or(|(l, _)| *l < at), "the visible LSN went back");
+                s.push((at, 1));
+            }
+        }
         at
     }
 
     /// Releases a snapshot at `at` taken in shard `shard % SHARDS`.
     pub(crate) fn release(&self, shard: u64, at: Lsn) {
         let mut s = lock(self.shard(shard));
-        if let Some(n) = s.get_mut(&at) {
-            *n -= 1;
-            if *n == 0 {
-                s.remove(&at);
+        if let Ok(i) = s.binary_search_by_key(&at, |(l, _)| *l) {
+            s[i].1 -= 1;
+            if s[i].1 == 0 {
+                s.remove(i);
             }
         }
     }
@@ -72,7 +81,7 @@ impl Snapshots {
     pub(crate) fn horizon(&self, visible: &AtomicU64) -> Lsn {
         let mut horizon = Lsn(visible.load(SeqCst));
         for shard in &*self.shards {
-            if let Some(oldest) = lock(&shard.0).keys().next() {
+            if let Some((oldest, _)) = lock(&shard.0).first() {
                 horizon = horizon.min(*oldest);
             }
         }
@@ -106,6 +115,21 @@ mod tests {
         assert_eq!(s.horizon(&visible), Lsn(12), "none left: the visible LSN");
         s.release(7, d); // a release of nothing registered changes nothing
         assert_eq!(s.horizon(&visible), Lsn(12));
+        // Three LSNs in one shard, the middle one released first.
+        let e = s.take(1, &visible);
+        visible.store(14, SeqCst);
+        let (f, g) = (s.take(1, &visible), s.take(1, &visible));
+        visible.store(20, SeqCst);
+        let h = s.take(1, &visible);
+        s.release(1, f);
+        assert_eq!(s.horizon(&visible), Lsn(12));
+        s.release(1, e);
+        assert_eq!(s.horizon(&visible), Lsn(14), "g is still at 14");
+        s.release(1, g);
+        assert_eq!(s.horizon(&visible), Lsn(20));
+        s.release(1, h);
+        assert_eq!(s.horizon(&visible), Lsn(20));
+        assert!(s.shards.iter().all(|sh| lock(&sh.0).is_empty()), "nothing left registered");
     }
 
     #[test]

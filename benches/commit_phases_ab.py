@@ -25,6 +25,7 @@ WORKLOADS = [
     ("1-put, 64 thr, Sync", "3 1 64 sync"),
     ("1-put, 16 thr, Sync", "3 1 16 sync"),
     ("1-put, 1 thr, Sync", "3 1 1 sync"),
+    ("1-put, 4 thr, Sync", "3 1 4 sync"),
 ]
 
 

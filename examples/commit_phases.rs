@@ -7,13 +7,93 @@
 //! ```
 //!
 //! `THREAD` set: the log's dedicated-thread driver instead of leader/follower. `LINGER_US=n`:
-//! the log's [`linger`](waldb::wal::BatchConfig::linger), n µs. Fresh keys, a
+//! the log's [`linger`](waldb::wal::BatchConfig::linger), n µs. `SYNC_US=n`: every sync sleeps
+//! n µs after the real one (put `WALDB_BENCH_DIR` on tmpfs, `/dev/shm/…`, so that the real one
+//! costs nothing): a disk whose sync latency does not swing, for comparing how builds schedule
+//! their steps (a sleep costs no CPU, where a real sync's submission does). Fresh keys, a
 //! 100-byte value, a fresh database in `WALDB_BENCH_DIR` (default `target/bench-data`). One
 //! line out: transactions/s, mean µs per phase, the log's batch sizes and sync count.
+use std::io;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+use waldb::{Disk, DiskFile, OpenMode, StdDisk};
+
+/// [`StdDisk`] whose syncs take at least a fixed time: see the module docs.
+#[derive(Clone)]
+struct FixedSyncDisk(StdDisk, Duration);
+
+/// A file of [`FixedSyncDisk`].
+struct FixedSyncFile(<StdDisk as Disk>::File, Duration);
+
+impl Disk for FixedSyncDisk {
+    type File = FixedSyncFile;
+    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<FixedSyncFile> {
+        self.0.open(path, mode).map(|f| FixedSyncFile(f, self.1))
+    }
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        self.0.create_dir_all(path)
+    }
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
+        self.0.list_dir(path)
+    }
+    fn is_dir(&self, path: &Path) -> bool {
+        self.0.is_dir(path)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.0.rename(from, to)
+    }
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        self.0.remove_file(path)
+    }
+    fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        self.0.sync_dir(path)
+    }
+    fn write_zeros(&self, path: &Path, file: &FixedSyncFile, len: u64) -> io::Result<()> {
+        self.0.write_zeros(path, &file.0, len)
+    }
+}
+
+impl FixedSyncFile {
+    fn slow(&self, sync: io::Result<()>) -> io::Result<()> {
+        std::thread::sleep(self.1);
+        sync
+    }
+}
+
+impl DiskFile for FixedSyncFile {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        self.0.read_exact_at(buf, offset)
+    }
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        self.0.write_all_at(buf, offset)
+    }
+    fn len(&self) -> io::Result<u64> {
+        self.0.len()
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.0.set_len(len)
+    }
+    fn sync_data(&self) -> io::Result<()> {
+        self.slow(self.0.sync_data())
+    }
+    fn sync_all(&self) -> io::Result<()> {
+        self.slow(self.0.sync_all())
+    }
+    fn try_lock(&self) -> io::Result<bool> {
+        self.0.try_lock()
+    }
+}
+
 fn main() {
+    match std::env::var("SYNC_US").ok().and_then(|s| s.parse().ok()) {
+        Some(us) => run(FixedSyncDisk(StdDisk, Duration::from_micros(us))),
+        None => run(StdDisk),
+    }
+}
+
+fn run<D: Disk + Clone>(disk: D) {
     let a: Vec<String> = std::env::args().collect();
     let secs: f64 = a.get(1).map_or(2.0, |s| s.parse().unwrap());
     let puts: usize = a.get(2).map_or(1, |s| s.parse().unwrap());
@@ -34,7 +114,7 @@ fn main() {
     if let Some(us) = std::env::var("LINGER_US").ok().and_then(|s| s.parse().ok()) {
         options.batch.linger = Duration::from_micros(us);
     }
-    let (db, _) = waldb::Db::open_opts(&dir, options).unwrap();
+    let (db, _) = waldb::Db::open_with(disk, waldb::SystemClock::new(), &dir, options).unwrap();
     let db = Arc::new(db);
     let mut w = db.begin().unwrap();
     w.put(b"w", b"u").unwrap();

@@ -122,6 +122,23 @@ fn flusher_thread_two_committers() {
     });
 }
 
+/// The leader/follower driver with its background thread: once a committer is parked (the
+/// crowd under loom is one), a leader hands the next step to the thread instead of to a parked
+/// committer, and committers that find a crowd kick the thread rather than lead. Every commit
+/// is acknowledged once durable, none hangs, and `close` drains.
+#[test]
+fn leader_follower_driver_hands_a_crowd_to_its_thread() {
+    model(|| {
+        let disk = SimDisk::new(4);
+        let wal = open(&disk, Driver::LeaderFollower);
+        let mut lsns: Vec<Lsn> =
+            committers(2, &wal, &disk).into_iter().map(|h| h.join().unwrap().unwrap()).collect();
+        lsns.sort();
+        assert_eq!(lsns, [Lsn(1), Lsn(2)]);
+        wal.close().unwrap();
+    });
+}
+
 /// `close` while committers append: each append is either refused (`Closed`) or acknowledged,
 /// and everything acknowledged is durable after `close`.
 #[test]

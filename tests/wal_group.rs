@@ -31,7 +31,7 @@ fn recovered<D: Disk + Clone>(disk: &D, dir: &Path, log: WalOptions) -> Vec<(Lsn
 
 /// `threads` committers append `per_thread` records each and wait for every ticket; then the
 /// log holds exactly those records, each at the LSN its ticket named.
-fn concurrent_commits(driver: Driver, threads: usize, per_thread: usize) {
+fn concurrent_commits(driver: Driver, threads: usize, per_thread: usize) -> waldb::wal::WalStats {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("wal");
     let cfg = config(driver);
@@ -62,11 +62,21 @@ fn concurrent_commits(driver: Driver, threads: usize, per_thread: usize) {
     let got = recovered(&StdDisk, &dir, cfg.log);
     assert_eq!(got.len(), acked.len());
     assert!(got == acked, "the log holds exactly the acknowledged records at their LSNs");
+    stats
 }
 
 #[test]
 fn leader_follower_commits_from_many_threads() {
     concurrent_commits(Driver::LeaderFollower, 8, 150);
+}
+
+/// More parked committers than the crowd (8 per CPU): leaders hand their steps to the
+/// background thread, and every commit is still acknowledged once durable, exactly once.
+#[test]
+fn leader_follower_hands_a_crowd_to_its_thread() {
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let handovers = concurrent_commits(Driver::LeaderFollower, 16 * cpus, 20).crowd_handovers;
+    assert!(handovers > 0, "no step was handed to the thread");
 }
 
 #[test]

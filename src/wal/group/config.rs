@@ -139,7 +139,10 @@ pub enum Driver {
     /// A committer that waits (blocking) for a sync and finds no flush in flight runs the
     /// flusher step itself; later arrivals wait for the next one. A background thread serves
     /// async waiters, `Buffered` deadlines and `None` records. The default: it saves the
-    /// wake-up of a hand-off per commit.
+    /// wake-up of a hand-off per commit. While a crowd of committers is parked (8 per CPU),
+    /// the background thread runs the steps back to back, as under [`Driver::Thread`]: the
+    /// next leader's wake-up would otherwise wait for a CPU behind the committers each step
+    /// satisfied ([`WalStats::crowd_handovers`](super::WalStats::crowd_handovers) counts them).
     #[default]
     LeaderFollower,
     /// A dedicated background thread runs every flusher step; committers only wait.

@@ -123,6 +123,7 @@ pub(crate) struct Counters {
     pub(crate) segments_prepared: AtomicU64,
     pub(crate) prepare_failures: AtomicU64,
     pub(crate) backpressure_waits: AtomicU64,
+    pub(crate) crowd_handovers: AtomicU64,
     pub(crate) batch_records: Histogram,
     /// Nanoseconds.
     pub(crate) write_latency: Histogram,
@@ -144,6 +145,7 @@ impl Counters {
             segments_prepared: AtomicU64::new(0),
             prepare_failures: AtomicU64::new(0),
             backpressure_waits: AtomicU64::new(0),
+            crowd_handovers: AtomicU64::new(0),
             batch_records: Histogram::new(),
             write_latency: Histogram::new(),
             sync_latency: Histogram::new(),
@@ -198,6 +200,10 @@ pub struct WalStats {
     pub prepare_failures: u64,
     /// Appends that had to wait for queue space.
     pub backpressure_waits: u64,
+    /// Times a leader/follower leader handed the next step to the background thread, because
+    /// a crowd of committers was parked (8 per CPU) — see
+    /// [`Driver::LeaderFollower`](super::Driver::LeaderFollower).
+    pub crowd_handovers: u64,
     /// The last LSN known durable.
     pub durable_lsn: Lsn,
     /// The last LSN handed to the OS.

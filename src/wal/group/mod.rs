@@ -107,9 +107,9 @@ const WAKE_FANOUT: usize = 2;
 #[cfg(loom)]
 const WAKE_FANOUT: usize = 1;
 
-#[cfg_attr(loom, allow(dead_code))]
 /// Parked committers per CPU from which leader/follower hands its steps to the background
 /// thread (see [`Shared::crowded`]).
+#[cfg_attr(loom, allow(dead_code))]
 const CROWD_PER_CPU: usize = 8;
 
 /// The crowd (see [`Shared::crowded`]) on this machine: [`CROWD_PER_CPU`] per CPU. Under

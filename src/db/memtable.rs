@@ -224,6 +224,12 @@ impl Slot<'_> {
     pub(crate) fn newest_lsn(&self) -> Option<Lsn> {
         self.0.as_ref().and_then(|e| e.value().newest_lsn())
     }
+
+    /// The key's entry, if one was found and is still in the map (keys are removed only under
+    /// the sequencer's lock, so under it the answer holds).
+    fn placed(&self) -> Option<&crossbeam_skiplist::map::Entry<'_, Key, Chain>> {
+        self.0.as_ref().filter(|e| !e.is_removed())
+    }
 }
 
 /// See the [module docs](self).
@@ -283,7 +289,7 @@ impl Memtable {
     /// ([`Memtable::remove_dead`]) removed it meanwhile: a version inserted into a removed place
     /// would be lost. The caller holds the lock, so the place stays in the map.
     pub(crate) fn confirm<'a>(&'a self, slot: &mut Slot<'a>, key: &Key) {
-        if slot.0.as_ref().is_none_or(|e| e.is_removed()) {
+        if slot.placed().is_none() {
             *slot = self.claim(key);
         }
     }
@@ -350,9 +356,9 @@ impl Memtable {
     /// not removed since is still the key's, and is read without a search; a key that was absent
     /// then, or whose place was removed, is searched for again (it may have been added since).
     pub(crate) fn newest_lsn_in(&self, slot: &Slot<'_>, key: &[u8]) -> Option<Lsn> {
-        match &slot.0 {
-            Some(entry) if !entry.is_removed() => entry.value().newest_lsn(),
-            _ => self.newest_lsn(key),
+        match slot.placed() {
+            Some(entry) => entry.value().newest_lsn(),
+            None => self.newest_lsn(key),
         }
     }
 

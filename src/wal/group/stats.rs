@@ -200,9 +200,9 @@ pub struct WalStats {
     pub prepare_failures: u64,
     /// Appends that had to wait for queue space.
     pub backpressure_waits: u64,
-    /// Times a leader/follower leader handed the next step to the background thread, because
-    /// a crowd of committers was parked (8 per CPU) — see
-    /// [`Driver::LeaderFollower`](super::Driver::LeaderFollower).
+    /// Releases of leadership (a committer's, or the background thread's own) that left the
+    /// next step to the background thread because a crowd of committers was parked (8 per
+    /// CPU) — see [`Driver::LeaderFollower`](super::Driver::LeaderFollower).
     pub crowd_handovers: u64,
     /// The last LSN known durable.
     pub durable_lsn: Lsn,

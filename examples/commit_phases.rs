@@ -170,7 +170,7 @@ fn run<D: Disk + Clone>(disk: D) {
     let avg = |i: usize| phases[i].load(Ordering::Relaxed) as f64 / n as f64 / 1e3;
     let s = db.stats();
     println!(
-        "{threads} thr {}: {:.0} txn/s | mean µs: begin+put {:.2}, commit_with {:.2}, wait {:.2} | batch p50 {} p99 {} flushes {} syncs {}",
+        "{threads} thr {}: {:.0} txn/s | mean µs: begin+put {:.2}, commit_with {:.2}, wait {:.2} | batch p50 {} p99 {} flushes {} syncs {} | write p50 {:.1} µs, sync p50 {:.1} µs | crowd hand-overs {}",
         if sync { "sync" } else { "none" },
         n as f64 / e,
         avg(0),
@@ -179,7 +179,10 @@ fn run<D: Disk + Clone>(disk: D) {
         s.wal.batch_records.p50,
         s.wal.batch_records.p99,
         s.wal.flushes,
-        s.wal.syncs
+        s.wal.syncs,
+        s.wal.write_latency_ns.p50 as f64 / 1e3,
+        s.wal.sync_latency_ns.p50 as f64 / 1e3,
+        s.wal.crowd_handovers
     );
     drop(db);
     let _ = std::fs::remove_dir_all(&dir);

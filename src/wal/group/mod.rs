@@ -20,7 +20,10 @@
 //!   of them. A background thread serves async waiters, `Buffered` deadlines and `None` records,
 //!   and takes the steps over while a crowd of committers (8 per CPU) is parked: a leader then
 //!   wakes no next leader, whose wake-up would wait for a CPU behind the committers the step
-//!   satisfied (`Shared::crowded`; 1.30× the commits/s at 64 committers on 2 cores).
+//!   satisfied (`Shared::crowded`; 1.30× the commits/s at 64 committers on 2 cores). It takes
+//!   them over too, for 64 steps at a time, when the next leaders' wake-ups are measured slow
+//!   against the syncs (more than a fifth of one: `handon.rs`; 50-put transactions at 10
+//!   threads on 2 cores, 1.21× the commits/s).
 //! - [`Driver::Thread`]: a dedicated thread runs every step.
 //! - [`Driver::Manual`]: nobody; a simulator or an async task calls [`Wal::flush_step`].
 //!
@@ -66,6 +69,7 @@
 //! panics, back-pressure, close, rotation).
 
 mod config;
+mod handon;
 mod queue;
 mod stats;
 mod ticket;
@@ -312,6 +316,9 @@ struct Shared<D: Disk, C: Clock> {
     /// Parked committers from which leader/follower's steps are the background thread's
     /// ([`Shared::crowded`]).
     crowd: usize,
+    /// Whether handing leadership on is slow, and the steps are the background thread's for
+    /// a while ([`Shared::crowded`]).
+    handon: handon::HandOn,
     flusher: Mutex<Flusher<D>>,
     state: Mutex<State>,
     /// Durable LSN advanced, the log failed, leadership or queue space was released.
@@ -427,6 +434,7 @@ impl<D: Disk, C: Clock> Wal<D, C> {
             thread_dead: AtomicBool::new(false),
             queue_events: AtomicU64::new(0),
             crowd: crowd(),
+            handon: handon::HandOn::default(),
             flusher: Mutex::new(Flusher {
                 writer,
                 pending: VecDeque::new(),
@@ -819,9 +827,22 @@ impl<D: Disk, C: Clock> Shared<D, C> {
     /// wake-up would wait for a CPU behind the committers the step satisfied; the background
     /// thread, already running, steps back to back, as under [`Driver::Thread`] (on 2 cores at
     /// 64 committers, 1.3–1.6× the commits/s of handing leadership on, measured side by side).
-    /// With fewer parked, committers lead: one fewer wake-up per commit.
+    /// With fewer parked, committers lead: one fewer wake-up per commit — unless handing
+    /// leadership on was found slow ([`handon`]): then, for a while, any parked committer
+    /// makes a crowd.
     fn crowded(&self, st: &State) -> bool {
-        self.config.driver == Driver::LeaderFollower && !self.degraded() && st.parked.len() >= self.crowd
+        self.config.driver == Driver::LeaderFollower
+            && !self.degraded()
+            && (st.parked.len() >= self.crowd || (self.handon.handed() && !st.parked.is_empty()))
+    }
+
+    /// The clock's reading for [`handon::HandOn`], in nanoseconds; not read under loom, where
+    /// the hand-over is off (a read would add interleavings to every model).
+    fn handon_clock(&self) -> u64 {
+        #[cfg(loom)]
+        return 0;
+        #[cfg(not(loom))]
+        nanos(self.clock.now())
     }
 
     fn submit(
@@ -1024,6 +1045,7 @@ impl<D: Disk, C: Clock> Shared<D, C> {
                 st.leader = true;
                 drop(st);
                 let progressed = self.lead_until(lsn);
+                self.handon.judge();
                 self.release_leadership();
                 st = lock(&self.state);
                 // No progress: an earlier LSN is not pushed yet. Its committer will flush or
@@ -1056,6 +1078,7 @@ impl<D: Disk, C: Clock> Shared<D, C> {
     /// step made no progress; returns whether any step progressed.
     fn lead_until(&self, lsn: Lsn) -> bool {
         let mut f = lock(&self.flusher);
+        self.handon.leading(self.handon_clock());
         let mut progressed = false;
         loop {
             match self.step_or_wait(&mut f, false) {
@@ -1379,7 +1402,9 @@ impl<D: Disk, C: Clock> Shared<D, C> {
             f.writer.sync()?;
             synced = true;
             deadline = None;
-            self.stats.sync_latency.record(nanos(self.clock.now().saturating_sub(after_write)));
+            let sync_ns = nanos(self.clock.now().saturating_sub(after_write));
+            self.stats.sync_latency.record(sync_ns);
+            self.handon.synced(sync_ns);
             self.stats.syncs.fetch_add(1, relaxed);
         } else if need_sync {
             deadline = None;
@@ -1387,6 +1412,9 @@ impl<D: Disk, C: Clock> Shared<D, C> {
         let new_deadline = deadline.is_some() && f.deadline.is_none();
         f.deadline = deadline;
         self.publish(f, new_deadline);
+        if synced {
+            self.handon.published(self.handon_clock(), self.reserved.load(SeqCst) & !CLOSED > 0);
+        }
         if segment_after != segment_before {
             self.request_segment(f);
         }
@@ -1607,6 +1635,7 @@ impl<D: Disk, C: Clock> Shared<D, C> {
                 {
                     let mut f = lock(&self.flusher);
                     while let Ok(true) = self.step_or_wait(&mut f, due) {
+                        self.handon.stepped();
                         // Lingering: what was queued meanwhile waits for the next write, unless
                         // a crowd of committers waits for it.
                         linger = may_linger && !self.crowded(&lock(&self.state));

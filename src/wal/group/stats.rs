@@ -202,7 +202,8 @@ pub struct WalStats {
     pub backpressure_waits: u64,
     /// Releases of leadership (a committer's, or the background thread's own) that left the
     /// next step to the background thread because a crowd of committers was parked (8 per
-    /// CPU) — see [`Driver::LeaderFollower`](super::Driver::LeaderFollower).
+    /// CPU), or because handing leadership on had been found slow and any committer was
+    /// parked — see [`Driver::LeaderFollower`](super::Driver::LeaderFollower).
     pub crowd_handovers: u64,
     /// The last LSN known durable.
     pub durable_lsn: Lsn,

@@ -12,7 +12,9 @@
 //! costs nothing): a disk whose sync latency does not swing, for comparing how builds schedule
 //! their steps (a sleep costs no CPU, where a real sync's submission does). Fresh keys, a
 //! 100-byte value, a fresh database in `WALDB_BENCH_DIR` (default `target/bench-data`). One
-//! line out: transactions/s, mean µs per phase, the log's batch sizes and sync count.
+//! line out: transactions/s, mean µs per phase, the log's batch sizes and sync count, the
+//! medians of its writes and syncs, and its steps handed to the background thread
+//! (`crowd_handovers`).
 use std::io;
 use std::path::Path;
 use std::sync::Arc;

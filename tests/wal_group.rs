@@ -220,6 +220,50 @@ fn records_nobody_waits_for_are_written_behind_in_batches() {
     assert_eq!(recovered(&StdDisk, tmp.path(), cfg.log).len(), 504);
 }
 
+/// More records nobody waits for than one write takes (`batch_records_max`), appended in a
+/// burst and then no more: the background thread writes them all, batch after batch, with no
+/// further append to wake it — and the `Buffered` ones are synced within their window.
+/// Regression: found hung in `cargo bench --bench group_commit` (its `nondurable` section
+/// spun for ever on `written_lsn`): a step that left records queued ended its run to linger
+/// having consumed the burst's only kick, and after the lingering the thread slept with no
+/// timeout.
+#[test]
+fn a_burst_larger_than_a_write_is_written_behind_without_another_append() {
+    for durability in [Durability::None, Durability::Buffered { every: Duration::from_millis(20) }] {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut cfg = config(Driver::LeaderFollower);
+        cfg.batch.batch_records_max = 16;
+        cfg.batch.write_behind = Duration::from_millis(1);
+        let (wal, _) = Wal::open(tmp.path(), cfg).unwrap();
+        let mut batch = WalBatch::new();
+        for i in 0..1_000 {
+            batch.push(RecordKind::Txn, &payload(i, 40));
+        }
+        let last = wal.append_batch(batch, Durability::None).unwrap().lsn();
+        for i in 0..1_000 {
+            // Not waited on: the burst is appended at once, and then nothing more.
+            drop(wal.append_with(RecordKind::Txn, &payload(1_000 + i, 40), durability).unwrap());
+        }
+        let last = Lsn(last.0 + 1_000);
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let done = |wal: &Wal| match durability {
+            Durability::Buffered { .. } => wal.durable_lsn() >= last,
+            _ => wal.written_lsn() >= last,
+        };
+        while !done(&wal) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{durability:?}: written through {:?}, durable through {:?} of {last:?}",
+                wal.written_lsn(),
+                wal.durable_lsn()
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        wal.close().unwrap();
+        assert_eq!(recovered(&StdDisk, tmp.path(), cfg.log).len(), 2_000);
+    }
+}
+
 #[test]
 fn batch_append_gets_consecutive_lsns_and_one_ticket() {
     let tmp = tempfile::tempdir().unwrap();

@@ -1639,7 +1639,15 @@ impl<D: Disk, C: Clock> Shared<D, C> {
                         // Lingering: what was queued meanwhile waits for the next write, unless
                         // a crowd of committers waits for it.
                         linger = may_linger && !self.crowded(&lock(&self.state));
-                        if linger || self.reserved.load(SeqCst) & !CLOSED == 0 {
+                        let queued = self.reserved.load(SeqCst) & !CLOSED > 0;
+                        if linger && queued {
+                            // More is queued than this step took (a batch's limit) or was
+                            // appended meanwhile: the kick this run consumed is still owed,
+                            // so the write after the lingering takes it, with no further
+                            // append to wake this thread.
+                            self.kicked.store(true, SeqCst);
+                        }
+                        if linger || !queued {
                             break;
                         }
                         self.wake_published();

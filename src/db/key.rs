@@ -156,7 +156,7 @@ impl fmt::Debug for Key {
     }
 }
 
-/// As the bytes: the heads first (see [`head`]), then the bytes on a tie.
+/// As the bytes: the heads first (see `head`), then the bytes on a tie.
 impl Ord for Key {
     fn cmp(&self, other: &Self) -> Ordering {
         compare((self.head_word(), self.as_bytes()), (other.head_word(), other.as_bytes()))

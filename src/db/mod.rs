@@ -23,7 +23,7 @@
 //! to 0.51 µs for a 1-put commit at 64, and from 0.8 µs to 0.22 µs for a lone 1-put one. A
 //! scanned range is walked outside the lock, at a watermark below which every commit has its
 //! versions in place; under the lock only the writes of the commits above the watermark are
-//! looked at ([`Sequencer`]). On 16 cores, with the log's tree of wake-ups, the sequencer's
+//! looked at (`Sequencer`). On 16 cores, with the log's tree of wake-ups, the sequencer's
 //! earlier changes took 64 and 128 `Sync` committers from 101k–128k to 134k–166k commits/s
 //! (`docs/bench/16core-ab.md`).
 //!

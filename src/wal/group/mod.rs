@@ -41,7 +41,9 @@
 //! background thread, having written some, waits [`BatchConfig::write_behind`] (100 µs by
 //! default) for more before it writes again, and their appends do not wake it meanwhile — one
 //! wake-up and one write per batch instead of per record (1-thread `None` commits on 2 cores:
-//! 1.5× the commits/s). A commit that waits, a sync, close and a failure end the wait. The next
+//! 1.5× the commits/s). A commit that waits, a sync, close and a failure end the wait; records
+//! left queued when a write's batch is full are written after the wait with no further append
+//! to wake the thread, and a `Buffered` one is still synced within its window. The next
 //! segment is prepared — created, zero-filled, synced, its directory entry synced — by a
 //! background thread ahead of need, so a commit never waits for a file creation.
 //!

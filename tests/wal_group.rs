@@ -222,7 +222,7 @@ fn records_nobody_waits_for_are_written_behind_in_batches() {
 
 /// More records nobody waits for than one write takes (`batch_records_max`), appended in a
 /// burst and then no more: the background thread writes them all, batch after batch, with no
-/// further append to wake it — and the `Buffered` ones are synced within their window.
+/// further append to wake it — and the `Buffered` ones are synced.
 /// Regression: found hung in `cargo bench --bench group_commit` (its `nondurable` section
 /// spun for ever on `written_lsn`): a step that left records queued ended its run to linger
 /// having consumed the burst's only kick, and after the lingering the thread slept with no

@@ -23,7 +23,7 @@
 //!   satisfied (`Shared::crowded`; 1.30× the commits/s at 64 committers on 2 cores). It takes
 //!   them over too, for 64 steps at a time, when the next leaders' wake-ups are measured slow
 //!   against the syncs (more than a fifth of one: `handon.rs`; 50-put transactions at 10
-//!   threads on 2 cores, 1.21× the commits/s).
+//!   threads on 2 cores, 1.08–1.21× the commits/s in three A/Bs).
 //! - [`Driver::Thread`]: a dedicated thread runs every step.
 //! - [`Driver::Manual`]: nobody; a simulator or an async task calls [`Wal::flush_step`].
 //!
@@ -43,7 +43,8 @@
 //! wake-up and one write per batch instead of per record (1-thread `None` commits on 2 cores:
 //! 1.5× the commits/s). A commit that waits, a sync, close and a failure end the wait; records
 //! left queued when a write's batch is full are written after the wait with no further append
-//! to wake the thread, and a `Buffered` one is still synced within its window. The next
+//! to wake the thread (a `Buffered` one past its window is synced as soon as it is written).
+//! The next
 //! segment is prepared — created, zero-filled, synced, its directory entry synced — by a
 //! background thread ahead of need, so a commit never waits for a file creation.
 //!
@@ -838,15 +839,6 @@ impl<D: Disk, C: Clock> Shared<D, C> {
             && (st.parked.len() >= self.crowd || (self.handon.handed() && !st.parked.is_empty()))
     }
 
-    /// The clock's reading for [`handon::HandOn`], in nanoseconds; not read under loom, where
-    /// the hand-over is off (a read would add interleavings to every model).
-    fn handon_clock(&self) -> u64 {
-        #[cfg(loom)]
-        return 0;
-        #[cfg(not(loom))]
-        nanos(self.clock.now())
-    }
-
     fn submit(
         this: &Arc<Self>,
         records: u32,
@@ -1080,7 +1072,11 @@ impl<D: Disk, C: Clock> Shared<D, C> {
     /// step made no progress; returns whether any step progressed.
     fn lead_until(&self, lsn: Lsn) -> bool {
         let mut f = lock(&self.flusher);
-        self.handon.leading(self.handon_clock());
+        // Not measured under loom, where the hand-over is off: the clock's read would add
+        // interleavings to every model.
+        if !cfg!(loom) {
+            self.handon.leading(nanos(self.clock.now()));
+        }
         let mut progressed = false;
         loop {
             match self.step_or_wait(&mut f, false) {
@@ -1404,9 +1400,15 @@ impl<D: Disk, C: Clock> Shared<D, C> {
             f.writer.sync()?;
             synced = true;
             deadline = None;
-            let sync_ns = nanos(self.clock.now().saturating_sub(after_write));
+            let synced_at = self.clock.now();
+            let sync_ns = nanos(synced_at.saturating_sub(after_write));
             self.stats.sync_latency.record(sync_ns);
             self.handon.synced(sync_ns);
+            // The publish below is this sync's (the next step starts after it: this step holds
+            // the flusher). Not under loom: the load would add interleavings to every model.
+            if !cfg!(loom) {
+                self.handon.published(nanos(synced_at), self.reserved.load(SeqCst) & !CLOSED > 0);
+            }
             self.stats.syncs.fetch_add(1, relaxed);
         } else if need_sync {
             deadline = None;
@@ -1414,9 +1416,6 @@ impl<D: Disk, C: Clock> Shared<D, C> {
         let new_deadline = deadline.is_some() && f.deadline.is_none();
         f.deadline = deadline;
         self.publish(f, new_deadline);
-        if synced {
-            self.handon.published(self.handon_clock(), self.reserved.load(SeqCst) & !CLOSED > 0);
-        }
         if segment_after != segment_before {
             self.request_segment(f);
         }

@@ -139,6 +139,24 @@ fn leader_follower_driver_hands_a_crowd_to_its_thread() {
     });
 }
 
+/// The leader/follower driver with its background thread, committers in a group (under loom
+/// the threshold is an eighth of a `Sync` append per synced step, so a lone committer's third
+/// commit finds one): the committer that finds no step running kicks the thread and parks
+/// instead of leading. Each commit is acknowledged once durable, none hangs, and `close`
+/// drains.
+#[test]
+fn leader_follower_driver_hands_a_group_to_its_thread() {
+    model(|| {
+        let disk = SimDisk::new(5);
+        let wal = open(&disk, Driver::LeaderFollower);
+        for i in 0..3 {
+            assert_eq!(commit(&wal, &disk, i).unwrap(), Lsn(i + 1));
+        }
+        assert!(wal.stats().group_handovers > 0, "the third commit left its step to the thread");
+        wal.close().unwrap();
+    });
+}
+
 /// `close` while committers append: each append is either refused (`Closed`) or acknowledged,
 /// and everything acknowledged is durable after `close`.
 #[test]

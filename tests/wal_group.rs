@@ -94,6 +94,25 @@ fn leader_follower_hands_a_crowd_to_its_thread() {
     assert!(handovers > 0, "no step was handed to the thread");
 }
 
+/// Committers in groups (4, each committing again as soon as it is acknowledged, so that most
+/// steps sync several of them): none of them leads; the background thread takes the steps,
+/// having woken the group, and every commit is still acknowledged once durable, exactly once.
+#[test]
+fn leader_follower_hands_groups_of_committers_to_its_thread() {
+    let stats = concurrent_commits(Driver::LeaderFollower, 4, 200);
+    assert!(stats.group_handovers > 0, "no committer left its step to the thread: {stats:?}");
+}
+
+/// A lone committer leads every step itself: one `Sync` append per step is no group, and no
+/// step waits for a hand-off to the background thread.
+#[test]
+fn a_lone_committer_leads_its_own_steps() {
+    let stats = concurrent_commits(Driver::LeaderFollower, 1, 300);
+    assert_eq!(stats.group_handovers, 0, "{stats:?}");
+    assert_eq!(stats.crowd_handovers, 0, "{stats:?}");
+    assert_eq!(stats.syncs, 300, "one sync per commit: {stats:?}");
+}
+
 /// A clock that runs with real time plus what the committers add to it.
 #[derive(Clone)]
 struct WorkClock {
@@ -110,11 +129,11 @@ impl Clock for WorkClock {
     }
 }
 
-/// Fewer parked committers than any crowd, but each "works" 2 ms on the log's clock after
-/// each acknowledgement — the CPU time a large transaction spends before its next commit,
-/// which a next leader's wake-up waits behind: handing leadership on is found slow against
-/// the syncs, and steps go to the background thread (`src/wal/group/handon.rs`). Every commit
-/// is still acknowledged once durable, exactly once.
+/// Two committers taking turns (fewer than any crowd or group), but each "works" 2 ms on the
+/// log's clock after each acknowledgement — the CPU time a large transaction spends before its
+/// next commit, which a next leader's wake-up waits behind: handing leadership on is found slow
+/// against the syncs, and steps go to the background thread (`src/wal/group/handon.rs`).
+/// Every commit is still acknowledged once durable, exactly once.
 #[test]
 fn leader_follower_hands_its_steps_over_when_handing_on_is_slow() {
     let clock = WorkClock { start: std::time::Instant::now(), added_ns: Arc::new(AtomicU64::new(0)) };
@@ -122,8 +141,9 @@ fn leader_follower_hands_its_steps_over_when_handing_on_is_slow() {
     let work = move || {
         added.fetch_add(2_000_000, SeqCst);
     };
-    let handovers = concurrent_commits_on(clock, Driver::LeaderFollower, 4, 200, work).crowd_handovers;
-    assert!(handovers > 0, "no step was handed to the thread");
+    let stats = concurrent_commits_on(clock, Driver::LeaderFollower, 2, 300, work);
+    assert!(stats.slow_handons > 0, "handing leadership on was never found slow: {stats:?}");
+    assert!(stats.crowd_handovers > 0, "no step was handed to the thread: {stats:?}");
 }
 
 #[test]

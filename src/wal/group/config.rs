@@ -143,8 +143,13 @@ pub enum Driver {
     /// the background thread runs the steps back to back, as under [`Driver::Thread`]: the
     /// next leader's wake-up would otherwise wait for a CPU behind the committers each step
     /// satisfied ([`WalStats::crowd_handovers`](super::WalStats::crowd_handovers) counts them).
-    /// It does so too, 64 steps at a time, while the wake-ups of next leaders are measured to
-    /// take more than a fifth of a sync (the committers' CPUs busy with large transactions).
+    /// It does so too while committers come in groups — more than 1.5 `Sync` appends per
+    /// synced step, a moving average — so that the committers a step satisfied, woken before
+    /// the next step starts, ride that step rather than the one after
+    /// ([`WalStats::group_handovers`](super::WalStats::group_handovers)); a lone committer
+    /// keeps leading its own steps. And it does so, 64 steps at a time, while the wake-ups of
+    /// next leaders are measured to take more than a fifth of a sync (the committers' CPUs
+    /// busy with large transactions).
     #[default]
     LeaderFollower,
     /// A dedicated background thread runs every flusher step; committers only wait.

@@ -70,15 +70,18 @@ impl HandOn {
         }
     }
 
-    /// A committer gives leadership up: hands the next steps over if the gap is slow.
-    pub(super) fn judge(&self) {
+    /// A committer gives leadership up: hands the next steps over if the gap is slow. Returns
+    /// whether it did so now.
+    pub(super) fn judge(&self) -> bool {
         if self.handed.load(Relaxed) > 0 {
-            return;
+            return false;
         }
         let (gap, sync) = (self.gap.load(Relaxed), self.sync.load(Relaxed));
-        if sync > 0 && gap * GAP_PER_SYNC.1 > sync * GAP_PER_SYNC.0 {
+        let slow = sync > 0 && gap * GAP_PER_SYNC.1 > sync * GAP_PER_SYNC.0;
+        if slow {
             self.handed.store(HANDED_STEPS, Relaxed);
         }
+        slow
     }
 
     /// Whether the steps are the background thread's for now.

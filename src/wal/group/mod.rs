@@ -21,9 +21,15 @@
 //!   and takes the steps over while a crowd of committers (8 per CPU) is parked: a leader then
 //!   wakes no next leader, whose wake-up would wait for a CPU behind the committers the step
 //!   satisfied (`Shared::crowded`; 1.30× the commits/s at 64 committers on 2 cores). It takes
-//!   them over too, for 64 steps at a time, when the next leaders' wake-ups are measured slow
-//!   against the syncs (more than a fifth of one: `handon.rs`; 50-put transactions at 10
-//!   threads on 2 cores, 1.08–1.21× the commits/s in three A/Bs).
+//!   them over too while committers come in groups (more than 1.5 `Sync` appends per synced
+//!   step, a moving average: `Shared::grouped`): the thread wakes the group a step satisfied,
+//!   all at once when it is small, and its next step takes those who committed again
+//!   meanwhile, where a committer leading at once would write alone and leave the rest of the
+//!   group to wait out its sync (on 2 cores, 1.23× the commits/s at 4 committers and 1.27× at
+//!   16; a lone committer keeps leading its own steps). And it takes them over for 64 steps at
+//!   a time when the next leaders' wake-ups are measured slow against the syncs (more than a
+//!   fifth of one: `handon.rs`; 50-put transactions at 10 threads on 2 cores, 1.08–1.21× the
+//!   commits/s in three A/Bs).
 //! - [`Driver::Thread`]: a dedicated thread runs every step.
 //! - [`Driver::Manual`]: nobody; a simulator or an async task calls [`Wal::flush_step`].
 //!
@@ -31,8 +37,10 @@
 //! makes durable, and a leader that is done unparks the first waiter left to lead the next
 //! step — before the waiters it satisfied, so that the next write starts at once. One wake-up
 //! per commit, no herd on a shared condition variable (at 64 committers on 2 cores, the herd
-//! cost a fifth of the throughput: 130k against 156k–162k commits/s). The satisfied waiters
-//! wake in a tree: the leader unparks two of them, and each of those two more before it
+//! cost a fifth of the throughput: 130k against 156k–162k commits/s). A group of at most 16
+//! satisfied waiters is unparked all at once by whoever publishes (the woken run on the other
+//! CPUs while the system calls go on, and commit again in time for the next step); a larger
+//! one wakes in a tree: the leader unparks two of them, and each of those two more before it
 //! returns, so a group of N costs the leader two system calls, not N (on 16 cores at 128
 //! committers, a dedicated leader went from 352k–406k to 460k–479k commits/s).
 //!
@@ -113,6 +121,29 @@ const WAKE_FANOUT: usize = 2;
 /// wakes one satisfied waiter, which must wake the other.
 #[cfg(loom)]
 const WAKE_FANOUT: usize = 1;
+
+/// Satisfied waiters that whoever takes them unparks all at once rather than in a tree (see
+/// `Shared::take_woken`): the waker's system calls overlap the first woken committers' next
+/// commits on the other CPUs, which then join the very next step instead of waiting out a
+/// whole sync. On 2 cores, with the background thread stepping, 4 and 16 committers did 1.3×
+/// and 1.16× the commits/s of the tree (two runs each); at 64 committers (groups of ~31)
+/// unparking every one before the next step did 0.87× of the tree (`docs/bench/2core-ab.md`). Untried on many
+/// cores, where the tree was measured for groups of ~100. Under loom, none: the models keep
+/// the tree.
+#[cfg(not(loom))]
+const WAKE_FLAT_MAX: usize = 16;
+#[cfg(loom)]
+const WAKE_FLAT_MAX: usize = 0;
+
+/// [`State::group_x16`] above which committers come in groups ([`Shared::grouped`]): more
+/// than 1.5 `Sync` appends per synced step. A lone committer's steps sync one; two committers
+/// taking turns, one or two.
+#[cfg(not(loom))]
+const GROUP_X16: u32 = 24;
+/// Under loom, 2: one step that syncs two appends, or two steps of one, make a group, so that
+/// the models' few steps cover the committers' hand-over to the thread.
+#[cfg(loom)]
+const GROUP_X16: u32 = 2;
 
 /// Parked committers per CPU from which leader/follower hands its steps to the background
 /// thread (see [`Shared::crowded`]).
@@ -269,6 +300,27 @@ struct State {
     shutdown: bool,
     /// When written `Buffered` records must be synced.
     sync_deadline: Option<Duration>,
+    /// `Sync` appends per synced step, a moving average in sixteenths (1/8 per step): above
+    /// [`GROUP_X16`], committers come in groups ([`Shared::grouped`]).
+    group_x16: u32,
+}
+
+/// Satisfied waiters taken to unpark (see [`Shared::take_woken`]).
+enum Wake {
+    /// A small group, every one of them.
+    All(BTreeMap<u64, thread::Thread>),
+    /// The first of a tree.
+    Tree([Option<thread::Thread>; WAKE_FANOUT]),
+}
+
+impl Wake {
+    /// Unparks the waiters taken (the caller holds no lock).
+    fn unpark(self) {
+        match self {
+            Wake::All(group) => group.into_values().for_each(|t| t.unpark()),
+            Wake::Tree(first) => first.into_iter().flatten().for_each(|t| t.unpark()),
+        }
+    }
 }
 
 /// A fault a test plants in the flusher (feature `sim`).
@@ -456,6 +508,7 @@ impl<D: Disk, C: Clock> Wal<D, C> {
                 worker_waiting: false,
                 shutdown: false,
                 sync_deadline: None,
+                group_x16: 0,
             }),
             changed: Condvar::new(),
             work: Condvar::new(),
@@ -692,6 +745,8 @@ impl<D: Disk, C: Clock> Wal<D, C> {
             prepare_failures: c.prepare_failures.load(relaxed),
             backpressure_waits: c.backpressure_waits.load(relaxed),
             crowd_handovers: c.crowd_handovers.load(relaxed),
+            group_handovers: c.group_handovers.load(relaxed),
+            slow_handons: c.slow_handons.load(relaxed),
             durable_lsn: Lsn(s.durable.load(SeqCst)),
             written_lsn: Lsn(s.written.load(SeqCst)),
             healthy: failed.is_none(),
@@ -830,13 +885,26 @@ impl<D: Disk, C: Clock> Shared<D, C> {
     /// wake-up would wait for a CPU behind the committers the step satisfied; the background
     /// thread, already running, steps back to back, as under [`Driver::Thread`] (on 2 cores at
     /// 64 committers, 1.3–1.6× the commits/s of handing leadership on, measured side by side).
-    /// With fewer parked, committers lead: one fewer wake-up per commit — unless handing
-    /// leadership on was found slow ([`handon`]): then, for a while, any parked committer
-    /// makes a crowd.
+    /// With fewer parked, committers lead: one fewer wake-up per commit — unless committers
+    /// come in groups ([`Shared::grouped`]) or handing leadership on was found slow
+    /// ([`handon`]): then any parked committer makes a crowd.
     fn crowded(&self, st: &State) -> bool {
         self.config.driver == Driver::LeaderFollower
             && !self.degraded()
-            && (st.parked.len() >= self.crowd || (self.handon.handed() && !st.parked.is_empty()))
+            && (st.parked.len() >= self.crowd
+                || (!st.parked.is_empty() && (self.handon.handed() || st.group_x16 > GROUP_X16)))
+    }
+
+    /// Whether committers come in groups: more than 1.5 `Sync` appends per synced step, a
+    /// moving average ([`GROUP_X16`]). Then none of them leads a step; the background thread does, having woken the
+    /// group (all at once when small: [`WAKE_FLAT_MAX`]), and its next step takes every
+    /// commit that arrived meanwhile — where a committer leading at once would write alone and
+    /// leave the rest of its group to wait out its sync. On 2 cores: 1.23× the commits/s at
+    /// 4 committers and 1.27× at 16 (`docs/bench/2core-ab.md`). A lone committer (one append
+    /// per step), or two taking turns, still leads its own steps: no hand-off to a thread on
+    /// its path.
+    fn grouped(&self, st: &State) -> bool {
+        self.config.driver == Driver::LeaderFollower && !self.degraded() && st.group_x16 > GROUP_X16
     }
 
     fn submit(
@@ -1029,17 +1097,21 @@ impl<D: Disk, C: Clock> Shared<D, C> {
                 // large group wakes in a tree rather than one by one from the leader.
                 let more = Self::take_woken(&mut st);
                 drop(st);
-                more.into_iter().flatten().for_each(|t| t.unpark());
+                more.unpark();
                 return Ok(lsn);
             }
             if let Some(cause) = &st.failed {
                 return Err(Error::Poisoned { cause: Arc::clone(cause) });
             }
-            if !must_wait && !st.leader && self.may_lead() && !self.crowded(&st) {
+            let crowded = self.crowded(&st);
+            let handed = crowded || self.grouped(&st);
+            if !must_wait && !st.leader && self.may_lead() && !handed {
                 st.leader = true;
                 drop(st);
                 let progressed = self.lead_until(lsn);
-                self.handon.judge();
+                if self.handon.judge() {
+                    self.stats.slow_handons.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
                 self.release_leadership();
                 st = lock(&self.state);
                 // No progress: an earlier LSN is not pushed yet. Its committer will flush or
@@ -1047,7 +1119,10 @@ impl<D: Disk, C: Clock> Shared<D, C> {
                 must_wait = !progressed;
                 continue;
             }
-            if (!self.may_lead() || self.crowded(&st)) && !st.leader {
+            if (!self.may_lead() || handed) && !st.leader {
+                if !must_wait && self.may_lead() && !crowded {
+                    self.stats.group_handovers.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
                 drop(st);
                 self.kick();
                 st = lock(&self.state);
@@ -1130,26 +1205,31 @@ impl<D: Disk, C: Clock> Shared<D, C> {
         if let Some(t) = next {
             t.unpark();
         }
-        woken.into_iter().flatten().for_each(|t| t.unpark());
+        woken.unpark();
     }
 
     /// Starts the wake-up of the waiters published durable so far (the leader calls this
     /// between steps).
     fn wake_published(&self) {
+        // Two statements: the state lock is released before the system calls.
         let woken = Self::take_woken(&mut lock(&self.state));
-        woken.into_iter().flatten().for_each(|t| t.unpark());
+        woken.unpark();
     }
 
-    /// Takes up to [`WAKE_FANOUT`] of the satisfied waiters to unpark. Each of them, once it
-    /// runs, takes as many more (in `wait_durable_impl`), so every waiter in `woken` is
+    /// Takes the satisfied waiters to unpark: all of them when they are at most
+    /// [`WAKE_FLAT_MAX`], else [`WAKE_FANOUT`] of them. Each waiter unparked, once it runs,
+    /// takes more in the same way (in `wait_durable_impl`), so every waiter in `woken` is
     /// unparked: whoever moves waiters there (a publish) is a leader or the background thread,
     /// which calls this afterwards, and every unparked one calls it again while any are left.
     /// A waiter that runs before it is taken (its park returned early) takes itself out: every
     /// waiter taken here is one still to wake, so no branch of the tree dies on a thread that
     /// is already running (`tests/loom.rs`, with a fan-out of one under loom, finds the
     /// deadlocks when either rule is broken).
-    fn take_woken(st: &mut State) -> [Option<thread::Thread>; WAKE_FANOUT] {
-        std::array::from_fn(|_| st.woken.pop_last().map(|(_, t)| t))
+    fn take_woken(st: &mut State) -> Wake {
+        if st.woken.len() <= WAKE_FLAT_MAX {
+            return Wake::All(std::mem::take(&mut st.woken));
+        }
+        Wake::Tree(std::array::from_fn(|_| st.woken.pop_last().map(|(_, t)| t)))
     }
 
     /// Unparks every parked waiter (the caller holds the state lock): after a failure, or when
@@ -1341,6 +1421,7 @@ impl<D: Disk, C: Clock> Shared<D, C> {
         }
         let segment_before = f.writer.active_segment();
         let mut deadline = f.deadline;
+        let mut sync_appends = 0u64;
         for entry in f.pending.drain(..take.entries) {
             let mut expect = entry.first;
             let mut append = |kind: RecordKind, payload: &[u8]| -> Result<()> {
@@ -1361,7 +1442,10 @@ impl<D: Disk, C: Clock> Shared<D, C> {
                 self.buffers.give(payload);
             }
             match entry.durability {
-                Durability::Sync => need_sync = true,
+                Durability::Sync => {
+                    need_sync = true;
+                    sync_appends += 1;
+                }
                 Durability::Buffered { every } => {
                     let d = entry.enqueued_at + every;
                     deadline = Some(deadline.map_or(d, |old: Duration| old.min(d)));
@@ -1415,7 +1499,7 @@ impl<D: Disk, C: Clock> Shared<D, C> {
         }
         let new_deadline = deadline.is_some() && f.deadline.is_none();
         f.deadline = deadline;
-        self.publish(f, new_deadline);
+        self.publish(f, new_deadline, synced.then_some(sync_appends));
         if segment_after != segment_before {
             self.request_segment(f);
         }
@@ -1423,7 +1507,8 @@ impl<D: Disk, C: Clock> Shared<D, C> {
     }
 
     /// Publishes the writer's written and durable LSNs and wakes whoever they satisfy.
-    fn publish(&self, f: &Flusher<D>, new_deadline: bool) {
+    /// `group`: the `Sync` appends this step synced, if it synced.
+    fn publish(&self, f: &Flusher<D>, new_deadline: bool, group: Option<u64>) {
         let durable = f.writer.synced_lsn();
         self.written.store(f.writer.written_lsn().0, SeqCst);
         self.durable.store(durable.0, SeqCst);
@@ -1431,6 +1516,10 @@ impl<D: Disk, C: Clock> Shared<D, C> {
         {
             let mut st = lock(&self.state);
             st.durable = durable;
+            if let Some(group) = group.filter(|&g| g > 0) {
+                let sample = u32::try_from(group.min(1 << 20)).expect("bounded") * 16;
+                st.group_x16 = st.group_x16 - st.group_x16 / 8 + sample / 8;
+            }
             st.sync_deadline = f.deadline;
             while let Some(entry) = st.wakers.first_entry() {
                 if entry.key().0 > durable {
@@ -1639,7 +1728,10 @@ impl<D: Disk, C: Clock> Shared<D, C> {
                         self.handon.stepped();
                         // Lingering: what was queued meanwhile waits for the next write, unless
                         // a crowd of committers waits for it.
-                        linger = may_linger && !self.crowded(&lock(&self.state));
+                        linger = may_linger && {
+                            let st = lock(&self.state);
+                            !self.crowded(&st) && !self.grouped(&st)
+                        };
                         let queued = self.reserved.load(SeqCst) & !CLOSED > 0;
                         if linger && queued {
                             // More is queued than this step took (a batch's limit) or was

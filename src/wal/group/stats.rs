@@ -124,6 +124,8 @@ pub(crate) struct Counters {
     pub(crate) prepare_failures: AtomicU64,
     pub(crate) backpressure_waits: AtomicU64,
     pub(crate) crowd_handovers: AtomicU64,
+    pub(crate) group_handovers: AtomicU64,
+    pub(crate) slow_handons: AtomicU64,
     pub(crate) batch_records: Histogram,
     /// Nanoseconds.
     pub(crate) write_latency: Histogram,
@@ -146,6 +148,8 @@ impl Counters {
             prepare_failures: AtomicU64::new(0),
             backpressure_waits: AtomicU64::new(0),
             crowd_handovers: AtomicU64::new(0),
+            group_handovers: AtomicU64::new(0),
+            slow_handons: AtomicU64::new(0),
             batch_records: Histogram::new(),
             write_latency: Histogram::new(),
             sync_latency: Histogram::new(),
@@ -205,6 +209,13 @@ pub struct WalStats {
     /// CPU), or because handing leadership on had been found slow and any committer was
     /// parked — see [`Driver::LeaderFollower`](super::Driver::LeaderFollower).
     pub crowd_handovers: u64,
+    /// `Sync` waits that found no step running and, committers coming in groups (more than
+    /// 1.5 `Sync` appends per synced step, a moving average), left the step to the background
+    /// thread instead of leading it — see [`Driver::LeaderFollower`](super::Driver::LeaderFollower).
+    pub group_handovers: u64,
+    /// Times handing leadership on was found slow against the syncs, each handing the next 64
+    /// steps to the background thread — see [`Driver::LeaderFollower`](super::Driver::LeaderFollower).
+    pub slow_handons: u64,
     /// The last LSN known durable.
     pub durable_lsn: Lsn,
     /// The last LSN handed to the OS.

@@ -25,8 +25,8 @@
 //!   step, a moving average: `Shared::grouped`): the thread wakes the group a step satisfied,
 //!   all at once when it is small, and its next step takes those who committed again
 //!   meanwhile, where a committer leading at once would write alone and leave the rest of the
-//!   group to wait out its sync (on 2 cores, 1.23× the commits/s at 4 committers and 1.27× at
-//!   16; a lone committer keeps leading its own steps). And it takes them over for 64 steps at
+//!   group to wait out its sync (on 2 cores, 1.21–1.23× the commits/s at 4 committers and
+//!   1.17–1.27× at 16 in two A/Bs; a lone committer keeps leading its own steps). And it takes them over for 64 steps at
 //!   a time when the next leaders' wake-ups are measured slow against the syncs (more than a
 //!   fifth of one: `handon.rs`; 50-put transactions at 10 threads on 2 cores, 1.08–1.21× the
 //!   commits/s in three A/Bs).
@@ -899,8 +899,8 @@ impl<D: Disk, C: Clock> Shared<D, C> {
     /// moving average ([`GROUP_X16`]). Then none of them leads a step; the background thread does, having woken the
     /// group (all at once when small: [`WAKE_FLAT_MAX`]), and its next step takes every
     /// commit that arrived meanwhile — where a committer leading at once would write alone and
-    /// leave the rest of its group to wait out its sync. On 2 cores: 1.23× the commits/s at
-    /// 4 committers and 1.27× at 16 (`docs/bench/2core-ab.md`). A lone committer (one append
+    /// leave the rest of its group to wait out its sync. On 2 cores: 1.21–1.23× the commits/s
+    /// at 4 committers and 1.17–1.27× at 16 in two A/Bs (`docs/bench/2core-ab.md`). A lone committer (one append
     /// per step), or two taking turns, still leads its own steps: no hand-off to a thread on
     /// its path.
     fn grouped(&self, st: &State) -> bool {

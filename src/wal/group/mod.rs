@@ -26,10 +26,10 @@
 //!   all at once when it is small, and its next step takes those who committed again
 //!   meanwhile, where a committer leading at once would write alone and leave the rest of the
 //!   group to wait out its sync (on 2 cores, 1.21–1.23× the commits/s at 4 committers and
-//!   1.17–1.27× at 16 in two A/Bs; a lone committer keeps leading its own steps). And it takes them over for 64 steps at
-//!   a time when the next leaders' wake-ups are measured slow against the syncs (more than a
-//!   fifth of one: `handon.rs`; 50-put transactions at 10 threads on 2 cores, 1.08–1.21× the
-//!   commits/s in three A/Bs).
+//!   1.17–1.27× at 16 in two A/Bs; a lone committer keeps leading its own steps). And it
+//!   takes them over for 64 steps at a time when the next leaders' wake-ups are measured slow
+//!   against the syncs (more than a fifth of one: `handon.rs`; 50-put transactions at 10
+//!   threads on 2 cores, 1.08–1.21× the commits/s in three A/Bs).
 //! - [`Driver::Thread`]: a dedicated thread runs every step.
 //! - [`Driver::Manual`]: nobody; a simulator or an async task calls [`Wal::flush_step`].
 //!
@@ -127,9 +127,9 @@ const WAKE_FANOUT: usize = 1;
 /// commits on the other CPUs, which then join the very next step instead of waiting out a
 /// whole sync. On 2 cores, with the background thread stepping, 4 and 16 committers did 1.3×
 /// and 1.16× the commits/s of the tree (two runs each); at 64 committers (groups of ~31)
-/// unparking every one before the next step did 0.87× of the tree (`docs/bench/2core-ab.md`). Untried on many
-/// cores, where the tree was measured for groups of ~100. Under loom, none: the models keep
-/// the tree.
+/// unparking every one before the next step did 0.87× of the tree
+/// (`docs/bench/2core-ab.md`). Untried on many cores, where the tree was measured for groups
+/// of ~100. Under loom, none: the models keep the tree.
 #[cfg(not(loom))]
 const WAKE_FLAT_MAX: usize = 16;
 #[cfg(loom)]
@@ -896,13 +896,15 @@ impl<D: Disk, C: Clock> Shared<D, C> {
     }
 
     /// Whether committers come in groups: more than 1.5 `Sync` appends per synced step, a
-    /// moving average ([`GROUP_X16`]). Then none of them leads a step; the background thread does, having woken the
-    /// group (all at once when small: [`WAKE_FLAT_MAX`]), and its next step takes every
-    /// commit that arrived meanwhile — where a committer leading at once would write alone and
-    /// leave the rest of its group to wait out its sync. On 2 cores: 1.21–1.23× the commits/s
-    /// at 4 committers and 1.17–1.27× at 16 in two A/Bs (`docs/bench/2core-ab.md`). A lone committer (one append
-    /// per step), or two taking turns, still leads its own steps: no hand-off to a thread on
-    /// its path.
+    /// moving average ([`GROUP_X16`]). Then none of them leads a step; the background thread
+    /// does, having woken the group (all at once when small: [`WAKE_FLAT_MAX`]), and its next
+    /// step takes every commit that arrived meanwhile — where a committer leading at once
+    /// would write alone and leave the rest of its group to wait out its sync. On 2 cores:
+    /// 1.21–1.23× the commits/s at 4 committers and 1.17–1.27× at 16 in two A/Bs
+    /// (`docs/bench/2core-ab.md`). A lone committer (one append per step), or two taking
+    /// turns, still leads its own steps: no hand-off to a thread on its path. The average
+    /// decays by an eighth per synced step: a committer left alone after groups of 4 hands its
+    /// next 17 steps to the thread, after groups of 16, 29.
     fn grouped(&self, st: &State) -> bool {
         self.config.driver == Driver::LeaderFollower && !self.degraded() && st.group_x16 > GROUP_X16
     }

@@ -206,15 +206,18 @@ pub struct WalStats {
     pub backpressure_waits: u64,
     /// Releases of leadership (a committer's, or the background thread's own) that left the
     /// next step to the background thread because a crowd of committers was parked (8 per
-    /// CPU), or because handing leadership on had been found slow and any committer was
-    /// parked — see [`Driver::LeaderFollower`](super::Driver::LeaderFollower).
+    /// CPU), or because committers came in groups or handing leadership on had been found
+    /// slow, and any committer was parked — see
+    /// [`Driver::LeaderFollower`](super::Driver::LeaderFollower).
     pub crowd_handovers: u64,
     /// `Sync` waits that found no step running and, committers coming in groups (more than
     /// 1.5 `Sync` appends per synced step, a moving average), left the step to the background
-    /// thread instead of leading it — see [`Driver::LeaderFollower`](super::Driver::LeaderFollower).
+    /// thread instead of leading it — see
+    /// [`Driver::LeaderFollower`](super::Driver::LeaderFollower).
     pub group_handovers: u64,
     /// Times handing leadership on was found slow against the syncs, each handing the next 64
-    /// steps to the background thread — see [`Driver::LeaderFollower`](super::Driver::LeaderFollower).
+    /// steps to the background thread — see
+    /// [`Driver::LeaderFollower`](super::Driver::LeaderFollower).
     pub slow_handons: u64,
     /// The last LSN known durable.
     pub durable_lsn: Lsn,

@@ -87,11 +87,15 @@ fn leader_follower_commits_from_many_threads() {
 
 /// More parked committers than the crowd (8 per CPU): leaders hand their steps to the
 /// background thread, and every commit is still acknowledged once durable, exactly once.
+/// So many committers also come in groups, and whichever rule sees them first takes the
+/// steps: when the first step syncs most of them, the group rule does and no crowd forms
+/// again (1 run in 41 counted no crowd hand-over). The crowd rule's own proof is the loom
+/// model `leader_follower_driver_hands_a_crowd_to_its_thread`.
 #[test]
 fn leader_follower_hands_a_crowd_to_its_thread() {
     let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-    let handovers = concurrent_commits(Driver::LeaderFollower, 16 * cpus, 20).crowd_handovers;
-    assert!(handovers > 0, "no step was handed to the thread");
+    let stats = concurrent_commits(Driver::LeaderFollower, 16 * cpus, 20);
+    assert!(stats.crowd_handovers + stats.group_handovers > 0, "no step was handed to the thread: {stats:?}");
 }
 
 /// Committers in groups (4, each committing again as soon as it is acknowledged, so that most

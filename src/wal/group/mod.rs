@@ -885,14 +885,20 @@ impl<D: Disk, C: Clock> Shared<D, C> {
     /// wake-up would wait for a CPU behind the committers the step satisfied; the background
     /// thread, already running, steps back to back, as under [`Driver::Thread`] (on 2 cores at
     /// 64 committers, 1.3–1.6× the commits/s of handing leadership on, measured side by side).
-    /// With fewer parked, committers lead: one fewer wake-up per commit — unless committers
-    /// come in groups ([`Shared::grouped`]) or handing leadership on was found slow
-    /// ([`handon`]): then any parked committer makes a crowd.
+    /// With fewer parked, committers lead: one fewer wake-up per commit — unless handing
+    /// leadership on was found slow ([`handon`]; see [`Shared::crowd_parked`]) or committers
+    /// come in groups ([`Shared::grouped`]): then any parked committer makes a crowd.
     fn crowded(&self, st: &State) -> bool {
+        self.crowd_parked(st) || (!st.parked.is_empty() && self.grouped(st))
+    }
+
+    /// [`Shared::crowded`] but for the group rule: a crowd of parked committers, or any parked
+    /// committer while handing leadership on is found slow. Tells which counter a hand-over
+    /// goes to ([`WalStats::crowd_handovers`] or [`WalStats::group_handovers`]).
+    fn crowd_parked(&self, st: &State) -> bool {
         self.config.driver == Driver::LeaderFollower
             && !self.degraded()
-            && (st.parked.len() >= self.crowd
-                || (!st.parked.is_empty() && (self.handon.handed() || st.group_x16 > GROUP_X16)))
+            && (st.parked.len() >= self.crowd || (self.handon.handed() && !st.parked.is_empty()))
     }
 
     /// Whether committers come in groups: more than 1.5 `Sync` appends per synced step, a
@@ -1105,8 +1111,8 @@ impl<D: Disk, C: Clock> Shared<D, C> {
             if let Some(cause) = &st.failed {
                 return Err(Error::Poisoned { cause: Arc::clone(cause) });
             }
-            let crowded = self.crowded(&st);
-            let handed = crowded || self.grouped(&st);
+            let crowd = self.crowd_parked(&st);
+            let handed = crowd || self.grouped(&st);
             if !must_wait && !st.leader && self.may_lead() && !handed {
                 st.leader = true;
                 drop(st);
@@ -1122,8 +1128,11 @@ impl<D: Disk, C: Clock> Shared<D, C> {
                 continue;
             }
             if (!self.may_lead() || handed) && !st.leader {
-                if !must_wait && self.may_lead() && !crowded {
-                    self.stats.group_handovers.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                // A committer that could have led leaves the step to the thread.
+                if !must_wait && self.may_lead() {
+                    let counter =
+                        if crowd { &self.stats.crowd_handovers } else { &self.stats.group_handovers };
+                    counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
                 drop(st);
                 self.kick();
@@ -1196,11 +1205,13 @@ impl<D: Disk, C: Clock> Shared<D, C> {
         // Crowded: the background thread takes the next step (kicked below), not a parked
         // committer.
         let crowded = self.crowded(&st);
+        let crowd = self.crowd_parked(&st);
         let next = if self.may_lead() && !crowded { st.parked.pop_first().map(|(_, t)| t) } else { None };
         let woken = Self::take_woken(&mut st);
         drop(st);
         if crowded {
-            self.stats.crowd_handovers.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let counter = if crowd { &self.stats.crowd_handovers } else { &self.stats.group_handovers };
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             self.kick();
         }
         // The next leader first: its step overlaps the wake-ups of the satisfied waiters.

@@ -204,15 +204,14 @@ pub struct WalStats {
     pub prepare_failures: u64,
     /// Appends that had to wait for queue space.
     pub backpressure_waits: u64,
-    /// Releases of leadership (a committer's, or the background thread's own) that left the
-    /// next step to the background thread because a crowd of committers was parked (8 per
-    /// CPU), or because committers came in groups or handing leadership on had been found
-    /// slow, and any committer was parked — see
-    /// [`Driver::LeaderFollower`](super::Driver::LeaderFollower).
+    /// Hand-overs of a step to the background thread because a crowd of committers was parked
+    /// (8 per CPU), or because handing leadership on had been found slow and a committer was
+    /// parked: a release of leadership (a committer's, or the background thread's own) that
+    /// woke no next leader, or a waiting committer that found no step running and did not
+    /// lead — see [`Driver::LeaderFollower`](super::Driver::LeaderFollower).
     pub crowd_handovers: u64,
-    /// `Sync` waits that found no step running and, committers coming in groups (more than
-    /// 1.5 `Sync` appends per synced step, a moving average), left the step to the background
-    /// thread instead of leading it — see
+    /// The same hand-overs because committers came in groups (more than 1.5 `Sync` appends
+    /// per synced step, a moving average), when no crowd was parked — see
     /// [`Driver::LeaderFollower`](super::Driver::LeaderFollower).
     pub group_handovers: u64,
     /// Times handing leadership on was found slow against the syncs, each handing the next 64

@@ -94,7 +94,12 @@ fn fdatasync_latency(dir: &Path, n: usize) -> Result<(Duration, Duration), Error
         .open(&path)
         .map_err(|e| io_error("create", &path, e))?;
     let size = 4 << 20;
-    file.write_all_at(&vec![0u8; size], 0).map_err(|e| io_error("write", &path, e))?;
+    // In 64 KiB writes: a file filled by larger writes through the OS cache made every later
+    // sync into it ~5 µs dearer on Linux 6.18 (docs/bench/2core-ab.md), which is not the disk.
+    let chunk = vec![0u8; 64 << 10];
+    for at in (0..size).step_by(chunk.len()) {
+        file.write_all_at(&chunk, at as u64).map_err(|e| io_error("write", &path, e))?;
+    }
     file.sync_all().map_err(|e| io_error("sync", &path, e))?;
     let block = vec![0xA5u8; 4096];
     let mut times = Vec::with_capacity(n);

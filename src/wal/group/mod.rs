@@ -305,6 +305,17 @@ struct State {
     group_x16: u32,
 }
 
+/// Why leader/follower's steps are the background thread's for now ([`Shared::handover`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Handover {
+    /// A crowd of committers is parked, or handing leadership on was found slow
+    /// ([`Shared::crowd_parked`]; counted in [`WalStats::crowd_handovers`]).
+    Crowd,
+    /// Committers come in groups ([`Shared::grouped`]; counted in
+    /// [`WalStats::group_handovers`]).
+    Group,
+}
+
 /// Satisfied waiters taken to unpark (see [`Shared::take_woken`]).
 enum Wake {
     /// A small group, every one of them.
@@ -887,14 +898,37 @@ impl<D: Disk, C: Clock> Shared<D, C> {
     /// 64 committers, 1.3–1.6× the commits/s of handing leadership on, measured side by side).
     /// With fewer parked, committers lead: one fewer wake-up per commit — unless handing
     /// leadership on was found slow ([`handon`]; see [`Shared::crowd_parked`]) or committers
-    /// come in groups ([`Shared::grouped`]): then any parked committer makes a crowd.
-    fn crowded(&self, st: &State) -> bool {
-        self.crowd_parked(st) || (!st.parked.is_empty() && self.grouped(st))
+    /// come in groups ([`Shared::grouped`]): then any parked committer makes a crowd. Returns
+    /// the rule that hands the step over ([`Shared::handover`]).
+    fn crowded(&self, st: &State) -> Option<Handover> {
+        self.handover(st).filter(|rule| *rule == Handover::Crowd || !st.parked.is_empty())
+    }
+
+    /// The rule, if any, under which leader/follower's steps are the background thread's now:
+    /// a crowd before a group. A committer that finds no step running leads under neither;
+    /// a leader that releases hands over under a group only if a committer is parked
+    /// ([`Shared::crowded`]).
+    fn handover(&self, st: &State) -> Option<Handover> {
+        if self.crowd_parked(st) {
+            Some(Handover::Crowd)
+        } else if self.grouped(st) {
+            Some(Handover::Group)
+        } else {
+            None
+        }
+    }
+
+    /// Counts a step handed to the background thread, by its rule.
+    fn count_handover(&self, rule: Handover) {
+        let counter = match rule {
+            Handover::Crowd => &self.stats.crowd_handovers,
+            Handover::Group => &self.stats.group_handovers,
+        };
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// [`Shared::crowded`] but for the group rule: a crowd of parked committers, or any parked
-    /// committer while handing leadership on is found slow. Tells which counter a hand-over
-    /// goes to ([`WalStats::crowd_handovers`] or [`WalStats::group_handovers`]).
+    /// committer while handing leadership on is found slow.
     fn crowd_parked(&self, st: &State) -> bool {
         self.config.driver == Driver::LeaderFollower
             && !self.degraded()
@@ -1111,9 +1145,8 @@ impl<D: Disk, C: Clock> Shared<D, C> {
             if let Some(cause) = &st.failed {
                 return Err(Error::Poisoned { cause: Arc::clone(cause) });
             }
-            let crowd = self.crowd_parked(&st);
-            let handed = crowd || self.grouped(&st);
-            if !must_wait && !st.leader && self.may_lead() && !handed {
+            let handover = self.handover(&st);
+            if !must_wait && !st.leader && self.may_lead() && handover.is_none() {
                 st.leader = true;
                 drop(st);
                 let progressed = self.lead_until(lsn);
@@ -1127,12 +1160,10 @@ impl<D: Disk, C: Clock> Shared<D, C> {
                 must_wait = !progressed;
                 continue;
             }
-            if (!self.may_lead() || handed) && !st.leader {
+            if (!self.may_lead() || handover.is_some()) && !st.leader {
                 // A committer that could have led leaves the step to the thread.
-                if !must_wait && self.may_lead() {
-                    let counter =
-                        if crowd { &self.stats.crowd_handovers } else { &self.stats.group_handovers };
-                    counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if let Some(rule) = handover.filter(|_| !must_wait && self.may_lead()) {
+                    self.count_handover(rule);
                 }
                 drop(st);
                 self.kick();
@@ -1205,13 +1236,12 @@ impl<D: Disk, C: Clock> Shared<D, C> {
         // Crowded: the background thread takes the next step (kicked below), not a parked
         // committer.
         let crowded = self.crowded(&st);
-        let crowd = self.crowd_parked(&st);
-        let next = if self.may_lead() && !crowded { st.parked.pop_first().map(|(_, t)| t) } else { None };
+        let next =
+            if self.may_lead() && crowded.is_none() { st.parked.pop_first().map(|(_, t)| t) } else { None };
         let woken = Self::take_woken(&mut st);
         drop(st);
-        if crowded {
-            let counter = if crowd { &self.stats.crowd_handovers } else { &self.stats.group_handovers };
-            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if let Some(rule) = crowded {
+            self.count_handover(rule);
             self.kick();
         }
         // The next leader first: its step overlaps the wake-ups of the satisfied waiters.
@@ -1740,11 +1770,8 @@ impl<D: Disk, C: Clock> Shared<D, C> {
                     while let Ok(true) = self.step_or_wait(&mut f, due) {
                         self.handon.stepped();
                         // Lingering: what was queued meanwhile waits for the next write, unless
-                        // a crowd of committers waits for it.
-                        linger = may_linger && {
-                            let st = lock(&self.state);
-                            !self.crowded(&st) && !self.grouped(&st)
-                        };
+                        // a crowd or a group of committers waits for it.
+                        linger = may_linger && self.handover(&lock(&self.state)).is_none();
                         let queued = self.reserved.load(SeqCst) & !CLOSED > 0;
                         if linger && queued {
                             // More is queued than this step took (a batch's limit) or was

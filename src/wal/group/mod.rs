@@ -927,7 +927,7 @@ impl<D: Disk, C: Clock> Shared<D, C> {
         counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// [`Shared::crowded`] but for the group rule: a crowd of parked committers, or any parked
+    /// The crowd rule of [`Shared::handover`]: a crowd of parked committers, or any parked
     /// committer while handing leadership on is found slow.
     fn crowd_parked(&self, st: &State) -> bool {
         self.config.driver == Driver::LeaderFollower

@@ -13,8 +13,8 @@
 //! their steps (a sleep costs no CPU, where a real sync's submission does). Fresh keys, a
 //! 100-byte value, a fresh database in `WALDB_BENCH_DIR` (default `target/bench-data`). One
 //! line out: transactions/s, mean µs per phase, the log's batch sizes and sync count, the
-//! medians of its writes and syncs, and its steps handed to the background thread
-//! (`crowd_handovers`).
+//! medians of its writes and syncs, its steps handed to the background thread
+//! (`crowd_handovers`), and the times its thread's yields were found slow (`slow_yields`).
 use std::io;
 use std::path::Path;
 use std::sync::Arc;
@@ -172,7 +172,7 @@ fn run<D: Disk + Clone>(disk: D) {
     let avg = |i: usize| phases[i].load(Ordering::Relaxed) as f64 / n as f64 / 1e3;
     let s = db.stats();
     println!(
-        "{threads} thr {}: {:.0} txn/s | mean µs: begin+put {:.2}, commit_with {:.2}, wait {:.2} | batch p50 {} p99 {} flushes {} syncs {} | write p50 {:.1} µs, sync p50 {:.1} µs | crowd hand-overs {}",
+        "{threads} thr {}: {:.0} txn/s | mean µs: begin+put {:.2}, commit_with {:.2}, wait {:.2} | batch p50 {} p99 {} flushes {} syncs {} | write p50 {:.1} µs, sync p50 {:.1} µs | crowd hand-overs {} | slow yields {}",
         if sync { "sync" } else { "none" },
         n as f64 / e,
         avg(0),
@@ -184,7 +184,8 @@ fn run<D: Disk + Clone>(disk: D) {
         s.wal.syncs,
         s.wal.write_latency_ns.p50 as f64 / 1e3,
         s.wal.sync_latency_ns.p50 as f64 / 1e3,
-        s.wal.crowd_handovers
+        s.wal.crowd_handovers,
+        s.wal.slow_yields
     );
     drop(db);
     let _ = std::fs::remove_dir_all(&dir);

@@ -149,10 +149,13 @@ pub enum Driver {
     /// ([`WalStats::group_handovers`](super::WalStats::group_handovers)); a lone committer
     /// keeps leading its own steps. And it does so, 64 steps at a time, while the wake-ups of
     /// next leaders are measured to take more than a fifth of a sync (the committers' CPUs
-    /// busy with large transactions).
+    /// busy with large transactions). Its steps' wake-ups yield the thread's CPU to each
+    /// committer woken, so that the group commits again before the next write, unless the
+    /// yields are found slow ([`WalStats::slow_yields`](super::WalStats::slow_yields)).
     #[default]
     LeaderFollower,
-    /// A dedicated background thread runs every flusher step; committers only wait.
+    /// A dedicated background thread runs every flusher step; committers only wait. Its
+    /// wake-ups yield as under [`Driver::LeaderFollower`].
     Thread,
     /// No thread at all: the caller runs [`Wal::flush_step`](super::Wal::flush_step) (and
     /// [`Wal::prepare_step`](super::Wal::prepare_step)), e.g. a simulator or an async task. A

@@ -126,6 +126,7 @@ pub(crate) struct Counters {
     pub(crate) crowd_handovers: AtomicU64,
     pub(crate) group_handovers: AtomicU64,
     pub(crate) slow_handons: AtomicU64,
+    pub(crate) slow_yields: AtomicU64,
     pub(crate) batch_records: Histogram,
     /// Nanoseconds.
     pub(crate) write_latency: Histogram,
@@ -150,6 +151,7 @@ impl Counters {
             crowd_handovers: AtomicU64::new(0),
             group_handovers: AtomicU64::new(0),
             slow_handons: AtomicU64::new(0),
+            slow_yields: AtomicU64::new(0),
             batch_records: Histogram::new(),
             write_latency: Histogram::new(),
             sync_latency: Histogram::new(),
@@ -218,6 +220,10 @@ pub struct WalStats {
     /// steps to the background thread — see
     /// [`Driver::LeaderFollower`](super::Driver::LeaderFollower).
     pub slow_handons: u64,
+    /// Times the yields of the background thread to the committers it woke were found slow (the CPU went
+    /// to other work), each stopping the yields for the next 1024 steps (a moving average of their durations above 50 µs) — see
+    /// [`Driver::LeaderFollower`](super::Driver::LeaderFollower).
+    pub slow_yields: u64,
     /// The last LSN known durable.
     pub durable_lsn: Lsn,
     /// The last LSN handed to the OS.

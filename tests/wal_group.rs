@@ -150,6 +150,36 @@ fn leader_follower_hands_its_steps_over_when_handing_on_is_slow() {
     assert!(stats.crowd_handovers > 0, "no step was handed to the thread: {stats:?}");
 }
 
+/// A clock on which every reading is a millisecond later than the one before: every yield the
+/// background thread times lasts a millisecond, as beside a CPU-bound thread that takes the
+/// CPU for its time slice.
+#[derive(Clone)]
+struct SlowYieldClock {
+    start: std::time::Instant,
+    readings: Arc<AtomicU64>,
+}
+
+impl Clock for SlowYieldClock {
+    fn now(&self) -> Duration {
+        self.start.elapsed() + Duration::from_millis(self.readings.fetch_add(1, SeqCst))
+    }
+    fn sleep(&self, duration: Duration) {
+        std::thread::sleep(duration);
+    }
+}
+
+/// The background thread yields its CPU to each committer of a group it wakes, and times each
+/// yield on the log's clock: yields that last long (the CPU went to other work) stop the
+/// yields for a while (`src/wal/group/yielding.rs`). Every commit is still acknowledged once
+/// durable, exactly once.
+#[test]
+fn slow_yields_to_the_woken_are_stopped() {
+    let clock = SlowYieldClock { start: std::time::Instant::now(), readings: Arc::new(AtomicU64::new(0)) };
+    let stats = concurrent_commits_on(clock, Driver::LeaderFollower, 4, 200, || {});
+    assert!(stats.group_handovers + stats.crowd_handovers > 0, "the thread never stepped: {stats:?}");
+    assert!(stats.slow_yields > 0, "no yield was found slow: {stats:?}");
+}
+
 #[test]
 fn thread_driver_commits_from_many_threads() {
     concurrent_commits(Driver::Thread, 8, 150);

@@ -34,13 +34,14 @@
 //! - [`Driver::Manual`]: nobody; a simulator or an async task calls [`Wal::flush_step`].
 //!
 //! The background thread yields its CPU (`sched_yield`) after each committer of a small group
-//! it unparks, so that the committer runs at once on that CPU, commits again and is in the
-//! thread's next write — where the thread, keeping its CPU through its wake-ups, wrote before
-//! most of the group was back and left the rest to wait out a whole sync (on 2 cores, 1-put
-//! transactions: 1.36–1.39× the commits/s at 4 committers and 1.17× at 16 in two A/Bs, every
-//! batch the whole group). A yield hands the CPU to any runnable thread, so the yields are
-//! timed, and stop for a while when they are found slow: beside CPU-bound work they would
-//! give it whole time slices (`yielding.rs`).
+//! it unparks, while fewer than a crowd are left parked, so that the committer runs at once on
+//! that CPU, commits again and is in the thread's next write — where the thread, keeping its
+//! CPU through its wake-ups, wrote before most of the group was back and left the rest to wait
+//! out a whole sync (on 2 cores, 1-put transactions: 1.31× the commits/s at 4 committers and
+//! 1.08× at 16 in an A/B, 1.35× and 1.22× in `waldb bench`, every batch the whole group; the
+//! same at 64). A yield hands the CPU to any runnable thread, so the yields are timed, and stop
+//! for a while when they are found slow: beside CPU-bound work they would give it whole time
+//! slices (`yielding.rs`).
 //!
 //! A blocking waiter parks on its own, under its LSN: a publish unparks only the waiters it
 //! makes durable, and a leader that is done unparks the first waiter left to lead the next
@@ -1281,7 +1282,7 @@ impl<D: Disk, C: Clock> Shared<D, C> {
     /// then the group the thread wakes is most of the committers, and it yields to them
     /// ([`Shared::unpark_from_thread`]). With a crowd still parked the CPUs are busy with
     /// committers whatever the thread does, and yielding only delays its next write (on 2
-    /// cores at 64 committers, 0.84–0.94× the commits/s).
+    /// cores at 64 committers, 0.84–0.91× the commits/s in `waldb bench`).
     fn few_parked(&self, st: &State) -> bool {
         st.parked.len() < self.crowd
     }

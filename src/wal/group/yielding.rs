@@ -7,8 +7,9 @@
 //! committed again: they wait out a whole extra sync. So the thread yields (`sched_yield`)
 //! after each unpark: the committer just woken runs on the thread's CPU at once, commits again
 //! and parks, and the next write takes the whole group. On 2 cores, 1-put `Sync` transactions:
-//! 1.31× the commits/s at 4 committers and 1.17× at 16, batches of 4 of 4 and 16 of 16
-//! (`docs/bench/2core-ab.md`).
+//! 1.31× the commits/s at 4 committers and 1.08× at 16 in an A/B, batches of 4 of 4 and 16 of
+//! 16 (`docs/bench/2core-ab.md`). Only while fewer than a crowd of committers are left parked
+//! ([`super::Shared::few_parked`]): with more, the CPUs are busy with committers anyway.
 //!
 //! A yield gives the CPU to any thread that is runnable there, not only to the committer just
 //! woken: beside other CPU-bound work a yield lasts the other thread's time slice

@@ -6,7 +6,9 @@
 //! WALDB_BENCH_DIR=/mnt/disk THREAD=1 cargo run --release --example commit_phases -- 2 1 64 sync
 //! ```
 //!
-//! `THREAD` set: the log's dedicated-thread driver instead of leader/follower. `LINGER_US=n`:
+//! `GAP_US=n`: each committer sleeps a random 0–2n µs after each commit (arrivals that do not
+//! come straight back; untimed). `THREAD` set: the log's dedicated-thread driver instead of
+//! leader/follower. `LINGER_US=n`:
 //! the log's [`linger`](waldb::wal::BatchConfig::linger), n µs. `SYNC_US=n`: every sync sleeps
 //! n µs after the real one (put `WALDB_BENCH_DIR` on tmpfs, `/dev/shm/…`, so that the real one
 //! costs nothing): a disk whose sync latency does not swing, for comparing how builds schedule
@@ -125,6 +127,7 @@ fn run<D: Disk + Clone>(disk: D) {
         std::thread::sleep(Duration::from_millis(10));
     }
     std::thread::sleep(Duration::from_millis(500));
+    let gap_us: u64 = std::env::var("GAP_US").ok().and_then(|s| s.parse().ok()).unwrap_or(0);
     let total = Arc::new(AtomicU64::new(0));
     let phases = Arc::new([AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)]);
     let start = Instant::now();
@@ -136,6 +139,7 @@ fn run<D: Disk + Clone>(disk: D) {
             std::thread::spawn(move || {
                 let value = [7u8; 100];
                 let mut n = 0u64;
+                let mut rng = 0x9e37_79b9_7f4a_7c15u64 ^ (t as u64 + 1);
                 let mut ph = [0u64; 3];
                 while start.elapsed().as_secs_f64() < secs {
                     let t0 = Instant::now();
@@ -156,6 +160,12 @@ fn run<D: Disk + Clone>(disk: D) {
                     ph[1] += (t2 - t1).as_nanos() as u64;
                     ph[2] += (t3 - t2).as_nanos() as u64;
                     n += 1;
+                    if gap_us > 0 {
+                        rng ^= rng << 13;
+                        rng ^= rng >> 7;
+                        rng ^= rng << 17;
+                        std::thread::sleep(Duration::from_micros(rng % (2 * gap_us)));
+                    }
                 }
                 total.fetch_add(n, Ordering::Relaxed);
                 for i in 0..3 {

@@ -45,9 +45,13 @@ pub(super) struct HandOn {
     handed: AtomicU64,
 }
 
-fn average(avg: &AtomicU64, sample: u64) {
+/// Moves the moving average `avg` an eighth of the way to `sample`; returns the new average.
+/// Also the yields' average (`yielding.rs`).
+pub(super) fn average(avg: &AtomicU64, sample: u64) -> u64 {
     let old = avg.load(Relaxed);
-    avg.store(old - (old >> SHIFT) + (sample >> SHIFT), Relaxed);
+    let new = old - (old >> SHIFT) + (sample >> SHIFT);
+    avg.store(new, Relaxed);
+    new
 }
 
 impl HandOn {

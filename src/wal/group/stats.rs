@@ -220,8 +220,9 @@ pub struct WalStats {
     /// steps to the background thread — see
     /// [`Driver::LeaderFollower`](super::Driver::LeaderFollower).
     pub slow_handons: u64,
-    /// Times the yields of the background thread to the committers it woke were found slow (the CPU went
-    /// to other work), each stopping the yields for the next 1024 steps (a moving average of their durations above 50 µs) — see
+    /// Times the background thread's yields to the committers it woke were found slow (a
+    /// moving average of their durations above 50 µs: the CPU went to other work), each
+    /// stopping the yields for the next 1024 steps — see
     /// [`Driver::LeaderFollower`](super::Driver::LeaderFollower).
     pub slow_yields: u64,
     /// The last LSN known durable.

@@ -14,7 +14,7 @@
 //! A yield gives the CPU to any thread that is runnable there, not only to the committer just
 //! woken: beside other CPU-bound work a yield lasts the other thread's time slice
 //! (milliseconds), and yielding after every wake-up made commits 20× slower. So each yield is
-//! timed on the log's clock, as a moving average (an eighth per yield, each sample counted at
+//! timed on the log's clock, as a moving average (`handon`'s: an eighth per yield, each sample counted at
 //! most [`SAMPLE_MAX_NS`], so that one outlier does not decide): above [`SLOW_NS`] — well above
 //! a committer's way back to its next commit, far below a time slice — the CPU goes to other
 //! work, and the yields stop for [`OFF_STEPS`] steps, after which they are tried afresh. An
@@ -36,9 +36,6 @@ pub(super) const SAMPLE_MAX_NS: u64 = 4 * SLOW_NS;
 /// Steps without yields once they are found slow.
 pub(super) const OFF_STEPS: u64 = 1024;
 
-/// Weight of a new sample in the moving average: 1/8.
-const SHIFT: u32 = 3;
-
 /// See the [module docs](self).
 #[derive(Debug, Default)]
 pub(super) struct Yielding {
@@ -57,14 +54,11 @@ impl Yielding {
     /// A yield took `ns`. Returns whether the thread goes on yielding: `false` once the
     /// average is slow, which turns the yields off for [`OFF_STEPS`] steps and restarts it.
     pub(super) fn yielded(&self, ns: u64) -> bool {
-        let old = self.average.load(Relaxed);
-        let average = old - (old >> SHIFT) + (ns.min(SAMPLE_MAX_NS) >> SHIFT);
-        if average > SLOW_NS {
+        if super::handon::average(&self.average, ns.min(SAMPLE_MAX_NS)) > SLOW_NS {
             self.average.store(0, Relaxed);
             self.off.store(OFF_STEPS, Relaxed);
             return false;
         }
-        self.average.store(average, Relaxed);
         true
     }
 

@@ -73,6 +73,9 @@ impl DiskFile for FixedSyncFile {
     fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
         self.0.write_all_at(buf, offset)
     }
+    fn write_pages_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        self.0.write_pages_at(buf, offset)
+    }
     fn len(&self) -> io::Result<u64> {
         self.0.len()
     }

@@ -166,6 +166,22 @@ pub trait DiskFile: Send + Sync + 'static {
     /// Any I/O error; a failed write may have written part of `buf`.
     fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()>;
 
+    /// Writes all of `buf` at `offset`, as [`DiskFile::write_all_at`] does and with the same
+    /// contract: what the log writes, whole 4 KiB pages at a page-aligned offset (a segment's
+    /// last page may be cut short by its end).
+    ///
+    /// This default calls [`DiskFile::write_all_at`]. [`StdDisk`] writes such pages past the OS
+    /// cache (`O_DIRECT` on Linux, where the filesystem allows it): no copy into the cache, and
+    /// less for the next sync to do. The sync is still needed: the disk's own cache may hold
+    /// the bytes.
+    ///
+    /// # Errors
+    ///
+    /// Any I/O error; a failed write may have written part of `buf`.
+    fn write_pages_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        self.write_all_at(buf, offset)
+    }
+
     /// The file's current length in bytes (including unsynced writes).
     ///
     /// # Errors

@@ -18,7 +18,30 @@ pub struct StdDisk;
 #[derive(Debug)]
 pub struct StdFile {
     file: fs::File,
+    /// The same file opened again past the OS cache, for [`DiskFile::write_pages_at`]: opened
+    /// at its first aligned call.
+    #[cfg(target_os = "linux")]
+    direct: std::sync::Mutex<Direct>,
 }
+
+/// A [`StdFile`]'s handle past the OS cache.
+#[cfg(target_os = "linux")]
+#[derive(Debug)]
+enum Direct {
+    /// Not tried yet.
+    Untried,
+    /// Open, with an aligned copy of what it writes (a buffer of at most
+    /// [`DIRECT_BOUNCE_BYTES`] past its alignment slack).
+    Open { file: fs::File, bounce: Vec<u8> },
+    /// Refused (the filesystem does not take `O_DIRECT`, or its alignment, or `/proc` is
+    /// missing): every write goes through the cache.
+    Refused,
+}
+
+/// The most bytes of one `O_DIRECT` write: a longer [`DiskFile::write_pages_at`] is written in
+/// pieces of this size.
+#[cfg(target_os = "linux")]
+const DIRECT_BOUNCE_BYTES: usize = 4 * 1024 * 1024;
 
 impl Disk for StdDisk {
     type File = StdFile;
@@ -30,7 +53,11 @@ impl Disk for StdDisk {
             OpenMode::ReadWrite => options.read(true).write(true),
             OpenMode::CreateNew => options.read(true).write(true).create_new(true),
         };
-        Ok(StdFile { file: options.open(path)? })
+        Ok(StdFile {
+            file: options.open(path)?,
+            #[cfg(target_os = "linux")]
+            direct: std::sync::Mutex::new(Direct::Untried),
+        })
     }
 
     fn create_dir_all(&self, path: &Path) -> io::Result<()> {
@@ -122,6 +149,71 @@ fn write_zeros_direct(path: &Path, len: u64) -> io::Result<u64> {
     Ok(at)
 }
 
+/// Opens `file` again, write-only and past the OS cache, through `/proc/self/fd` (the same
+/// file even after a rename, which a segment's path does not survive); checked to be the same
+/// file. `None` where that cannot be done.
+#[cfg(target_os = "linux")]
+fn reopen_direct(file: &fs::File) -> Option<fs::File> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let path = format!("/proc/self/fd/{}", file.as_raw_fd());
+    let direct = fs::OpenOptions::new().write(true).custom_flags(libc::O_DIRECT).open(path).ok()?;
+    let (a, b) = (file.metadata().ok()?, direct.metadata().ok()?);
+    (a.dev() == b.dev() && a.ino() == b.ino()).then_some(direct)
+}
+
+impl StdFile {
+    /// Writes `buf` at `offset` past the OS cache if it can. Returns how many bytes it wrote
+    /// (from the start of `buf`), for the caller to write the rest through the cache: all of
+    /// them, or fewer (0 included) where `O_DIRECT` is refused, which refuses it for good.
+    #[cfg(target_os = "linux")]
+    fn write_direct(&self, buf: &[u8], offset: u64) -> io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        let align = DIRECT_ALIGN as u64;
+        if !offset.is_multiple_of(align) || !buf.len().is_multiple_of(DIRECT_ALIGN) || buf.is_empty() {
+            return Ok(0);
+        }
+        let mut direct = self.direct.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if matches!(*direct, Direct::Untried) {
+            *direct = match reopen_direct(&self.file) {
+                Some(file) => Direct::Open { file, bounce: Vec::new() },
+                None => Direct::Refused,
+            };
+        }
+        let Direct::Open { file, bounce } = &mut *direct else {
+            return Ok(0);
+        };
+        let mut done = 0usize;
+        while done < buf.len() {
+            let n = (buf.len() - done).min(DIRECT_BOUNCE_BYTES);
+            let piece = &buf[done..done + n];
+            let aligned = if piece.as_ptr().align_offset(DIRECT_ALIGN) == 0 {
+                piece
+            } else {
+                if bounce.len() < n + DIRECT_ALIGN {
+                    bounce.resize(n.next_multiple_of(DIRECT_ALIGN) + DIRECT_ALIGN, 0);
+                }
+                let start = bounce.as_ptr().align_offset(DIRECT_ALIGN);
+                bounce[start..start + n].copy_from_slice(piece);
+                &bounce[start..start + n]
+            };
+            match file.write_at(aligned, offset + done as u64) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                // A short write leaves the rest unaligned: it goes through the cache.
+                Ok(w) if !w.is_multiple_of(DIRECT_ALIGN) => return Ok(done + w),
+                Ok(w) => done += w,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                    *direct = Direct::Refused;
+                    return Ok(done);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(done)
+    }
+}
+
 impl DiskFile for StdFile {
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
         #[cfg(unix)]
@@ -161,6 +253,20 @@ impl DiskFile for StdFile {
         }
     }
 
+    /// Past the OS cache (`O_DIRECT`, see [`StdFile`]) on Linux where the filesystem takes it
+    /// and `buf` and `offset` are multiples of 4 KiB; the rest, and everything elsewhere,
+    /// through the cache.
+    fn write_pages_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        #[cfg(target_os = "linux")]
+        let done = self.write_direct(buf, offset)?;
+        #[cfg(not(target_os = "linux"))]
+        let done = 0;
+        if done == buf.len() {
+            return Ok(());
+        }
+        self.write_all_at(&buf[done..], offset + done as u64)
+    }
+
     fn len(&self) -> io::Result<u64> {
         Ok(self.file.metadata()?.len())
     }
@@ -191,6 +297,62 @@ impl DiskFile for StdFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `write_pages_at` writes exactly its bytes, whatever the alignment of the buffer, the
+    /// offset and the length, over several `O_DIRECT` pieces, after a rename, and after
+    /// writes through the cache to the same pages; reads through the cache see them. Run in
+    /// the system's temporary directory and in `target/`; where the filesystem takes
+    /// `O_DIRECT`, the file must have written past the cache.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn write_pages_at_writes_exactly_its_bytes() {
+        let roots = [std::env::temp_dir(), Path::new(env!("CARGO_MANIFEST_DIR")).join("target")];
+        for root in roots {
+            let dir = tempfile::tempdir_in(&root).expect("temporary directory");
+            let path = dir.path().join("f");
+            let file = StdDisk.open(&path, OpenMode::CreateNew).expect("create");
+            let size = DIRECT_BOUNCE_BYTES * 2 + 5 * 4096;
+            StdDisk.write_zeros(&path, &file, size as u64).expect("zeros");
+            let moved = dir.path().join("g");
+            StdDisk.rename(&path, &moved).expect("rename");
+            let mut expect = vec![0u8; size];
+            let mut bytes = vec![0u8; size + DIRECT_ALIGN];
+            let align = bytes.as_ptr().align_offset(DIRECT_ALIGN);
+            let mut put = |file: &StdFile, at: usize, len: usize, skew: usize, pages: bool, fill: u8| {
+                let buf = &mut bytes[skew..skew + len];
+                buf.iter_mut().enumerate().for_each(|(i, b)| *b = fill ^ (i % 251) as u8);
+                if pages {
+                    file.write_pages_at(buf, at as u64).expect("write_pages_at");
+                } else {
+                    file.write_all_at(buf, at as u64).expect("write_all_at");
+                }
+                expect[at..at + len].copy_from_slice(buf);
+            };
+            put(&file, 0, 4096, align, true, 1); // aligned buffer
+            put(&file, 4096, 8192, align + 1, true, 2); // unaligned buffer: the bounce copy
+            put(&file, 8192 + 100, 300, 0, false, 3); // through the cache, inside a page...
+            put(&file, 8192, 4096, align + 3, true, 4); // ...then past it over the same page
+            put(&file, 3 * 4096 + 7, 4096, 1, true, 5); // unaligned offset: through the cache
+            put(&file, 4 * 4096, 4096 + 9, align, true, 6); // unaligned length: through the cache
+            put(&file, 4096, DIRECT_BOUNCE_BYTES * 2 + 4096, align + 5, true, 7); // three pieces
+            let mut back = vec![9u8; size];
+            file.read_exact_at(&mut back, 0).expect("read");
+            assert!(back == expect, "{}: the bytes read back differ", root.display());
+            let mut again = vec![9u8; size];
+            StdDisk.open(&moved, OpenMode::Read).expect("open").read_exact_at(&mut again, 0).expect("read");
+            assert!(again == expect, "{}: the renamed file's bytes differ", root.display());
+            use std::os::unix::fs::OpenOptionsExt;
+            let takes_direct =
+                fs::OpenOptions::new().write(true).custom_flags(libc::O_DIRECT).open(&moved).is_ok();
+            let went_direct = matches!(*file.direct.lock().unwrap(), Direct::Open { .. });
+            assert_eq!(
+                went_direct,
+                takes_direct,
+                "{}: past the cache where O_DIRECT is taken",
+                root.display()
+            );
+        }
+    }
 
     /// Over a file full of ones, `write_zeros` leaves exactly `len` zeros and the rest as it
     /// was, for lengths that are and are not multiples of the `O_DIRECT` alignment. Run both in

@@ -12,6 +12,8 @@
 //! WALDB_BENCH_ENGINES=waldb,okaywal cargo run --release        # a subset (ideals always run)
 //! WALDB_BENCH_ONLY=commits,gets cargo run --release            # some sections
 //! WALDB_BENCH_THREADS=1,2,4,8,16,32,64,128 cargo run --release # a many-core machine
+//! WALDB_BENCH_VERBOSE=1 cargo run --release                     # each commits cell on stderr
+//! cargo run --release --bin lone                                # waldb and okaywal alternated per commit
 //! ```
 //!
 //! Workloads (sections for `WALDB_BENCH_ONLY`), every engine in turn within a round (so they
@@ -369,6 +371,7 @@ fn fmt_rate(r: f64) -> String {
 fn main() {
     let seconds = env_f64("WALDB_BENCH_SECONDS", 1.0);
     let rounds = env_f64("WALDB_BENCH_ROUNDS", 3.0) as usize;
+    let verbose = std::env::var_os("WALDB_BENCH_VERBOSE").is_some();
     let threads = env_counts("WALDB_BENCH_THREADS", &[1, 4, 16, 64]);
     let root = std::env::var_os("WALDB_BENCH_DIR")
         .map(PathBuf::from)
@@ -415,6 +418,14 @@ fn main() {
                         1 => ideal_run(&root, false, n, seconds, WALDB_RECORD),
                         _ => store_run(column, &root, n, 1, true, seconds),
                     };
+                    if verbose {
+                        eprintln!(
+                            "\nround {}: {n} threads, {column}: {:.0} commits/s, p50 {:.1} µs",
+                            round + 1,
+                            run.rate(),
+                            percentile(&run.latencies, 0.5) as f64 / 1e3
+                        );
+                    }
                     cells[ti][ci].add(run, 1);
                 }
             }

@@ -1,8 +1,8 @@
 //! Planted bugs, for proving that the simulation's checker has teeth (feature `mutants`, for
 //! tests only; without it every [`active`] is a constant `false` and the code is compiled out).
 //!
-//! A test activates one [`Mutation`] for the current thread with `plant` (feature `mutants`), runs a campaign,
-//! and asserts that the campaign fails. The simulated database runs on the calling thread (the
+//! A test activates one [`Mutation`] for the current thread with `plant` (feature `mutants`),
+//! runs a campaign, and asserts that the campaign fails. The simulated database runs on the calling thread (the
 //! log's `Manual` driver), so a mutation planted there reaches every code path it names and
 //! no other test's.
 

@@ -2,9 +2,9 @@
 //! tests only; without it every [`active`] is a constant `false` and the code is compiled out).
 //!
 //! A test activates one [`Mutation`] for the current thread with `plant` (feature `mutants`),
-//! runs a campaign, and asserts that the campaign fails. The simulated database runs on the calling thread (the
-//! log's `Manual` driver), so a mutation planted there reaches every code path it names and
-//! no other test's.
+//! runs a campaign, and asserts that the campaign fails. The simulated database runs on the
+//! calling thread (the log's `Manual` driver), so a mutation planted there reaches every code
+//! path it names and no other test's.
 
 /// One planted bug.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -123,7 +123,7 @@ const DIRECT_ALIGN: usize = 4096;
 /// write the rest through the cache.
 #[cfg(target_os = "linux")]
 fn write_zeros_direct(path: &Path, len: u64) -> io::Result<u64> {
-    use std::os::unix::fs::{FileExt, OpenOptionsExt};
+    use std::os::unix::fs::OpenOptionsExt;
     let direct = match fs::OpenOptions::new().write(true).custom_flags(libc::O_DIRECT).open(path) {
         Ok(f) => f,
         Err(e) if e.raw_os_error() == Some(libc::EINVAL) => return Ok(0),
@@ -136,17 +136,35 @@ fn write_zeros_direct(path: &Path, len: u64) -> io::Result<u64> {
     let mut at = 0u64;
     while at < aligned {
         let n = usize::try_from((aligned - at).min(zeros.len() as u64)).expect("at most one chunk");
-        match direct.write_at(&zeros[..n], at) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            // A short write leaves `at` unaligned: the next call fails with EINVAL, and the
-            // rest is written through the cache.
-            Ok(written) => at += written as u64,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => break,
-            Err(e) => return Err(e),
+        let (written, _) = write_aligned(&direct, &zeros[..n], at)?;
+        at += written as u64;
+        if written < n {
+            break;
         }
     }
     Ok(at)
+}
+
+/// Writes `buf` at `offset` through `direct`, a handle opened with `O_DIRECT`; `buf`, its
+/// length and `offset` are multiples of [`DIRECT_ALIGN`]. Returns how many bytes it wrote (from
+/// the start of `buf`), for the caller to write the rest through the cache, and whether the
+/// filesystem refused the write (`EINVAL`: `O_DIRECT` or its alignment). Fewer than all
+/// without a refusal: a short write left the rest unaligned.
+#[cfg(target_os = "linux")]
+fn write_aligned(direct: &fs::File, buf: &[u8], offset: u64) -> io::Result<(usize, bool)> {
+    use std::os::unix::fs::FileExt;
+    let mut done = 0usize;
+    while done < buf.len() {
+        match direct.write_at(&buf[done..], offset + done as u64) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(w) if !w.is_multiple_of(DIRECT_ALIGN) => return Ok((done + w, false)),
+            Ok(w) => done += w,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => return Ok((done, true)),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((done, false))
 }
 
 /// Opens `file` again, write-only and past the OS cache, through `/proc/self/fd` (the same
@@ -168,7 +186,6 @@ impl StdFile {
     /// them, or fewer (0 included) where `O_DIRECT` is refused, which refuses it for good.
     #[cfg(target_os = "linux")]
     fn write_direct(&self, buf: &[u8], offset: u64) -> io::Result<usize> {
-        use std::os::unix::fs::FileExt;
         let align = DIRECT_ALIGN as u64;
         if !offset.is_multiple_of(align) || !buf.len().is_multiple_of(DIRECT_ALIGN) || buf.is_empty() {
             return Ok(0);
@@ -197,17 +214,13 @@ impl StdFile {
                 bounce[start..start + n].copy_from_slice(piece);
                 &bounce[start..start + n]
             };
-            match file.write_at(aligned, offset + done as u64) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                // A short write leaves the rest unaligned: it goes through the cache.
-                Ok(w) if !w.is_multiple_of(DIRECT_ALIGN) => return Ok(done + w),
-                Ok(w) => done += w,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+            let (written, refused) = write_aligned(file, aligned, offset + done as u64)?;
+            done += written;
+            if written < n {
+                if refused {
                     *direct = Direct::Refused;
-                    return Ok(done);
                 }
-                Err(e) => return Err(e),
+                return Ok(done);
             }
         }
         Ok(done)

@@ -25,10 +25,11 @@
 //!   the batch, and zeros to the end of the last page (over a prepared segment's zeros). The OS
 //!   writes back whole pages anyway, so the disk sees the same sectors; what this saves is the
 //!   read of a page that is not in the OS cache (segments are zero-filled past it), which a
-//!   write of part of a page would cost first. Whole pages also let [`StdDisk`](crate::StdDisk) write them past
-//!   the OS cache (`O_DIRECT`, through [`DiskFile::write_pages_at`]): no copy into the cache, no
-//!   writeback left for the sync, and a log that is written once and read only at recovery
-//!   does not crowd the cache. The sync that follows still flushes the disk's own cache.
+//!   write of part of a page would cost first. Whole pages also let
+//!   [`StdDisk`](crate::StdDisk) write them past the OS cache (`O_DIRECT`, through
+//!   [`DiskFile::write_pages_at`]): no copy into the cache, no writeback left for the sync, and
+//!   a log that is written once and read only at recovery does not crowd the cache. The sync
+//!   that follows still flushes the disk's own cache.
 //!
 //! Failure model: a failed write or sync poisons the writer. Every later call returns
 //! [`Error::Poisoned`] with the first cause; nothing is retried as if it had worked. Reopening

@@ -397,7 +397,7 @@ struct Shared<D: Disk, C: Clock> {
     /// a while ([`Shared::crowded`]).
     handon: handon::HandOn,
     /// Whether the background thread yields its CPU to each committer it wakes
-    /// ([`Shared::unpark_from_thread`]).
+    /// ([`Shared::unpark_woken`]).
     yielding: yielding::Yielding,
     flusher: Mutex<Flusher<D>>,
     state: Mutex<State>,
@@ -1243,7 +1243,7 @@ impl<D: Disk, C: Clock> Shared<D, C> {
     }
 
     /// [`Shared::release_leadership`]; `from_thread`: by the background thread, which yields
-    /// its CPU to the waiters it wakes ([`Shared::unpark_from_thread`]).
+    /// its CPU to the waiters it wakes ([`Shared::unpark_woken`]).
     fn release_leadership_by(&self, from_thread: bool) {
         let mut st = lock(&self.state);
         st.leader = false;
@@ -1261,7 +1261,7 @@ impl<D: Disk, C: Clock> Shared<D, C> {
         let next =
             if self.may_lead() && crowded.is_none() { st.parked.pop_first().map(|(_, t)| t) } else { None };
         let woken = Self::take_woken(&mut st);
-        let few = self.few_parked(&st);
+        let yield_to_each = from_thread && self.few_parked(&st);
         drop(st);
         if let Some(rule) = crowded {
             self.count_handover(rule);
@@ -1271,30 +1271,26 @@ impl<D: Disk, C: Clock> Shared<D, C> {
         if let Some(t) = next {
             t.unpark();
         }
-        if from_thread {
-            self.unpark_from_thread(woken, few);
-        } else {
-            woken.unpark();
-        }
+        self.unpark_woken(woken, yield_to_each);
     }
 
     /// Whether fewer committers than a crowd are left parked (those a publish did not satisfy):
     /// then the group the thread wakes is most of the committers, and it yields to them
-    /// ([`Shared::unpark_from_thread`]). With a crowd still parked the CPUs are busy with
+    /// ([`Shared::unpark_woken`]). With a crowd still parked the CPUs are busy with
     /// committers whatever the thread does, and yielding only delays its next write (on 2
     /// cores at 64 committers, 0.84–0.91× the commits/s in `waldb bench`).
     fn few_parked(&self, st: &State) -> bool {
         st.parked.len() < self.crowd
     }
 
-    /// [`Wake::unpark`] by the background thread, which yields its CPU after each unpark of a
-    /// small group, while fewer than a crowd are left parked (`few_parked`, from
-    /// [`Shared::few_parked`]) and [`yielding`] allows: the committer just woken commits again
-    /// on this CPU before the thread's next write, which then takes it (see [`yielding`]). Not
+    /// [`Wake::unpark`]; `yield_to_each`: by the background thread while fewer than a crowd
+    /// are left parked ([`Shared::few_parked`]), which then yields its CPU after each unpark of
+    /// a small group, as far as [`yielding`] allows: the committer just woken commits again on
+    /// this CPU before the thread's next write, which then takes it (see [`yielding`]). Not
     /// under loom, where the models keep the plain wake-ups.
-    fn unpark_from_thread(&self, wake: Wake, few_parked: bool) {
+    fn unpark_woken(&self, wake: Wake, yield_to_each: bool) {
         match wake {
-            Wake::All(group) if !cfg!(loom) && few_parked && self.yielding.on() => {
+            Wake::All(group) if !cfg!(loom) && yield_to_each && self.yielding.on() => {
                 let mut yielding = true;
                 for t in group.into_values() {
                     t.unpark();
@@ -1315,9 +1311,18 @@ impl<D: Disk, C: Clock> Shared<D, C> {
     /// Starts the wake-up of the waiters published durable so far (the leader calls this
     /// between steps).
     fn wake_published(&self) {
-        // Two statements: the state lock is released before the system calls.
-        let woken = Self::take_woken(&mut lock(&self.state));
-        woken.unpark();
+        self.wake_published_by(false);
+    }
+
+    /// [`Shared::wake_published`]; `from_thread`: by the background thread, which yields its
+    /// CPU to the waiters it wakes ([`Shared::unpark_woken`]).
+    fn wake_published_by(&self, from_thread: bool) {
+        // The state lock is released before the system calls.
+        let (woken, yield_to_each) = {
+            let mut st = lock(&self.state);
+            (Self::take_woken(&mut st), from_thread && self.few_parked(&st))
+        };
+        self.unpark_woken(woken, yield_to_each);
     }
 
     /// Takes the satisfied waiters to unpark: all of them when they are at most
@@ -1845,12 +1850,7 @@ impl<D: Disk, C: Clock> Shared<D, C> {
                         if linger || !queued {
                             break;
                         }
-                        // The state lock is released before the system calls.
-                        let (woken, few) = {
-                            let mut st = lock(&self.state);
-                            (Self::take_woken(&mut st), self.few_parked(&st))
-                        };
-                        self.unpark_from_thread(woken, few);
+                        self.wake_published_by(true);
                     }
                 }
                 self.release_leadership_by(true);

@@ -14,12 +14,12 @@
 //! A yield gives the CPU to any thread that is runnable there, not only to the committer just
 //! woken: beside other CPU-bound work a yield lasts the other thread's time slice
 //! (milliseconds), and yielding after every wake-up made commits 20× slower. So each yield is
-//! timed on the log's clock, as a moving average (`handon`'s: an eighth per yield, each sample counted at
-//! most [`SAMPLE_MAX_NS`], so that one outlier does not decide): above [`SLOW_NS`] — well above
-//! a committer's way back to its next commit, far below a time slice — the CPU goes to other
-//! work, and the yields stop for [`OFF_STEPS`] steps, after which they are tried afresh. An
-//! occasional slow yield on a quiet machine (the kernel's own threads run there too) is
-//! absorbed; beside two busy loops the yields stop within three.
+//! timed on the log's clock, as a moving average (`handon`'s: an eighth per yield, each sample
+//! counted at most [`SAMPLE_MAX_NS`], so that one outlier does not decide): above [`SLOW_NS`]
+//! — well above a committer's way back to its next commit, far below a time slice — the CPU
+//! goes to other work, and the yields stop for [`OFF_STEPS`] steps, after which they are tried
+//! afresh. An occasional slow yield on a quiet machine (the kernel's own threads run there too)
+//! is absorbed; beside two busy loops the yields stop within three.
 //!
 //! Only a choice of how the thread spends its CPU: every choice is correct, so plain relaxed
 //! atomics hold it. The simulator's clock does not move while code runs, so there no yield is

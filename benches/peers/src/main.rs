@@ -13,7 +13,7 @@
 //! WALDB_BENCH_ONLY=commits,gets cargo run --release            # some sections
 //! WALDB_BENCH_THREADS=1,2,4,8,16,32,64,128 cargo run --release # a many-core machine
 //! WALDB_BENCH_VERBOSE=1 cargo run --release                     # each commits cell on stderr
-//! cargo run --release --bin lone                                # waldb and okaywal alternated per commit
+//! WALDB_BENCH_ONLY=lone cargo run --release                     # waldb and okaywal alternated per commit
 //! ```
 //!
 //! Workloads (sections for `WALDB_BENCH_ONLY`), every engine in turn within a round (so they
@@ -31,7 +31,11 @@
 //!    with `WALDB_BENCH_GET_KEYS` keys (default 1,000,000) in non-durable 10,000-put
 //!    transactions (okaywal, a log, has no reads);
 //! 4. `throughput`: durable 50-put transactions at 10 threads, and non-durable 1-put
-//!    transactions from one thread (okaywal has no such mode), a fresh store per cell.
+//!    transactions from one thread (okaywal has no such mode), a fresh store per cell;
+//! 5. `lone` (only when asked for): one thread, a durable 1-put waldb transaction, then an
+//!    okaywal entry of the same key and value, alternated per commit (so that both see the
+//!    disk in the same mood) `WALDB_BENCH_LONE_COMMITS` times each (default 5,000), keys
+//!    scattered: p50 / p90 / p99 / mean µs of each.
 //!
 //! Output: markdown tables on stdout, also written with an SVG chart of commits/s against
 //! threads to `WALDB_BENCH_OUT` (default `docs/bench/` at the repository root) as
@@ -485,6 +489,39 @@ fn main() {
                 line.push_str(&format!(" {} ({p50:.1} µs, {p99:.0} µs) |", fmt_rate(cell.median())));
             }
             say(line);
+        }
+    }
+
+    // 1c. A lone committer, waldb and okaywal alternated per commit.
+    if asked("lone") {
+        let commits = env_f64("WALDB_BENCH_LONE_COMMITS", 5000.0) as u64;
+        let names = ["waldb", "okaywal"];
+        let stores: Vec<Box<dyn Store>> =
+            names.iter().map(|e| open(e, &root.join(format!("{}-lone", e.to_lowercase())), 1)).collect();
+        let value = [7u8; VALUE];
+        let mut latencies = vec![Vec::new(); names.len()];
+        eprint!("\rlone committer: {commits} commits each            ");
+        for i in 0..commits {
+            let keys = [key(0, i.wrapping_mul(0x9e37_79b9_7f4a_7c15))];
+            for (store, out) in stores.iter().zip(&mut latencies) {
+                let t = Instant::now();
+                store.txn(0, &keys, &value, true);
+                out.push(t.elapsed().as_nanos() as u64);
+            }
+        }
+        eprintln!();
+        drop(stores);
+        for e in names {
+            let _ = std::fs::remove_dir_all(root.join(format!("{}-lone", e.to_lowercase())));
+        }
+        say("\n## A lone committer, alternated per commit: µs\n".into());
+        say("| engine | p50 | p90 | p99 | mean |".into());
+        say("|---|---:|---:|---:|---:|".into());
+        for (e, mut l) in names.iter().zip(latencies) {
+            l.sort_unstable();
+            let us = |q: f64| percentile(&l, q) as f64 / 1e3;
+            let mean = l.iter().sum::<u64>() as f64 / l.len().max(1) as f64 / 1e3;
+            say(format!("| {e} | {:.1} | {:.1} | {:.1} | {mean:.1} |", us(0.5), us(0.9), us(0.99)));
         }
     }
 

@@ -29,6 +29,7 @@ pub mod decode;
 pub mod encode;
 pub mod format;
 pub mod group;
+mod page_buf;
 pub mod payload;
 pub mod recovery;
 pub mod segment;

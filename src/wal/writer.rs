@@ -37,6 +37,7 @@
 
 use super::encode::{self, RecordMeta, SegmentHeader};
 use super::format;
+use super::page_buf::PageBuf;
 use super::payload::RecordKind;
 use super::recovery::{LogReader, ReadOptions, RecoveryMode, RecoveryReport};
 use super::segment::{self, create_dir_durable, list_segments, prepare_segment, remove_durable};
@@ -154,7 +155,7 @@ struct Active<F> {
     /// The bytes of the page `write_offset` is in, before it: written again in front of the
     /// next batch, so that every write covers whole pages (see [`PAGE_BYTES`]). It also holds
     /// that write while it is made, so it grows to the largest batch.
-    page: Vec<u8>,
+    page: PageBuf,
     /// The segment's size.
     segment_bytes: u64,
 }
@@ -266,7 +267,7 @@ impl<D: Disk> LogWriter<D> {
                     path: at.path.clone(),
                     file,
                     write_offset: at.offset,
-                    page: bytes[page_start..].to_vec(),
+                    page: PageBuf::from_slice(&bytes[page_start..]),
                     segment_bytes: header.segment_bytes,
                 });
                 if next_lsn != resume.expected {
@@ -434,8 +435,8 @@ impl<D: Disk> LogWriter<D> {
         let padded = end.next_multiple_of(PAGE_BYTES).min(active.segment_bytes);
         active.page.extend_from_slice(&self.buf);
         let live = active.page.len();
-        active.page.resize(usize::try_from(padded - start).expect("within one segment"), 0);
-        let written = active.file.write_pages_at(&active.page, start).ctx("write", &active.path);
+        active.page.resize_zeroed(usize::try_from(padded - start).expect("within one segment"));
+        let written = active.file.write_pages_at(active.page.as_slice(), start).ctx("write", &active.path);
         if let Err(e) = written {
             active.page.truncate(kept);
             return Err(e);
@@ -443,7 +444,7 @@ impl<D: Disk> LogWriter<D> {
         // Keep the start of the page `end` is in.
         let tail = usize::try_from(end % PAGE_BYTES).expect("less than a page");
         active.page.truncate(live);
-        active.page.drain(..live - tail);
+        active.page.drop_front(live - tail);
         active.write_offset = end;
         self.buf.clear();
         self.written_lsn = self.last.0;
@@ -516,7 +517,7 @@ impl<D: Disk> LogWriter<D> {
             path,
             file,
             write_offset: 0,
-            page: Vec::new(),
+            page: PageBuf::default(),
             segment_bytes: self.opts.segment_bytes,
         });
         self.next_segment = id.next();

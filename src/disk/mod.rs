@@ -182,6 +182,25 @@ pub trait DiskFile: Send + Sync + 'static {
         self.write_all_at(buf, offset)
     }
 
+    /// [`DiskFile::write_pages_at`], then [`DiskFile::sync_data`]: on success `buf` and every
+    /// earlier write to the file are durable, as after those two calls. How the log writes a
+    /// batch that a commit waits on.
+    ///
+    /// This default makes those two calls. [`StdDisk`] makes one where it can: a write past the
+    /// OS cache with `RWF_DSYNC` on Linux, which the kernel completes only once the bytes
+    /// (and any metadata needed to read them) are durable, flushing the disk's cache. It does
+    /// so only when no write since the last sync went through the OS cache: `RWF_DSYNC`
+    /// writes back only its own range of the cache.
+    ///
+    /// # Errors
+    ///
+    /// Any I/O error, from the write or the sync; after one, nothing is promised about what
+    /// was written since the last successful sync.
+    fn write_pages_synced_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        self.write_pages_at(buf, offset)?;
+        self.sync_data()
+    }
+
     /// The file's current length in bytes (including unsynced writes).
     ///
     /// # Errors

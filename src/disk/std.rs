@@ -9,6 +9,8 @@ use super::{Disk, DiskFile, OpenMode};
 use std::fs;
 use std::io;
 use std::path::Path;
+#[cfg(target_os = "linux")]
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 
 /// The real filesystem.
 #[derive(Clone, Copy, Debug, Default)]
@@ -22,6 +24,14 @@ pub struct StdFile {
     /// at its first aligned call.
     #[cfg(target_os = "linux")]
     direct: std::sync::Mutex<Direct>,
+    /// Whether a write or a length change went through the OS cache since the last
+    /// successful sync: a write with `RWF_DSYNC` writes back only its own range of the cache,
+    /// so it stands for a sync only while this is false.
+    #[cfg(target_os = "linux")]
+    cached_unsynced: AtomicBool,
+    /// Write calls made with `RWF_DSYNC`, for the tests.
+    #[cfg(all(test, target_os = "linux"))]
+    dsync_writes: std::sync::atomic::AtomicU64,
 }
 
 /// A [`StdFile`]'s handle past the OS cache.
@@ -31,8 +41,9 @@ enum Direct {
     /// Not tried yet.
     Untried,
     /// Open, with an aligned copy of what it writes (a buffer of at most
-    /// [`DIRECT_BOUNCE_BYTES`] past its alignment slack).
-    Open { file: fs::File, bounce: Vec<u8> },
+    /// [`DIRECT_BOUNCE_BYTES`] past its alignment slack), and whether the kernel takes
+    /// `RWF_DSYNC` (until it refuses it).
+    Open { file: fs::File, bounce: Vec<u8>, dsync: bool },
     /// Refused (the filesystem does not take `O_DIRECT`, or its alignment, or `/proc` is
     /// missing): every write goes through the cache.
     Refused,
@@ -57,6 +68,10 @@ impl Disk for StdDisk {
             file: options.open(path)?,
             #[cfg(target_os = "linux")]
             direct: std::sync::Mutex::new(Direct::Untried),
+            #[cfg(target_os = "linux")]
+            cached_unsynced: AtomicBool::new(false),
+            #[cfg(all(test, target_os = "linux"))]
+            dsync_writes: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -136,7 +151,7 @@ fn write_zeros_direct(path: &Path, len: u64) -> io::Result<u64> {
     let mut at = 0u64;
     while at < aligned {
         let n = usize::try_from((aligned - at).min(zeros.len() as u64)).expect("at most one chunk");
-        let (written, _) = write_aligned(&direct, &zeros[..n], at)?;
+        let (written, _) = write_aligned(&direct, &zeros[..n], at, false)?;
         at += written as u64;
         if written < n {
             break;
@@ -145,26 +160,51 @@ fn write_zeros_direct(path: &Path, len: u64) -> io::Result<u64> {
     Ok(at)
 }
 
-/// Writes `buf` at `offset` through `direct`, a handle opened with `O_DIRECT`; `buf`, its
-/// length and `offset` are multiples of [`DIRECT_ALIGN`]. Returns how many bytes it wrote (from
-/// the start of `buf`), for the caller to write the rest through the cache, and whether the
-/// filesystem refused the write (`EINVAL`: `O_DIRECT` or its alignment). Fewer than all
-/// without a refusal: a short write left the rest unaligned.
+/// Why [`write_aligned`] stopped short of the end of its buffer without an error.
 #[cfg(target_os = "linux")]
-fn write_aligned(direct: &fs::File, buf: &[u8], offset: u64) -> io::Result<(usize, bool)> {
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stop {
+    /// It did not: it wrote the whole buffer.
+    None,
+    /// A short write left the rest unaligned.
+    Short,
+    /// `EINVAL`: the filesystem refuses `O_DIRECT` or its alignment.
+    DirectRefused,
+    /// `EOPNOTSUPP` or `ENOSYS`: the kernel has no `pwritev2` with `RWF_DSYNC` (before 4.7).
+    DsyncRefused,
+}
+
+/// Writes `buf` at `offset` through `direct`, a handle opened with `O_DIRECT`; `buf`, its
+/// length and `offset` are multiples of [`DIRECT_ALIGN`]. With `dsync`, each write call is
+/// made with `RWF_DSYNC`: it returns once what it wrote is durable. Returns how many bytes it
+/// wrote (from the start of `buf`), for the caller to write the rest another way, and why it
+/// stopped short if it did.
+#[cfg(target_os = "linux")]
+fn write_aligned(direct: &fs::File, buf: &[u8], offset: u64, dsync: bool) -> io::Result<(usize, Stop)> {
     use std::os::unix::fs::FileExt;
     let mut done = 0usize;
     while done < buf.len() {
-        match direct.write_at(&buf[done..], offset + done as u64) {
+        let at = offset + done as u64;
+        let written = if dsync {
+            let slices = [io::IoSlice::new(&buf[done..])];
+            rustix::io::pwritev2(direct, &slices, at, rustix::io::ReadWriteFlags::DSYNC)
+                .map_err(io::Error::from)
+        } else {
+            direct.write_at(&buf[done..], at)
+        };
+        match written {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(w) if !w.is_multiple_of(DIRECT_ALIGN) => return Ok((done + w, false)),
+            Ok(w) if !w.is_multiple_of(DIRECT_ALIGN) => return Ok((done + w, Stop::Short)),
             Ok(w) => done += w,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => return Ok((done, true)),
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => return Ok((done, Stop::DirectRefused)),
+            Err(e) if dsync && matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::ENOSYS)) => {
+                return Ok((done, Stop::DsyncRefused));
+            }
             Err(e) => return Err(e),
         }
     }
-    Ok((done, false))
+    Ok((done, Stop::None))
 }
 
 /// Opens `file` again, write-only and past the OS cache, through `/proc/self/fd` (the same
@@ -181,11 +221,12 @@ fn reopen_direct(file: &fs::File) -> Option<fs::File> {
 }
 
 impl StdFile {
-    /// Writes `buf` at `offset` past the OS cache if it can. Returns how many bytes it wrote
-    /// (from the start of `buf`), for the caller to write the rest through the cache: all of
-    /// them, or fewer (0 included) where `O_DIRECT` is refused, which refuses it for good.
+    /// Writes `buf` at `offset` past the OS cache if it can, with `dsync` each call durable on
+    /// return (`RWF_DSYNC`). Returns how many bytes it wrote (from the start of `buf`), for the
+    /// caller to write the rest another way: all of them, or fewer (0 included) where
+    /// `O_DIRECT` is refused (for good), or `RWF_DSYNC` is (for good, for `dsync` calls).
     #[cfg(target_os = "linux")]
-    fn write_direct(&self, buf: &[u8], offset: u64) -> io::Result<usize> {
+    fn write_direct(&self, buf: &[u8], offset: u64, dsync: bool) -> io::Result<usize> {
         let align = DIRECT_ALIGN as u64;
         if !offset.is_multiple_of(align) || !buf.len().is_multiple_of(DIRECT_ALIGN) || buf.is_empty() {
             return Ok(0);
@@ -193,13 +234,16 @@ impl StdFile {
         let mut direct = self.direct.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if matches!(*direct, Direct::Untried) {
             *direct = match reopen_direct(&self.file) {
-                Some(file) => Direct::Open { file, bounce: Vec::new() },
+                Some(file) => Direct::Open { file, bounce: Vec::new(), dsync: true },
                 None => Direct::Refused,
             };
         }
-        let Direct::Open { file, bounce } = &mut *direct else {
+        let Direct::Open { file, bounce, dsync: takes_dsync, .. } = &mut *direct else {
             return Ok(0);
         };
+        if dsync && !*takes_dsync {
+            return Ok(0);
+        }
         let mut done = 0usize;
         while done < buf.len() {
             let n = (buf.len() - done).min(DIRECT_BOUNCE_BYTES);
@@ -214,16 +258,41 @@ impl StdFile {
                 bounce[start..start + n].copy_from_slice(piece);
                 &bounce[start..start + n]
             };
-            let (written, refused) = write_aligned(file, aligned, offset + done as u64)?;
+            let (written, stop) = write_aligned(file, aligned, offset + done as u64, dsync)?;
             done += written;
-            if written < n {
-                if refused {
+            #[cfg(test)]
+            if dsync && written > 0 {
+                self.dsync_writes.fetch_add(1, SeqCst);
+            }
+            match stop {
+                Stop::None => {}
+                Stop::Short => return Ok(done),
+                Stop::DirectRefused => {
                     *direct = Direct::Refused;
+                    return Ok(done);
                 }
-                return Ok(done);
+                Stop::DsyncRefused => {
+                    if let Direct::Open { dsync, .. } = &mut *direct {
+                        *dsync = false;
+                    }
+                    return Ok(done);
+                }
             }
         }
         Ok(done)
+    }
+
+    /// Runs `sync` on the file, noting on success that nothing written through the OS cache
+    /// is left unsynced (a write racing with it marks the file again).
+    fn synced(&self, sync: impl FnOnce(&fs::File) -> io::Result<()>) -> io::Result<()> {
+        #[cfg(target_os = "linux")]
+        self.cached_unsynced.store(false, SeqCst);
+        let result = sync(&self.file);
+        #[cfg(target_os = "linux")]
+        if result.is_err() {
+            self.cached_unsynced.store(true, SeqCst);
+        }
+        result
     }
 }
 
@@ -248,6 +317,8 @@ impl DiskFile for StdFile {
     }
 
     fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        #[cfg(target_os = "linux")]
+        self.cached_unsynced.store(true, SeqCst);
         #[cfg(unix)]
         {
             std::os::unix::fs::FileExt::write_all_at(&self.file, buf, offset)
@@ -271,7 +342,7 @@ impl DiskFile for StdFile {
     /// through the cache.
     fn write_pages_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
         #[cfg(target_os = "linux")]
-        let done = self.write_direct(buf, offset)?;
+        let done = self.write_direct(buf, offset, false)?;
         #[cfg(not(target_os = "linux"))]
         let done = 0;
         if done == buf.len() {
@@ -280,20 +351,38 @@ impl DiskFile for StdFile {
         self.write_all_at(&buf[done..], offset + done as u64)
     }
 
+    /// One call where it can: past the OS cache with `RWF_DSYNC` on Linux, where the
+    /// filesystem takes `O_DIRECT`, `buf` and `offset` are multiples of 4 KiB, and nothing was
+    /// written through the cache since the last sync. Otherwise, and for what a short write
+    /// left, [`DiskFile::write_pages_at`] and then [`DiskFile::sync_data`].
+    fn write_pages_synced_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        #[cfg(target_os = "linux")]
+        let done = if self.cached_unsynced.load(SeqCst) { 0 } else { self.write_direct(buf, offset, true)? };
+        #[cfg(not(target_os = "linux"))]
+        let done = 0;
+        if done == buf.len() && !buf.is_empty() {
+            return Ok(());
+        }
+        self.write_pages_at(&buf[done..], offset + done as u64)?;
+        self.sync_data()
+    }
+
     fn len(&self) -> io::Result<u64> {
         Ok(self.file.metadata()?.len())
     }
 
     fn set_len(&self, len: u64) -> io::Result<()> {
+        #[cfg(target_os = "linux")]
+        self.cached_unsynced.store(true, SeqCst);
         self.file.set_len(len)
     }
 
     fn sync_data(&self) -> io::Result<()> {
-        self.file.sync_data()
+        self.synced(|f| f.sync_data())
     }
 
     fn sync_all(&self) -> io::Result<()> {
-        self.file.sync_all()
+        self.synced(|f| f.sync_all())
     }
 
     fn try_lock(&self) -> io::Result<bool> {
@@ -364,6 +453,59 @@ mod tests {
                 "{}: past the cache where O_DIRECT is taken",
                 root.display()
             );
+        }
+    }
+
+    /// `write_pages_synced_at` writes exactly its bytes, and makes them durable in one call
+    /// (`RWF_DSYNC`) only where the filesystem takes `O_DIRECT` and nothing went through the
+    /// OS cache since the last sync (a write of part of a page, a length change): otherwise it
+    /// writes and syncs in two calls, after which one call is allowed again. Run in the system's
+    /// temporary directory and in `target/`.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn write_pages_synced_at_is_one_call_only_with_nothing_in_the_cache() {
+        let roots = [std::env::temp_dir(), Path::new(env!("CARGO_MANIFEST_DIR")).join("target")];
+        for root in roots {
+            let dir = tempfile::tempdir_in(&root).expect("temporary directory");
+            let path = dir.path().join("f");
+            let file = StdDisk.open(&path, OpenMode::CreateNew).expect("create");
+            let size = 16 * 4096;
+            StdDisk.write_zeros(&path, &file, size as u64).expect("zeros");
+            file.sync_all().expect("sync");
+            use std::os::unix::fs::OpenOptionsExt;
+            let direct = fs::OpenOptions::new().write(true).custom_flags(libc::O_DIRECT).open(&path).is_ok();
+            let mut expect = vec![0u8; size];
+            let mut bytes = vec![0u8; size + DIRECT_ALIGN];
+            let align = bytes.as_ptr().align_offset(DIRECT_ALIGN);
+            let mut calls = 0u64;
+            let mut step = |how: &str, at: usize, len: usize, skew: usize, one_call: bool| {
+                let buf = &mut bytes[skew..skew + len];
+                buf.iter_mut().enumerate().for_each(|(i, b)| *b = (at + i) as u8 ^ 0x5a);
+                match how {
+                    "synced" => file.write_pages_synced_at(buf, at as u64).expect("write_pages_synced_at"),
+                    "cached" => file.write_all_at(buf, at as u64).expect("write_all_at"),
+                    _ => unreachable!(),
+                }
+                expect[at..at + len].copy_from_slice(buf);
+                calls += u64::from(direct && one_call);
+                assert_eq!(file.dsync_writes.load(SeqCst), calls, "{}: {how} at {at}", root.display());
+            };
+            step("synced", 0, 4096, align, true); // one call
+            step("synced", 4096, 8192, align + 1, true); // an unaligned buffer: copied, one call
+            step("cached", 8192 + 5, 100, 0, false); // through the cache...
+            step("synced", 3 * 4096, 4096, align, false); // ...so a write, then a sync
+            step("synced", 4 * 4096, 4096, align, true); // and one call again
+            file.set_len(size as u64).expect("set_len"); // a length change...
+            step("synced", 5 * 4096, 4096, align, false); // ...is synced the long way
+            step("synced", 6 * 4096 + 9, 4096, align, false); // unaligned offset: through the cache
+            step("synced", 8 * 4096, 4096 + 3, align, false); // unaligned length: through the cache
+            step("synced", 10 * 4096, 4096, align, true);
+            file.write_all_at(b"", 0).expect("empty"); // marks the cache unsynced
+            file.write_pages_synced_at(b"", 0).expect("an empty write still syncs");
+            step("synced", 11 * 4096, 4096, align, true);
+            let mut back = vec![9u8; size];
+            file.read_exact_at(&mut back, 0).expect("read");
+            assert!(back == expect, "{}: the bytes read back differ", root.display());
         }
     }
 

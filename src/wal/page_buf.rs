@@ -73,6 +73,9 @@ impl PageBuf {
     /// Drops the first `n` bytes, moving the rest to the aligned start.
     pub(crate) fn drop_front(&mut self, n: usize) {
         assert!(n <= self.len, "drop_front({n}) of {} bytes", self.len);
+        if n == 0 {
+            return; // the common case while one page fills: no move of the page onto itself
+        }
         self.store.copy_within(self.start + n..self.start + self.len, self.start);
         self.len -= n;
     }

@@ -9,7 +9,8 @@
 //! where the background thread, already running, starts the next step 6 µs after its publish.
 //!
 //! So the gap is measured: from a publish that left records queued to the start of the next
-//! step a committer leads, as a moving average against the syncs' own. When it exceeds
+//! step a committer leads, as a moving average against the syncs' own (each with the write
+//! of its batch, which goes to the disk in the same call). When it exceeds
 //! [`GAP_PER_SYNC`] of a sync, the next [`HANDED_STEPS`] steps are the background thread's,
 //! run back to back while records are queued, as for a crowd ([`super::Shared::crowded`]);
 //! then committers lead again and the gap is measured afresh. With the CPUs idle (few
@@ -60,7 +61,7 @@ impl HandOn {
         self.published_at.store(if queued { now.max(1) } else { 0 }, Relaxed);
     }
 
-    /// A step synced in `ns`.
+    /// A step synced in `ns` (the write of its batch included: one call to the disk).
     pub(super) fn synced(&self, ns: u64) {
         average(&self.sync, ns);
     }

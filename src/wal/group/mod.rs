@@ -349,7 +349,8 @@ impl Wake {
 #[cfg(feature = "sim")]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PlantedPanic {
-    /// Panic inside the next flusher step, after its write and before its sync.
+    /// Panic inside the next flusher step, after its write (and sync, where it syncs: one
+    /// call) and before it publishes.
     InStep,
     /// Panic in the background thread before its next step.
     InThread,
@@ -1575,11 +1576,22 @@ impl<D: Disk, C: Clock> Shared<D, C> {
             self.stats.rotations.fetch_add(started, std::sync::atomic::Ordering::Relaxed);
         }
         let relaxed = std::sync::atomic::Ordering::Relaxed;
+        // A step that syncs hands its batch and the sync to the disk in one call
+        // (`DiskFile::write_pages_synced_at`); its time counts as the sync's.
+        let synced_before = f.writer.synced_lsn();
         let before = self.clock.now();
-        f.writer.write()?;
-        let after_write = self.clock.now();
+        if need_sync {
+            f.writer.sync()?;
+        } else {
+            f.writer.write()?;
+        }
+        let after = self.clock.now();
+        let synced = f.writer.synced_lsn() > synced_before;
+        let io_ns = nanos(after.saturating_sub(before));
         if take.records > 0 {
-            self.stats.write_latency.record(nanos(after_write.saturating_sub(before)));
+            if !synced {
+                self.stats.write_latency.record(io_ns);
+            }
             self.stats.batch_records.record(take.records);
             self.stats.flushes.fetch_add(1, relaxed);
             self.stats.bytes_written.fetch_add(take.bytes, relaxed);
@@ -1588,23 +1600,18 @@ impl<D: Disk, C: Clock> Shared<D, C> {
         if self.planted(PlantedPanic::InStep) {
             panic!("planted panic inside the flusher step");
         }
-        let mut synced = false;
-        if need_sync && f.writer.written_lsn() > f.writer.synced_lsn() {
-            f.writer.sync()?;
-            synced = true;
+        if need_sync {
             deadline = None;
-            let synced_at = self.clock.now();
-            let sync_ns = nanos(synced_at.saturating_sub(after_write));
-            self.stats.sync_latency.record(sync_ns);
-            self.handon.synced(sync_ns);
+        }
+        if synced {
+            self.stats.sync_latency.record(io_ns);
+            self.handon.synced(io_ns);
             // The publish below is this sync's (the next step starts after it: this step holds
             // the flusher). Not under loom: the load would add interleavings to every model.
             if !cfg!(loom) {
-                self.handon.published(nanos(synced_at), self.reserved.load(SeqCst) & !CLOSED > 0);
+                self.handon.published(nanos(after), self.reserved.load(SeqCst) & !CLOSED > 0);
             }
             self.stats.syncs.fetch_add(1, relaxed);
-        } else if need_sync {
-            deadline = None;
         }
         let new_deadline = deadline.is_some() && f.deadline.is_none();
         f.deadline = deadline;

@@ -190,9 +190,12 @@ pub struct WalStats {
     /// Records per flush, counted per power of two: entry `i` counts flushes of `2^i` to
     /// `2^(i+1) − 1` records.
     pub batch_histogram: Vec<u64>,
-    /// Time of one write call, in nanoseconds.
+    /// Time of one write that was not also a sync, in nanoseconds.
     pub write_latency_ns: Summary,
-    /// Time of one sync call, in nanoseconds.
+    /// Time of one sync, in nanoseconds: with the write of the batch it makes durable, which
+    /// goes to the disk in the same call ([`DiskFile::write_pages_synced_at`]).
+    ///
+    /// [`DiskFile::write_pages_synced_at`]: crate::DiskFile::write_pages_synced_at
     pub sync_latency_ns: Summary,
     /// Encoded record bytes handed to the OS (headers included; segment headers not).
     pub bytes_written: u64,

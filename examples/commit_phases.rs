@@ -15,7 +15,8 @@
 //! their steps (a sleep costs no CPU, where a real sync's submission does). Fresh keys, a
 //! 100-byte value, a fresh database in `WALDB_BENCH_DIR` (default `target/bench-data`). One
 //! line out: transactions/s, mean µs per phase, the log's batch sizes and sync count, the
-//! medians of its writes and syncs, its steps handed to the background thread
+//! medians of its writes (those that are not also syncs) and syncs (each with the write it
+//! makes durable: one call), its steps handed to the background thread
 //! (`crowd_handovers`), and the times its thread's yields were found slow (`slow_yields`).
 use std::io;
 use std::path::Path;

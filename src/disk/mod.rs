@@ -189,8 +189,8 @@ pub trait DiskFile: Send + Sync + 'static {
     /// This default makes those two calls. [`StdDisk`] makes one where it can: a write past the
     /// OS cache with `RWF_DSYNC` on Linux, which the kernel completes only once the bytes
     /// (and any metadata needed to read them) are durable, flushing the disk's cache. It does
-    /// so only when no write since the last sync went through the OS cache: `RWF_DSYNC`
-    /// writes back only its own range of the cache.
+    /// so only when nothing else was written to the file since its last sync: `RWF_DSYNC`
+    /// makes only its own range durable.
     ///
     /// # Errors
     ///

@@ -24,11 +24,13 @@ pub struct StdFile {
     /// at its first aligned call.
     #[cfg(target_os = "linux")]
     direct: std::sync::Mutex<Direct>,
-    /// Whether a write or a length change went through the OS cache since the last
-    /// successful sync: a write with `RWF_DSYNC` writes back only its own range of the cache,
-    /// so it stands for a sync only while this is false.
+    /// Whether anything was written to the file, or its length changed, since the last
+    /// successful sync. A write with `RWF_DSYNC` makes its own range durable (and flushes the
+    /// disk's cache), but writes back no other range of the OS cache, which holds every write
+    /// that went through the cache, and on some filesystems some made with `O_DIRECT`: it
+    /// stands for a sync of the file only while this is false.
     #[cfg(target_os = "linux")]
-    cached_unsynced: AtomicBool,
+    unsynced: AtomicBool,
     /// Write calls made with `RWF_DSYNC`, for the tests.
     #[cfg(all(test, target_os = "linux"))]
     dsync_writes: std::sync::atomic::AtomicU64,
@@ -69,7 +71,7 @@ impl Disk for StdDisk {
             #[cfg(target_os = "linux")]
             direct: std::sync::Mutex::new(Direct::Untried),
             #[cfg(target_os = "linux")]
-            cached_unsynced: AtomicBool::new(false),
+            unsynced: AtomicBool::new(false),
             #[cfg(all(test, target_os = "linux"))]
             dsync_writes: std::sync::atomic::AtomicU64::new(0),
         })
@@ -282,15 +284,15 @@ impl StdFile {
         Ok(done)
     }
 
-    /// Runs `sync` on the file, noting on success that nothing written through the OS cache
-    /// is left unsynced (a write racing with it marks the file again).
+    /// Runs `sync` on the file, noting on success that no write is left unsynced (a write
+    /// racing with it marks the file again).
     fn synced(&self, sync: impl FnOnce(&fs::File) -> io::Result<()>) -> io::Result<()> {
         #[cfg(target_os = "linux")]
-        self.cached_unsynced.store(false, SeqCst);
+        self.unsynced.store(false, SeqCst);
         let result = sync(&self.file);
         #[cfg(target_os = "linux")]
         if result.is_err() {
-            self.cached_unsynced.store(true, SeqCst);
+            self.unsynced.store(true, SeqCst);
         }
         result
     }
@@ -318,7 +320,7 @@ impl DiskFile for StdFile {
 
     fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
         #[cfg(target_os = "linux")]
-        self.cached_unsynced.store(true, SeqCst);
+        self.unsynced.store(true, SeqCst);
         #[cfg(unix)]
         {
             std::os::unix::fs::FileExt::write_all_at(&self.file, buf, offset)
@@ -342,6 +344,8 @@ impl DiskFile for StdFile {
     /// through the cache.
     fn write_pages_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
         #[cfg(target_os = "linux")]
+        self.unsynced.store(true, SeqCst);
+        #[cfg(target_os = "linux")]
         let done = self.write_direct(buf, offset, false)?;
         #[cfg(not(target_os = "linux"))]
         let done = 0;
@@ -352,12 +356,12 @@ impl DiskFile for StdFile {
     }
 
     /// One call where it can: past the OS cache with `RWF_DSYNC` on Linux, where the
-    /// filesystem takes `O_DIRECT`, `buf` and `offset` are multiples of 4 KiB, and nothing was
-    /// written through the cache since the last sync. Otherwise, and for what a short write
-    /// left, [`DiskFile::write_pages_at`] and then [`DiskFile::sync_data`].
+    /// filesystem takes `O_DIRECT`, `buf` and `offset` are multiples of 4 KiB, and nothing
+    /// else was written to the file since its last sync. Otherwise, and for what a short
+    /// write left, [`DiskFile::write_pages_at`] and then [`DiskFile::sync_data`].
     fn write_pages_synced_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
         #[cfg(target_os = "linux")]
-        let done = if self.cached_unsynced.load(SeqCst) { 0 } else { self.write_direct(buf, offset, true)? };
+        let done = if self.unsynced.load(SeqCst) { 0 } else { self.write_direct(buf, offset, true)? };
         #[cfg(not(target_os = "linux"))]
         let done = 0;
         if done == buf.len() && !buf.is_empty() {
@@ -373,7 +377,7 @@ impl DiskFile for StdFile {
 
     fn set_len(&self, len: u64) -> io::Result<()> {
         #[cfg(target_os = "linux")]
-        self.cached_unsynced.store(true, SeqCst);
+        self.unsynced.store(true, SeqCst);
         self.file.set_len(len)
     }
 
@@ -457,13 +461,13 @@ mod tests {
     }
 
     /// `write_pages_synced_at` writes exactly its bytes, and makes them durable in one call
-    /// (`RWF_DSYNC`) only where the filesystem takes `O_DIRECT` and nothing went through the
-    /// OS cache since the last sync (a write of part of a page, a length change): otherwise it
+    /// (`RWF_DSYNC`) only where the filesystem takes `O_DIRECT` and nothing else was written
+    /// since the last sync (through the cache or past it) nor the length changed: otherwise it
     /// writes and syncs in two calls, after which one call is allowed again. Run in the system's
     /// temporary directory and in `target/`.
     #[cfg(target_os = "linux")]
     #[test]
-    fn write_pages_synced_at_is_one_call_only_with_nothing_in_the_cache() {
+    fn write_pages_synced_at_is_one_call_only_with_nothing_else_unsynced() {
         let roots = [std::env::temp_dir(), Path::new(env!("CARGO_MANIFEST_DIR")).join("target")];
         for root in roots {
             let dir = tempfile::tempdir_in(&root).expect("temporary directory");
@@ -484,6 +488,7 @@ mod tests {
                 match how {
                     "synced" => file.write_pages_synced_at(buf, at as u64).expect("write_pages_synced_at"),
                     "cached" => file.write_all_at(buf, at as u64).expect("write_all_at"),
+                    "pages" => file.write_pages_at(buf, at as u64).expect("write_pages_at"),
                     _ => unreachable!(),
                 }
                 expect[at..at + len].copy_from_slice(buf);
@@ -495,6 +500,9 @@ mod tests {
             step("cached", 8192 + 5, 100, 0, false); // through the cache...
             step("synced", 3 * 4096, 4096, align, false); // ...so a write, then a sync
             step("synced", 4 * 4096, 4096, align, true); // and one call again
+            step("pages", 9 * 4096, 4096, align, false); // unsynced pages, past the cache...
+            step("synced", 4 * 4096, 4096, align, false); // ...so a write, then a sync
+            step("synced", 4 * 4096, 4096, align, true);
             file.set_len(size as u64).expect("set_len"); // a length change...
             step("synced", 5 * 4096, 4096, align, false); // ...is synced the long way
             step("synced", 6 * 4096 + 9, 4096, align, false); // unaligned offset: through the cache

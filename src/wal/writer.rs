@@ -31,8 +31,8 @@
 //!   a log that is written once and read only at recovery does not crowd the cache. The sync
 //!   that follows still flushes the disk's own cache.
 //! - A batch that is synced goes to the disk with its sync in one call,
-//!   [`DiskFile::write_pages_synced_at`] (`RWF_DSYNC` on Linux, where nothing else of the
-//!   segment waits in the OS cache): one system call and one wake-up fewer per commit.
+//!   [`DiskFile::write_pages_synced_at`] (`RWF_DSYNC` on Linux, where nothing else written
+//!   to the segment is unsynced): one system call and one wake-up fewer per commit.
 //!
 //! Failure model: a failed write or sync poisons the writer. Every later call returns
 //! [`Error::Poisoned`] with the first cause; nothing is retried as if it had worked. Reopening

@@ -404,6 +404,18 @@ impl DiskFile for StdFile {
 mod tests {
     use super::*;
 
+    /// A fresh temporary directory in each of the system's temporary directory and `target/`
+    /// (a tmpfs refuses `O_DIRECT`, ext4 takes it), with the place it is in (for messages).
+    fn test_dirs() -> Vec<(std::path::PathBuf, tempfile::TempDir)> {
+        [std::env::temp_dir(), Path::new(env!("CARGO_MANIFEST_DIR")).join("target")]
+            .into_iter()
+            .map(|root| {
+                let dir = tempfile::tempdir_in(&root).expect("temporary directory");
+                (root, dir)
+            })
+            .collect()
+    }
+
     /// `write_pages_at` writes exactly its bytes, whatever the alignment of the buffer, the
     /// offset and the length, over several `O_DIRECT` pieces, after a rename, and after
     /// writes through the cache to the same pages; reads through the cache see them. Run in
@@ -412,9 +424,7 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[test]
     fn write_pages_at_writes_exactly_its_bytes() {
-        let roots = [std::env::temp_dir(), Path::new(env!("CARGO_MANIFEST_DIR")).join("target")];
-        for root in roots {
-            let dir = tempfile::tempdir_in(&root).expect("temporary directory");
+        for (root, dir) in test_dirs() {
             let path = dir.path().join("f");
             let file = StdDisk.open(&path, OpenMode::CreateNew).expect("create");
             let size = DIRECT_BOUNCE_BYTES * 2 + 5 * 4096;
@@ -468,9 +478,7 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[test]
     fn write_pages_synced_at_is_one_call_only_with_nothing_else_unsynced() {
-        let roots = [std::env::temp_dir(), Path::new(env!("CARGO_MANIFEST_DIR")).join("target")];
-        for root in roots {
-            let dir = tempfile::tempdir_in(&root).expect("temporary directory");
+        for (root, dir) in test_dirs() {
             let path = dir.path().join("f");
             let file = StdDisk.open(&path, OpenMode::CreateNew).expect("create");
             let size = 16 * 4096;
@@ -522,9 +530,7 @@ mod tests {
     /// the system's temporary directory and in `target/` (tmpfs refuses `O_DIRECT`, ext4 takes it).
     #[test]
     fn write_zeros_writes_exactly_the_zeros_asked_for() {
-        let roots = [std::env::temp_dir(), Path::new(env!("CARGO_MANIFEST_DIR")).join("target")];
-        for root in roots {
-            let dir = tempfile::tempdir_in(&root).expect("temporary directory");
+        for (root, dir) in test_dirs() {
             for (i, len) in
                 [0u64, 4096 * 3, 4096 * 3 + 100, 1024 * 1024 + 4096 + 7, 5000].into_iter().enumerate()
             {

@@ -30,12 +30,14 @@
 
 // The file is `std.rs` (the one place allowed to touch `std::fs`); the module is not named `std`
 // so that it does not shadow the standard library.
+mod page_buf;
 #[path = "std.rs"]
 mod std_disk;
 
 #[cfg(feature = "sim")]
 pub mod sim;
 
+pub(crate) use page_buf::PageBuf;
 pub use std_disk::{StdDisk, StdFile};
 
 use std::io;

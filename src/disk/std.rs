@@ -5,6 +5,10 @@
 //! - A directory is synced by opening it and calling `fsync` on it (Unix). On other platforms
 //!   `sync_dir` does nothing: there is no portable way to sync a directory entry.
 
+#[cfg(target_os = "linux")]
+use super::PageBuf;
+#[cfg(target_os = "linux")]
+use super::page_buf::PAGE_ALIGN;
 use super::{Disk, DiskFile, OpenMode};
 use std::fs;
 use std::io;
@@ -42,10 +46,10 @@ pub struct StdFile {
 enum Direct {
     /// Not tried yet.
     Untried,
-    /// Open, with an aligned copy of what it writes (a buffer of at most
-    /// [`DIRECT_BOUNCE_BYTES`] past its alignment slack), and whether the kernel takes
-    /// `RWF_DSYNC` (until it refuses it).
-    Open { file: fs::File, bounce: Vec<u8>, dsync: bool },
+    /// Open, with an aligned copy of what it writes when that is not aligned (at most
+    /// [`DIRECT_BOUNCE_BYTES`] at a time), and whether the kernel takes `RWF_DSYNC` (until it
+    /// refuses it).
+    Open { file: fs::File, bounce: PageBuf, dsync: bool },
     /// Refused (the filesystem does not take `O_DIRECT`, or its alignment, or `/proc` is
     /// missing): every write goes through the cache.
     Refused,
@@ -129,13 +133,8 @@ impl Disk for StdDisk {
     }
 }
 
-/// Alignment of `O_DIRECT` buffers, offsets and lengths: the largest logical block size in
-/// common use.
-#[cfg(target_os = "linux")]
-const DIRECT_ALIGN: usize = 4096;
-
 /// Writes zeros from offset 0 of `path` with `O_DIRECT`, up to the largest multiple of
-/// [`DIRECT_ALIGN`] within `len`. Returns how many bytes it wrote: fewer than asked (0 included)
+/// [`PAGE_ALIGN`] within `len`. Returns how many bytes it wrote: fewer than asked (0 included)
 /// where the filesystem refuses `O_DIRECT` (tmpfs, for one) or its alignment, for the caller to
 /// write the rest through the cache.
 #[cfg(target_os = "linux")]
@@ -146,10 +145,10 @@ fn write_zeros_direct(path: &Path, len: u64) -> io::Result<u64> {
         Err(e) if e.raw_os_error() == Some(libc::EINVAL) => return Ok(0),
         Err(e) => return Err(e),
     };
-    let buf = vec![0u8; super::ZERO_CHUNK_BYTES + DIRECT_ALIGN];
-    let start = buf.as_ptr().align_offset(DIRECT_ALIGN);
-    let zeros = &buf[start..start + super::ZERO_CHUNK_BYTES];
-    let aligned = len - len % DIRECT_ALIGN as u64;
+    let mut buf = PageBuf::default();
+    buf.resize_zeroed(super::ZERO_CHUNK_BYTES);
+    let zeros = buf.as_slice();
+    let aligned = len - len % PAGE_ALIGN as u64;
     let mut at = 0u64;
     while at < aligned {
         let n = usize::try_from((aligned - at).min(zeros.len() as u64)).expect("at most one chunk");
@@ -177,7 +176,7 @@ enum Stop {
 }
 
 /// Writes `buf` at `offset` through `direct`, a handle opened with `O_DIRECT`; `buf`, its
-/// length and `offset` are multiples of [`DIRECT_ALIGN`]. With `dsync`, each write call is
+/// length and `offset` are multiples of [`PAGE_ALIGN`]. With `dsync`, each write call is
 /// made with `RWF_DSYNC`: it returns once what it wrote is durable. Returns how many bytes it
 /// wrote (from the start of `buf`), for the caller to write the rest another way, and why it
 /// stopped short if it did.
@@ -196,7 +195,7 @@ fn write_aligned(direct: &fs::File, buf: &[u8], offset: u64, dsync: bool) -> io:
         };
         match written {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(w) if !w.is_multiple_of(DIRECT_ALIGN) => return Ok((done + w, Stop::Short)),
+            Ok(w) if !w.is_multiple_of(PAGE_ALIGN) => return Ok((done + w, Stop::Short)),
             Ok(w) => done += w,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => return Ok((done, Stop::DirectRefused)),
@@ -229,14 +228,14 @@ impl StdFile {
     /// `O_DIRECT` is refused (for good), or `RWF_DSYNC` is (for good, for `dsync` calls).
     #[cfg(target_os = "linux")]
     fn write_direct(&self, buf: &[u8], offset: u64, dsync: bool) -> io::Result<usize> {
-        let align = DIRECT_ALIGN as u64;
-        if !offset.is_multiple_of(align) || !buf.len().is_multiple_of(DIRECT_ALIGN) || buf.is_empty() {
+        let align = PAGE_ALIGN as u64;
+        if !offset.is_multiple_of(align) || !buf.len().is_multiple_of(PAGE_ALIGN) || buf.is_empty() {
             return Ok(0);
         }
         let mut direct = self.direct.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if matches!(*direct, Direct::Untried) {
             *direct = match reopen_direct(&self.file) {
-                Some(file) => Direct::Open { file, bounce: Vec::new(), dsync: true },
+                Some(file) => Direct::Open { file, bounce: PageBuf::default(), dsync: true },
                 None => Direct::Refused,
             };
         }
@@ -250,15 +249,12 @@ impl StdFile {
         while done < buf.len() {
             let n = (buf.len() - done).min(DIRECT_BOUNCE_BYTES);
             let piece = &buf[done..done + n];
-            let aligned = if piece.as_ptr().align_offset(DIRECT_ALIGN) == 0 {
+            let aligned = if piece.as_ptr().align_offset(PAGE_ALIGN) == 0 {
                 piece
             } else {
-                if bounce.len() < n + DIRECT_ALIGN {
-                    bounce.resize(n.next_multiple_of(DIRECT_ALIGN) + DIRECT_ALIGN, 0);
-                }
-                let start = bounce.as_ptr().align_offset(DIRECT_ALIGN);
-                bounce[start..start + n].copy_from_slice(piece);
-                &bounce[start..start + n]
+                bounce.truncate(0);
+                bounce.extend_from_slice(piece);
+                bounce.as_slice()
             };
             let (written, stop) = write_aligned(file, aligned, offset + done as u64, dsync)?;
             done += written;
@@ -432,8 +428,8 @@ mod tests {
             let moved = dir.path().join("g");
             StdDisk.rename(&path, &moved).expect("rename");
             let mut expect = vec![0u8; size];
-            let mut bytes = vec![0u8; size + DIRECT_ALIGN];
-            let align = bytes.as_ptr().align_offset(DIRECT_ALIGN);
+            let mut bytes = vec![0u8; size + PAGE_ALIGN];
+            let align = bytes.as_ptr().align_offset(PAGE_ALIGN);
             let mut put = |file: &StdFile, at: usize, len: usize, skew: usize, pages: bool, fill: u8| {
                 let buf = &mut bytes[skew..skew + len];
                 buf.iter_mut().enumerate().for_each(|(i, b)| *b = fill ^ (i % 251) as u8);
@@ -487,8 +483,8 @@ mod tests {
             use std::os::unix::fs::OpenOptionsExt;
             let direct = fs::OpenOptions::new().write(true).custom_flags(libc::O_DIRECT).open(&path).is_ok();
             let mut expect = vec![0u8; size];
-            let mut bytes = vec![0u8; size + DIRECT_ALIGN];
-            let align = bytes.as_ptr().align_offset(DIRECT_ALIGN);
+            let mut bytes = vec![0u8; size + PAGE_ALIGN];
+            let align = bytes.as_ptr().align_offset(PAGE_ALIGN);
             let mut calls = 0u64;
             let mut step = |how: &str, at: usize, len: usize, skew: usize, one_call: bool| {
                 let buf = &mut bytes[skew..skew + len];

@@ -29,7 +29,6 @@ pub mod decode;
 pub mod encode;
 pub mod format;
 pub mod group;
-mod page_buf;
 pub mod payload;
 pub mod recovery;
 pub mod segment;

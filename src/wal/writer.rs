@@ -40,11 +40,10 @@
 
 use super::encode::{self, RecordMeta, SegmentHeader};
 use super::format;
-use super::page_buf::PageBuf;
 use super::payload::RecordKind;
 use super::recovery::{LogReader, ReadOptions, RecoveryMode, RecoveryReport};
 use super::segment::{self, create_dir_durable, list_segments, prepare_segment, remove_durable};
-use crate::disk::{Disk, DiskFile, OpenMode};
+use crate::disk::{Disk, DiskFile, OpenMode, PageBuf};
 use crate::error::{Error, IoContext, Result};
 use crate::mutation::{self, Mutation};
 use crate::types::{Lsn, SegmentId};

@@ -1,6 +1,7 @@
-//! [`PageBuf`]: the log writer's bytes of the page being written, kept at a 4 KiB-aligned
-//! address, so that a write past the OS cache ([`DiskFile::write_pages_at`]) takes them as
-//! they are, with no copy into an aligned buffer first.
+//! [`PageBuf`]: bytes kept at a 4 KiB-aligned address, as a write past the OS cache
+//! (`O_DIRECT`) needs them. The log writer keeps the page being written in one, so that
+//! [`DiskFile::write_pages_at`] takes it as it is; [`StdDisk`](crate::StdDisk) copies any other
+//! buffer into one first, and writes a segment's zeros from one.
 //!
 //! Without `unsafe`: the bytes live in a zeroed `Vec<u8>` one alignment longer than needed,
 //! from the first aligned address in it. The `Vec` is never grown in place (which could move
@@ -8,7 +9,8 @@
 //!
 //! [`DiskFile::write_pages_at`]: crate::DiskFile::write_pages_at
 
-/// The address alignment kept: `O_DIRECT`'s largest logical block size in common use.
+/// The address alignment kept, and `O_DIRECT`'s alignment of offsets and lengths: the largest
+/// logical block size in common use.
 pub(crate) const PAGE_ALIGN: usize = 4096;
 
 /// A growable byte buffer whose first byte (when it has one) is at a [`PAGE_ALIGN`]-aligned

@@ -14,6 +14,7 @@
 //! WALDB_BENCH_THREADS=1,2,4,8,16,32,64,128 cargo run --release # a many-core machine
 //! WALDB_BENCH_VERBOSE=1 cargo run --release                     # each commits cell on stderr
 //! WALDB_BENCH_ONLY=lone cargo run --release                     # waldb and okaywal alternated per commit
+//! WALDB_BENCH_ONLY=blocks cargo run --release                   # ... alternated in blocks of commits
 //! ```
 //!
 //! Workloads (sections for `WALDB_BENCH_ONLY`), every engine in turn within a round (so they
@@ -35,7 +36,14 @@
 //! 5. `lone` (only when asked for): one thread, a durable 1-put waldb transaction, then an
 //!    okaywal entry of the same key and value, alternated per commit (so that both see the
 //!    disk in the same mood) `WALDB_BENCH_LONE_COMMITS` times each (default 5,000), keys
-//!    scattered: p50 / p90 / p99 / mean µs of each.
+//!    scattered: p50 / p90 / p99 / mean µs of each;
+//! 6. `blocks` (only when asked): one thread, waldb and okaywal each committing durable 1-put
+//!    transactions of keys in order (as `commits` at 1 thread), and the bare write waldb makes
+//!    for such a commit (`O_DIRECT` + `RWF_DSYNC`, nothing else), in tight loops of
+//!    `WALDB_BENCH_BLOCK` commits (default 250), alternated for `WALDB_BENCH_BLOCKS` rounds
+//!    (default 40), all open throughout: the 1-thread cell of `commits` with the disk's swings
+//!    between cells taken out. Commits/s, p50 and p99 of each, waldb's ratio to okaywal and in
+//!    how many rounds it was the faster, and what waldb costs over the bare write.
 //!
 //! Output: markdown tables on stdout, also written with an SVG chart of commits/s against
 //! threads to `WALDB_BENCH_OUT` (default `docs/bench/` at the repository root) as
@@ -359,6 +367,93 @@ impl Cell {
     }
 }
 
+/// The write waldb makes for a lone commit, with nothing else: a log of `bytes`-byte records
+/// in a 64 MiB file zero-filled past the OS cache, each commit rewriting the 4 KiB pages its
+/// record touches with `O_DIRECT` and `RWF_DSYNC` in one call (a ring: it wraps at the end).
+/// Linux only.
+#[cfg(target_os = "linux")]
+struct BareDirect {
+    file: std::fs::File,
+    /// 8 KiB from a 4 KiB-aligned address: the pages of the current record.
+    buf: Vec<u8>,
+    at: usize,
+    /// The log's length.
+    end: u64,
+}
+
+#[cfg(target_os = "linux")]
+impl BareDirect {
+    const FILE: u64 = 64 << 20;
+
+    /// `None` where the filesystem refuses `O_DIRECT` (tmpfs) or the kernel `RWF_DSYNC`.
+    fn create(path: &Path) -> Option<Self> {
+        use std::os::unix::fs::{FileExt, OpenOptionsExt};
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(path)
+            .ok()?;
+        let mut buf = vec![0u8; (1 << 20) + 4096];
+        let at = buf.as_ptr().align_offset(4096);
+        for offset in (0..Self::FILE).step_by(1 << 20) {
+            file.write_all_at(&buf[at..at + (1 << 20)], offset).ok()?;
+        }
+        file.sync_all().ok()?;
+        buf.truncate(at + 8192);
+        // One zero page back over the first: the kernel takes `RWF_DSYNC`.
+        let page = &buf[at..at + 4096];
+        rustix::io::pwritev2(&file, &[std::io::IoSlice::new(page)], 0, rustix::io::ReadWriteFlags::DSYNC)
+            .ok()?;
+        Some(BareDirect { file, buf, at, end: 0 })
+    }
+
+    /// Appends a record of `bytes` bytes (`bytes` ≤ 4 KiB) and makes it durable.
+    fn commit(&mut self, bytes: usize) {
+        let page = self.end & !4095;
+        let from = (self.end - page) as usize;
+        let to = from + bytes;
+        let pages = &mut self.buf[self.at..self.at + 8192];
+        pages[from..to].fill(0x5a);
+        let len = to.next_multiple_of(4096);
+        let written = rustix::io::pwritev2(
+            &self.file,
+            &[std::io::IoSlice::new(&pages[..len])],
+            page,
+            rustix::io::ReadWriteFlags::DSYNC,
+        )
+        .expect("a bare O_DIRECT + RWF_DSYNC write");
+        assert_eq!(written, len, "a whole write");
+        self.end += bytes as u64;
+        if self.end & !4095 != page {
+            // The record reached the next page: it becomes the first.
+            pages.copy_within(4096..8192, 0);
+            pages[4096..].fill(0);
+        }
+        if self.end + 8192 > Self::FILE {
+            self.end = 0;
+            pages.fill(0);
+        }
+    }
+}
+
+/// Elsewhere there is no bare write to compare with.
+#[cfg(not(target_os = "linux"))]
+struct BareDirect;
+
+#[cfg(not(target_os = "linux"))]
+impl BareDirect {
+    fn create(_: &Path) -> Option<Self> {
+        None
+    }
+
+    fn commit(&mut self, _: usize) {
+        unreachable!("never created")
+    }
+}
+
 fn fmt_rate(r: f64) -> String {
     let n = r.round() as u64;
     let s = n.to_string();
@@ -522,6 +617,86 @@ fn main() {
             let us = |q: f64| percentile(&l, q) as f64 / 1e3;
             let mean = l.iter().sum::<u64>() as f64 / l.len().max(1) as f64 / 1e3;
             say(format!("| {e} | {:.1} | {:.1} | {:.1} | {mean:.1} |", us(0.5), us(0.9), us(0.99)));
+        }
+    }
+
+    // 1d. One committer in tight loops, waldb, okaywal and the bare write waldb makes
+    // alternated in blocks: the 1-thread cell of `commits` without the disk's swings between
+    // cells.
+    if asked("blocks") {
+        let block = (env_f64("WALDB_BENCH_BLOCK", 250.0) as u64).max(1);
+        let rounds = (env_f64("WALDB_BENCH_BLOCKS", 40.0) as usize).max(1);
+        let mut names = vec!["waldb", "okaywal"];
+        let dirs: Vec<PathBuf> = names.iter().map(|e| root.join(format!("{e}-blocks"))).collect();
+        let stores: Vec<Box<dyn Store>> = names.iter().zip(&dirs).map(|(e, d)| open(e, d, 1)).collect();
+        let mut bare = BareDirect::create(&root.join("bare-blocks.dat"));
+        if bare.is_some() {
+            names.push("bare O_DIRECT + RWF_DSYNC");
+        }
+        // None starts on the tail of another's set-up writes (waldb zero-fills its segments).
+        std::thread::sleep(Duration::from_secs(1));
+        let value = [7u8; VALUE];
+        let mut seconds_of = vec![Vec::with_capacity(rounds); names.len()];
+        let mut latencies = vec![Vec::with_capacity(rounds * block as usize); names.len()];
+        let mut next = vec![0u64; names.len()];
+        for round in 0..rounds {
+            eprint!("\rone committer in blocks: round {}/{rounds}            ", round + 1);
+            // Each goes first in its turn, so that none always follows the same one.
+            for k in 0..names.len() {
+                let e = (round + k) % names.len();
+                let t = Instant::now();
+                for _ in 0..block {
+                    let c = Instant::now();
+                    match (stores.get(e), bare.as_mut()) {
+                        (Some(store), _) => store.txn(0, &[key(0, next[e])], &value, true),
+                        (None, Some(bare)) => bare.commit(WALDB_RECORD),
+                        (None, None) => unreachable!("a column without an engine"),
+                    }
+                    latencies[e].push(c.elapsed().as_nanos() as u64);
+                    next[e] += 1;
+                }
+                seconds_of[e].push(t.elapsed().as_secs_f64());
+            }
+        }
+        eprintln!();
+        drop(stores);
+        drop(bare);
+        for d in &dirs {
+            let _ = std::fs::remove_dir_all(d);
+        }
+        let _ = std::fs::remove_file(root.join("bare-blocks.dat"));
+        let rate = |secs: &[f64]| (block * secs.len() as u64) as f64 / secs.iter().sum::<f64>();
+        let per_round: Vec<f64> = seconds_of[1].iter().zip(&seconds_of[0]).map(|(o, w)| o / w).collect();
+        let won = per_round.iter().filter(|r| **r > 1.0).count();
+        say(format!(
+            "\n## One committer in tight loops, alternated in blocks of {block} commits ({rounds} rounds): commits/s\n"
+        ));
+        say("| engine | over all its blocks | median block | p50 | p99 |".into());
+        say("|---|---:|---:|---:|---:|".into());
+        for ((e, secs), mut lat) in names.iter().zip(&seconds_of).zip(latencies) {
+            lat.sort_unstable();
+            let us = |q: f64| percentile(&lat, q) as f64 / 1e3;
+            let blocks: Vec<f64> = secs.iter().map(|s| block as f64 / s).collect();
+            say(format!(
+                "| {e} | {} | {} | {:.1} µs | {:.1} µs |",
+                fmt_rate(rate(secs)),
+                fmt_rate(median(blocks)),
+                us(0.5),
+                us(0.99)
+            ));
+        }
+        say(format!(
+            "\nwaldb / okaywal: {:.1} % over all blocks, {:.1} % the median round; waldb faster in {won} of {rounds} rounds.",
+            100.0 * rate(&seconds_of[0]) / rate(&seconds_of[1]),
+            100.0 * median(per_round),
+        ));
+        if let Some(secs) = seconds_of.get(2) {
+            say(format!(
+                "waldb / the bare write: {:.1} % ({:+.1} µs per commit).",
+                100.0 * rate(&seconds_of[0]) / rate(secs),
+                1e6 * (seconds_of[0].iter().sum::<f64>() - secs.iter().sum::<f64>())
+                    / (block * rounds as u64) as f64,
+            ));
         }
     }
 

@@ -214,3 +214,50 @@ fn regression_madsim_seed_200_a_failed_first_epoch_does_not_brick_the_database()
     }
     assert!(empty_after_crash > 0, "no seed kept an empty EPOCH: the scenario never happened");
 }
+
+/// Found by `db_sim` seed 181515 (a long campaign, past the gate's 20,000 seeds): the first open
+/// of a new database ran out of space while writing its first epoch, and the disk kept the part
+/// that fitted, an `EPOCH` shorter than its 12 bytes. Every later open failed reading it
+/// ("unexpected end of file"): the database could never be opened again, although no epoch had
+/// been used. A short `EPOCH`, like an empty or zeroed one, now means no epoch was ever used.
+#[test]
+fn regression_seed_181515_a_first_epoch_cut_short_by_a_full_disk_does_not_brick_the_database() {
+    use waldb::db::DbOptions;
+    use waldb::sim::SimFaults;
+    use waldb::{Db, SimClock};
+    let options = || DbOptions {
+        segment_bytes: 64 << 10,
+        key_bytes_max: 64,
+        value_bytes_max: 1024,
+        txn_bytes_max: 16 << 10,
+        ..DbOptions::default()
+    };
+    let dir = Path::new("/db");
+    let epoch = dir.join("EPOCH");
+    for seed in 0..4 {
+        // Room for 1 to 11 of the epoch's 12 bytes, then the disk is full.
+        for room in 1..12u64 {
+            let disk = SimDisk::new(seed);
+            disk.set_faults(SimFaults { capacity_bytes: Some(room), ..SimFaults::default() });
+            let e = Db::open_with(disk.clone(), SimClock::new(), dir, options()).unwrap_err();
+            assert!(
+                e.to_string().contains("EPOCH"),
+                "seed {seed}, room {room}: the epoch's write failed: {e}"
+            );
+            let f = disk.open(&epoch, waldb::OpenMode::Read).unwrap();
+            assert_eq!(waldb::DiskFile::len(&f).unwrap(), room, "seed {seed}: the write kept what fitted");
+            // Space is freed; the process restarts without a crash, and again after one.
+            disk.set_faults(SimFaults::default());
+            let (db, _) = Db::open_with(disk.clone(), SimClock::new(), dir, options()).unwrap_or_else(|e| {
+                panic!("seed {seed}, room {room}: the database cannot be opened after a full disk: {e}")
+            });
+            let mut txn = db.begin().unwrap();
+            txn.put(b"k", b"v").unwrap();
+            txn.commit_blocking().unwrap();
+            drop(db);
+            disk.crash();
+            let (db, _) = Db::open_with(disk.clone(), SimClock::new(), dir, options()).unwrap();
+            assert_eq!(db.get(b"k").unwrap().as_deref(), Some(&b"v"[..]), "seed {seed}, room {room}");
+        }
+    }
+}

@@ -688,16 +688,17 @@ const SPINS: u32 = 64;
 fn bump_epoch<D: Disk>(disk: &D, dir: &Path) -> Result<u64> {
     let path = dir.join(EPOCH_FILE);
     let (file, previous, created) = match disk.open(&path, OpenMode::ReadWrite) {
-        // Empty, or 12 zero bytes (a length that reached the disk without its data): the open
-        // that created the file failed or crashed before its first epoch was durable, and an
-        // open that gets past that point never shrinks or zeroes the file again (bumps rewrite
-        // the 12 bytes in place). No epoch was ever used: start from 0, as for a new file, and
-        // make its name durable too.
-        Ok(f) if f.len().ctx("stat", &path)? == 0 => (f, 0, true),
+        // Empty, shorter than an epoch (a full disk kept part of the first write), or 12 zero
+        // bytes (a length that reached the disk without its data): the open that created the
+        // file failed or crashed before its first epoch was durable, and an open that gets past
+        // that point never shrinks or zeroes the file again (bumps rewrite the 12 bytes in
+        // place, which takes no space). No epoch was ever used: start from 0, as for a new
+        // file, and make its name durable too.
+        Ok(f) if f.len().ctx("stat", &path)? < EPOCH_BYTES as u64 => (f, 0, true),
         Ok(f) => {
-            let mut b = [0u8; 12];
+            let mut b = [0u8; EPOCH_BYTES];
             f.read_exact_at(&mut b, 0).ctx("read", &path)?;
-            if b == [0u8; 12] {
+            if b == [0u8; EPOCH_BYTES] {
                 (f, 0, true)
             } else {
                 let epoch = u64::from_le_bytes(b[..8].try_into().expect("8 bytes"));
@@ -726,8 +727,11 @@ fn bump_epoch<D: Disk>(disk: &D, dir: &Path) -> Result<u64> {
     Ok(epoch)
 }
 
+/// The length of `EPOCH`: the epoch (8 bytes, little-endian) and its CRC-32C (4 bytes).
+const EPOCH_BYTES: usize = 12;
+
 fn write_epoch<F: DiskFile>(file: &F, path: &Path, epoch: u64) -> Result<()> {
-    let mut b = [0u8; 12];
+    let mut b = [0u8; EPOCH_BYTES];
     b[..8].copy_from_slice(&epoch.to_le_bytes());
     let crc = crc32c::crc32c(&b[..8]);
     b[8..].copy_from_slice(&crc.to_le_bytes());

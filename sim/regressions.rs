@@ -161,6 +161,33 @@ fn regression_seeds_1_and_3_a_commit_resolves_only_once_visible() {
     assert_eq!(db.get(b"b").unwrap().as_deref(), Some(&b"buffered"[..]));
 }
 
+/// Small limits for the database regressions: 64 KiB segments.
+fn options() -> waldb::db::DbOptions {
+    waldb::db::DbOptions {
+        segment_bytes: 64 << 10,
+        key_bytes_max: 64,
+        value_bytes_max: 1024,
+        txn_bytes_max: 16 << 10,
+        ..waldb::db::DbOptions::default()
+    }
+}
+
+/// Opens the database in `/db` on `disk` (`what`: after which fault), commits `k = v`, crashes,
+/// and checks that the commit survived.
+fn opens_and_keeps_a_commit(disk: &SimDisk, what: &str) {
+    use waldb::{Db, SimClock};
+    let dir = Path::new("/db");
+    let (db, _) = Db::open_with(disk.clone(), SimClock::new(), dir, options())
+        .unwrap_or_else(|e| panic!("{what}: the database cannot be opened: {e}"));
+    let mut txn = db.begin().unwrap();
+    txn.put(b"k", b"v").unwrap();
+    txn.commit_blocking().unwrap();
+    drop(db);
+    disk.crash();
+    let (db, _) = Db::open_with(disk.clone(), SimClock::new(), dir, options()).unwrap();
+    assert_eq!(db.get(b"k").unwrap().as_deref(), Some(&b"v"[..]), "{what}");
+}
+
 /// Found by the madsim harness (`sim/madsim`), seed 200: the first open of a new database
 /// created `EPOCH`, and the sync of its first epoch failed (EIO). A crash then kept the file's
 /// name but not its 12 bytes, and every later open failed reading an empty `EPOCH`: the
@@ -170,15 +197,7 @@ fn regression_seeds_1_and_3_a_commit_resolves_only_once_visible() {
 /// a faulty seed with faults armed, and finds this at `db_sim` seed 27 without the fix.
 #[test]
 fn regression_madsim_seed_200_a_failed_first_epoch_does_not_brick_the_database() {
-    use waldb::db::DbOptions;
     use waldb::{Db, SimClock};
-    let options = || DbOptions {
-        segment_bytes: 64 << 10,
-        key_bytes_max: 64,
-        value_bytes_max: 1024,
-        txn_bytes_max: 16 << 10,
-        ..DbOptions::default()
-    };
     let dir = Path::new("/db");
     let epoch = dir.join("EPOCH");
     let mut empty_after_crash = 0;
@@ -193,15 +212,7 @@ fn regression_madsim_seed_200_a_failed_first_epoch_does_not_brick_the_database()
             let f = disk.open(&epoch, waldb::OpenMode::Read).unwrap();
             empty_after_crash += u32::from(waldb::DiskFile::len(&f).unwrap() == 0);
         }
-        let (db, _) = Db::open_with(disk.clone(), SimClock::new(), dir, options())
-            .unwrap_or_else(|e| panic!("seed {seed}: the database cannot be opened after a crash: {e}"));
-        let mut txn = db.begin().unwrap();
-        txn.put(b"k", b"v").unwrap();
-        txn.commit_blocking().unwrap();
-        drop(db);
-        disk.crash();
-        let (db, _) = Db::open_with(disk.clone(), SimClock::new(), dir, options()).unwrap();
-        assert_eq!(db.get(b"k").unwrap().as_deref(), Some(&b"v"[..]), "seed {seed}");
+        opens_and_keeps_a_commit(&disk, &format!("seed {seed}, after a crash"));
 
         // The write of the first epoch fails; the process restarts without a crash.
         let disk = SimDisk::new(seed);
@@ -222,16 +233,8 @@ fn regression_madsim_seed_200_a_failed_first_epoch_does_not_brick_the_database()
 /// been used. A short `EPOCH`, like an empty or zeroed one, now means no epoch was ever used.
 #[test]
 fn regression_seed_181515_a_first_epoch_cut_short_by_a_full_disk_does_not_brick_the_database() {
-    use waldb::db::DbOptions;
     use waldb::sim::SimFaults;
     use waldb::{Db, SimClock};
-    let options = || DbOptions {
-        segment_bytes: 64 << 10,
-        key_bytes_max: 64,
-        value_bytes_max: 1024,
-        txn_bytes_max: 16 << 10,
-        ..DbOptions::default()
-    };
     let dir = Path::new("/db");
     let epoch = dir.join("EPOCH");
     for seed in 0..4 {
@@ -248,16 +251,7 @@ fn regression_seed_181515_a_first_epoch_cut_short_by_a_full_disk_does_not_brick_
             assert_eq!(waldb::DiskFile::len(&f).unwrap(), room, "seed {seed}: the write kept what fitted");
             // Space is freed; the process restarts without a crash, and again after one.
             disk.set_faults(SimFaults::default());
-            let (db, _) = Db::open_with(disk.clone(), SimClock::new(), dir, options()).unwrap_or_else(|e| {
-                panic!("seed {seed}, room {room}: the database cannot be opened after a full disk: {e}")
-            });
-            let mut txn = db.begin().unwrap();
-            txn.put(b"k", b"v").unwrap();
-            txn.commit_blocking().unwrap();
-            drop(db);
-            disk.crash();
-            let (db, _) = Db::open_with(disk.clone(), SimClock::new(), dir, options()).unwrap();
-            assert_eq!(db.get(b"k").unwrap().as_deref(), Some(&b"v"[..]), "seed {seed}, room {room}");
+            opens_and_keeps_a_commit(&disk, &format!("seed {seed}, room {room}, after a full disk"));
         }
     }
 }

@@ -692,8 +692,8 @@ fn bump_epoch<D: Disk>(disk: &D, dir: &Path) -> Result<u64> {
         // bytes (a length that reached the disk without its data): the open that created the
         // file failed or crashed before its first epoch was durable, and an open that gets past
         // that point never shrinks or zeroes the file again (bumps rewrite the 12 bytes in
-        // place, which takes no space). No epoch was ever used: start from 0, as for a new
-        // file, and make its name durable too.
+        // place: a failed one cannot make the file shorter). No epoch was ever used: start
+        // from 0, as for a new file, and make its name durable too.
         Ok(f) if f.len().ctx("stat", &path)? < EPOCH_BYTES as u64 => (f, 0, true),
         Ok(f) => {
             let mut b = [0u8; EPOCH_BYTES];

@@ -27,7 +27,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use waldb::db::{DbOptions, Isolation};
+use waldb::db::Isolation;
 use waldb::wal::{Durability, RecordKind, Wal, WalConfig};
 use waldb::{Db, RecoveryMode};
 
@@ -297,8 +297,7 @@ fn recovery(root: &Path) {
             continue;
         }
         let start = Instant::now();
-        let (db, report) =
-            Db::open_opts(&dir, DbOptions { recovery: RecoveryMode::default(), ..db_options() }).unwrap();
+        let (db, report) = Db::open_opts(&dir, db_options().with_recovery(RecoveryMode::default())).unwrap();
         let secs = start.elapsed().as_secs_f64();
         assert_eq!(report.txns_replayed, n, "every transaction replayed");
         assert_eq!(db.stats().keys, n * 8);

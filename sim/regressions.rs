@@ -136,7 +136,7 @@ fn regression_seeds_1_and_3_a_commit_resolves_only_once_visible() {
     use waldb::{Db, SimClock};
 
     let disk = SimDisk::new(3);
-    let options = DbOptions { driver: Driver::Manual, auto_checkpoint_bytes: None, ..DbOptions::default() };
+    let options = DbOptions::default().with_driver(Driver::Manual).with_auto_checkpoint_bytes(None);
     let (db, _) = Db::open_with(disk, SimClock::new(), Path::new("/db"), options).unwrap();
     let poll = |c: &mut waldb::Commit<SimDisk, SimClock>| {
         std::pin::Pin::new(c).poll(&mut Context::from_waker(Waker::noop()))
@@ -163,13 +163,11 @@ fn regression_seeds_1_and_3_a_commit_resolves_only_once_visible() {
 
 /// Small limits for the database regressions: 64 KiB segments.
 fn options() -> waldb::db::DbOptions {
-    waldb::db::DbOptions {
-        segment_bytes: 64 << 10,
-        key_bytes_max: 64,
-        value_bytes_max: 1024,
-        txn_bytes_max: 16 << 10,
-        ..waldb::db::DbOptions::default()
-    }
+    waldb::db::DbOptions::default()
+        .with_segment_bytes(64 << 10)
+        .with_key_bytes_max(Some(64))
+        .with_value_bytes_max(Some(1024))
+        .with_txn_bytes_max(Some(16 << 10))
 }
 
 /// Opens the database in `/db` on `disk` (`what`: after which fault), commits `k = v`, crashes,

@@ -1,12 +1,12 @@
-//! The checker has teeth: with one bug planted at a time (`waldb::mutation`, feature `mutants`),
+//! The checker has teeth: with one bug planted at a time (`waldb::sim::mutation`, feature `mutants`),
 //! the database campaign (`db.rs`) must fail within its default budget of seeds. Each test
 //! plants its mutation on its own thread (the simulated database runs on the calling thread),
 //! runs seeds from 0 until one fails, and reports how many it took.
 //!
 //! `cargo test --features mutants --test sim teeth -- --nocapture` prints the seeds.
 
-use waldb::mutation::{self, Mutation};
 use waldb::sim::campaign::{SeedOptions, run_seed};
+use waldb::sim::mutation::{self, Mutation};
 
 /// The default campaign's budget (`db_sim` runs 500 seeds in `cargo test`).
 const BUDGET: u64 = 500;

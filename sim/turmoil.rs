@@ -355,15 +355,13 @@ impl Outcome {
 const DIR: &str = "/db";
 
 fn options() -> DbOptions {
-    DbOptions {
-        driver: Driver::Manual,
-        segment_bytes: 64 << 10,
-        key_bytes_max: 64,
-        value_bytes_max: 1024,
-        txn_bytes_max: 16 << 10,
-        auto_checkpoint_bytes: None,
-        ..DbOptions::default()
-    }
+    DbOptions::default()
+        .with_driver(Driver::Manual)
+        .with_segment_bytes(64 << 10)
+        .with_key_bytes_max(Some(64))
+        .with_value_bytes_max(Some(1024))
+        .with_txn_bytes_max(Some(16 << 10))
+        .with_auto_checkpoint_bytes(None)
 }
 
 type HostDb = Db<TurmoilDisk, TokioClock>;
@@ -690,7 +688,7 @@ fn turmoil_is_deterministic() {
     }
 }
 
-/// The harness has teeth: with each planted bug of `waldb::mutation` some seed breaks an
+/// The harness has teeth: with each planted bug of `waldb::sim::mutation` some seed breaks an
 /// invariant, and the failure names the seed and the replay command. turmoil's filesystem is
 /// a model of durability independent of `SimDisk`, and it catches the same bugs — a segment
 /// created without the directory sync that makes its name durable among them — but one: a
@@ -700,7 +698,7 @@ fn turmoil_is_deterministic() {
 #[cfg(feature = "mutants")]
 #[test]
 fn turmoil_catches_planted_bugs() {
-    use waldb::mutation::{self, Mutation};
+    use waldb::sim::mutation::{self, Mutation};
     for m in Mutation::ALL.into_iter().filter(|m| !matches!(m, Mutation::FailedSyncRetried)) {
         mutation::plant(Some(m));
         let caught = (0..40).find_map(|seed| run_seed(seed).err().map(|f| (seed, f)));

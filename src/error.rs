@@ -15,7 +15,11 @@
 //! | [`Error::Closed`] | the log was closed; open it again |
 //! | [`Error::FlusherPanicked`] | a bug: report it; reopen to recover from what is on disk |
 //! | [`Error::Locked`] | another handle owns the database directory: close it, or wait |
-//! | [`Error::Conflict`] | a concurrent commit invalidated what the transaction read: retry it |
+//! | [`Error::Conflict`] | a concurrent commit invalidated what the transaction read: retry it ([`Db::transact`](crate::Db::transact) does) |
+//! | [`Error::CommitUnknown`] | the log failed after the commit reached it: it may or may not be durable; reopen and read to find out |
+//!
+//! A commit that fails with any error but [`Error::CommitUnknown`] certainly wrote nothing.
+//! [`Error::is_retryable`] tells which errors a transaction may simply run again after.
 //!
 //! Programmer errors (broken invariants) are assertions, not variants. Nothing here is recognised
 //! by its text: match on the variant.
@@ -23,6 +27,8 @@
 use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
+
+use crate::types::Lsn;
 
 /// The result type of every fallible waldb operation.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -134,13 +140,44 @@ pub enum Error {
         path: PathBuf,
     },
 
-    /// Validation failed: a transaction committed after this one's snapshot wrote a key this
-    /// one read, scanned or (under snapshot isolation) wrote. Nothing was written; retry.
+    /// Validation failed: a transaction committed after this one's snapshot wrote `key`, which
+    /// this one read, wrote (`on` says which), or found in a range it scanned. Nothing was
+    /// written; run the transaction again ([`Error::is_retryable`]).
     #[error("transaction conflict: {reason}")]
     Conflict {
-        /// Which key or range conflicted, in words.
+        /// The key that a later commit wrote: the first one validation found (a transaction
+        /// may conflict on several).
+        key: Box<[u8]>,
+        /// How this transaction used `key`.
+        on: ConflictOn,
+        /// The conflict in words, with the key (as text if printable, else hex).
         reason: String,
     },
+
+    /// The commit was sequenced into the log at `lsn`, then the log failed (`cause`) before it
+    /// was acknowledged: it may or may not be durable. After a crash or reopen it is wholly
+    /// present or wholly absent, and present only if every commit before `lsn` is. Do not run
+    /// the transaction again blindly: reopen, and read whether its writes are there. Every
+    /// other error of a commit means that nothing was written.
+    #[error("the outcome of the commit at LSN {lsn} is unknown: {cause}")]
+    CommitUnknown {
+        /// Where the commit stands in the log's order.
+        lsn: Lsn,
+        /// The failure that cut the commit short (typically [`Error::Poisoned`]).
+        cause: Arc<Error>,
+    },
+}
+
+/// How a transaction used the key of an [`Error::Conflict`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConflictOn {
+    /// It read the key (serializable isolation).
+    Read,
+    /// It wrote the key.
+    Write,
+    /// The key lies in a range it scanned (serializable isolation): a phantom.
+    ScannedRange,
 }
 
 impl Error {
@@ -162,6 +199,19 @@ impl Error {
     /// True for [`Error::Corrupt`].
     pub fn is_corrupt(&self) -> bool {
         matches!(self, Error::Corrupt { .. })
+    }
+
+    /// True when the operation wrote nothing and may simply be run again, as it is, and
+    /// succeed: an [`Error::Conflict`]. [`Db::transact`](crate::Db::transact) retries these.
+    /// Everything else needs a decision first — a full disk freed, a poisoned log reopened, an
+    /// [`Error::CommitUnknown`] looked into — and is `false`.
+    ///
+    /// ```
+    /// let e = waldb::Error::Closed;
+    /// assert!(!e.is_retryable());
+    /// ```
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Error::Conflict { .. })
     }
 }
 
@@ -190,7 +240,12 @@ impl Error {
             Error::Closed => Error::Closed,
             Error::FlusherPanicked { message } => Error::FlusherPanicked { message: message.clone() },
             Error::Locked { path } => Error::Locked { path: path.clone() },
-            Error::Conflict { reason } => Error::Conflict { reason: reason.clone() },
+            Error::Conflict { key, on, reason } => {
+                Error::Conflict { key: key.clone(), on: *on, reason: reason.clone() }
+            }
+            Error::CommitUnknown { lsn, cause } => {
+                Error::CommitUnknown { lsn: *lsn, cause: Arc::clone(cause) }
+            }
         }
     }
 }

@@ -1,100 +1,105 @@
 //! # waldb
 //!
-//! An embedded, transactional key-value store built on a group-commit write-ahead log, whose
-//! every byte of I/O and every reading of time go through two injectable seams, [`Disk`] and
-//! [`Clock`], so that the same code runs on real files and under deterministic crash simulation.
-//!
-//! This release contains the seams, the write-ahead log format, its pure decoder, segment files,
-//! the log writer, the recovery reader and group commit ([`wal::Wal`]: many concurrent
-//! committers, one flusher step, durability modes, back-pressure, fail-stop). The transactional
-//! database is built on them.
-//!
-//! ## Guarantees of the log, as built so far
-//!
-//! - **Synced means durable.** A record is durable once [`wal::LogWriter::sync`] has returned
-//!   `Ok` for it; recovery returns every such record.
-//! - **Prefix.** Recovery returns a prefix of what was appended, in LSN order: no holes, no
-//!   reordering, never a record that was not written, never part of a record.
-//! - **Torn tail versus corruption.** Every record carries the LSN that was durable when it was
-//!   written, and every segment header chains to the previous segment. Damage that a crash can
-//!   explain is a torn tail, cut and reported; damage after which something proves the bytes had
-//!   been synced is [`Error::Corrupt`] with the file, offset and reason. See
-//!   [`wal::recovery`].
-//! - **Never panics on bad bytes.** Any file content gives a value or a clear error; nothing is
-//!   allocated by an unchecked length.
-//! - **Fail-stop.** A failed write or sync poisons the writer; it is never retried as if it had
-//!   worked.
-//! - **Group commit.** A [`wal::Wal`] `Sync` ticket resolves only after a sync covering its
-//!   record; commits that arrive during an fsync ride the next one; the queue is bounded; a
-//!   failure reaches every waiter. See [`wal::group`].
-//!
-//! ## Example
+//! An embedded, transactional key-value store on a group-commit write-ahead log, verified by
+//! deterministic simulation: an acknowledged commit survives any crash, and the crate ships
+//! the crash campaigns, fuzzers and model checks that prove it.
 //!
 //! ```
-//! use waldb::{StdDisk, wal::{LogWriter, RecordKind, WalOptions, read_log, Op, encode_txn}};
-//! use waldb::TxnId;
+//! use waldb::{Db, Error};
 //!
 //! # fn main() -> waldb::Result<()> {
-//! let dir = tempfile::tempdir().unwrap();
-//! let wal_dir = dir.path().join("wal");
-//! let opts = WalOptions { segment_bytes: 1 << 20, ..WalOptions::default() };
+//! # let dir = tempfile::tempdir().unwrap();
+//! # let path = dir.path();
+//! let db = Db::open(path)?; // locks the directory and recovers what is on disk
 //!
-//! let (mut log, _report) = LogWriter::open(StdDisk, &wal_dir, opts)?;
-//! let mut payload = Vec::new();
-//! encode_txn(&mut payload, TxnId(1), &[Op::Put { key: b"k", value: b"v" }]);
-//! let lsn = log.append(RecordKind::Txn, &payload)?;
-//! assert_eq!(log.sync()?, lsn); // durable from here on
-//! log.close()?;
+//! // A transaction: reads from a snapshot, writes buffered until the commit.
+//! let mut txn = db.begin()?;
+//! txn.put(b"apple", b"red")?;
+//! txn.put(b"banana", b"yellow")?;
+//! let lsn = txn.commit_blocking()?; // durable (fdatasync) and visible when this returns
 //!
-//! let (records, report) = read_log(StdDisk, &wal_dir, opts.read_options())?;
-//! assert_eq!(records.len(), 1);
-//! assert_eq!(report.last_lsn, Some(lsn));
-//! # Ok(()) }
+//! // The same, retried on conflict: read-modify-write from many threads.
+//! db.transact(|txn| {
+//!     let n = txn.get(b"count")?.map_or(0, |v| v[0]);
+//!     txn.put(b"count", &[n + 1])
+//! })?;
+//!
+//! assert_eq!(db.get(b"apple")?.as_deref(), Some(&b"red"[..]));
+//! assert_eq!(db.scan(&b"a"[..]..&b"c"[..])?.len(), 2);
+//! db.close()?; // drains and syncs the log
+//! # let _ = (lsn, Error::Closed); Ok(()) }
 //! ```
+//!
+//! Or, on any executor, `txn.commit().await`.
+//!
+//! ## What a commit promises
+//!
+//! - **Durable before acknowledged.** With [`Durability::Sync`] (the default) a commit returns
+//!   only once its log record and every one before it are on stable storage. Commits that
+//!   arrive while a sync is in flight share the next one (group commit): no timer, no linger.
+//! - **Visible only when durable.** No reader sees what a crash could take back.
+//! - **Atomic and prefix-consistent.** After any crash the state is that of the first K
+//!   commits, for a K that covers every acknowledged one.
+//! - **Serializable by default.** Transactions read a snapshot; a commit whose reads, scanned
+//!   ranges or writes were overwritten after its snapshot fails with [`Error::Conflict`],
+//!   which [`Db::transact`] retries. [`Isolation::Snapshot`] checks writes only.
+//! - **Fail-stop.** A failed write or sync poisons the log ([`Error::Poisoned`]); it is never
+//!   retried as if it had worked. A commit that reached the log before it failed says its
+//!   outcome is unknown ([`Error::CommitUnknown`]); every other failed commit wrote nothing.
+//! - **Never panics on bad bytes**, and every size is bounded ([`Limits`]).
+//!
+//! [`Durability::Buffered`] and [`Durability::None`] trade a bounded window of loss for
+//! speed, per database or per commit ([`Transaction::commit_with`]). The whole contract, and
+//! where each guarantee is proven, is in the [`db`] module and `docs/design.md`.
+//!
+//! ## Modules
+//!
+//! - [`db`]: the database ([`Db`], [`Transaction`], [`DbOptions`]).
+//! - [`wal`]: the write-ahead log on its own, for users who need only a durable log
+//!   ([`wal::Wal`]: group commit; [`wal::LogWriter`] and [`wal::read_log`]: one writer).
+//! - [`disk`] and [`clock`]: the two seams every byte of I/O and every reading of time go
+//!   through, so that the same code runs on real files and under simulation.
+//! - `sim` (feature `sim`): the simulated disk and clock, and the crash campaigns.
 //!
 //! ## Features
 //!
-//! - `cli` (default): the `waldb` command-line tool.
-//! - `sim`: `sim::SimDisk`, the in-memory disk with a crash and fault model; the database
-//!   campaign (`sim::campaign`); the commit-order oracle of the async harnesses
-//!   (`sim::history`); and the simulation test target.
+//! - `sim`: `waldb::sim`: `SimDisk`, the in-memory disk with a crash and fault model,
+//!   `SimClock`, the database's crash campaign (`sim::campaign`) and the commit-order oracle
+//!   of the async harnesses (`sim::history`).
+//! - `cli`: the `waldb` command-line tool (`cargo install waldb --features cli`).
+//! - `turmoil`, `mutants`: this repository's own test harnesses; not for other builds.
+//!
+//! ## Logging
+//!
+//! waldb emits [`tracing`](https://docs.rs/tracing) events: opens and recoveries at `info`,
+//! checkpoints at `debug`, a poisoned log and background failures at `error`, slow syncs at
+//! `warn`. They cost nothing when no subscriber listens.
 
 // `as` casts that can truncate are bugs waiting in a decoder; tests may cast freely.
 #![warn(clippy::cast_possible_truncation)]
 #![cfg_attr(test, allow(clippy::cast_possible_truncation))]
 
-#[cfg(feature = "sim")]
-pub mod campaign;
 pub mod clock;
 pub mod db;
 pub mod disk;
 mod error;
-#[cfg(feature = "sim")]
-pub mod history;
-#[cfg(feature = "mutants")]
-pub mod mutation;
-#[cfg(not(feature = "mutants"))]
 mod mutation;
 #[cfg(feature = "sim")]
 mod rng;
+#[cfg(feature = "sim")]
+pub mod sim;
 mod sync;
 mod types;
 pub mod wal;
 
 pub use clock::{Clock, SimClock, SystemClock};
-pub use db::{Commit, Db, DbOptions, Isolation, Key, Transaction};
+pub use db::{Commit, Db, DbOptions, Isolation, Key, Limits, Pair, Transaction};
 pub use disk::{Disk, DiskFile, OpenMode, StdDisk};
-pub use error::{Error, Result};
+pub use error::{ConflictOn, Error, Result};
 pub use types::{Lsn, SegmentId, TxnId};
-pub use wal::RecoveryMode;
+pub use wal::{Durability, RecoveryMode};
 
-/// Everything a simulation needs: the simulated disk, its configuration and faults, the virtual
-/// clock, and the seeded random generator.
-#[cfg(feature = "sim")]
-pub mod sim {
-    pub use crate::campaign;
-    pub use crate::clock::SimClock;
-    pub use crate::disk::sim::{CrashWeights, FaultOp, SimConfig, SimDisk, SimFaults, SimFile, SimStats};
-    pub use crate::history;
-    pub use crate::rng::SimRng;
-}
+/// The README's code, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

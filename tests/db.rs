@@ -11,22 +11,21 @@ use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use common::block_on;
 use waldb::db::{DbOptions, Isolation};
 use waldb::wal::{Driver, Durability};
-use waldb::{Db, Error, Lsn, SystemClock};
+use waldb::{ConflictOn, Db, Error, Lsn, SystemClock};
 
 fn small() -> DbOptions {
-    DbOptions {
-        segment_bytes: 64 << 10,
-        key_bytes_max: 1 << 10,
-        value_bytes_max: 8 << 10,
-        txn_bytes_max: 16 << 10,
-        auto_checkpoint_bytes: None,
-        ..DbOptions::default()
-    }
+    DbOptions::default()
+        .with_segment_bytes(64 << 10)
+        .with_key_bytes_max(Some(1 << 10))
+        .with_value_bytes_max(Some(8 << 10))
+        .with_txn_bytes_max(Some(16 << 10))
+        .with_auto_checkpoint_bytes(None)
 }
 
 /// Every live pair visible now, as strings.
 fn all<D: waldb::Disk + Clone>(db: &Db<D, SystemClock>) -> BTreeMap<String, String> {
-    db.scan((std::ops::Bound::Unbounded, std::ops::Bound::Unbounded), usize::MAX)
+    db.scan(..)
+        .unwrap()
         .into_iter()
         .map(|(k, v)| (String::from_utf8(k.to_vec()).unwrap(), String::from_utf8(v.to_vec()).unwrap()))
         .collect()
@@ -199,7 +198,7 @@ fn checkpoints_compact_the_log_and_recovery_uses_them() {
 #[test]
 fn automatic_checkpoints_run_by_bytes_committed() {
     let tmp = tempfile::tempdir().unwrap();
-    let opts = DbOptions { auto_checkpoint_bytes: Some(32 << 10), ..small() };
+    let opts = small().with_auto_checkpoint_bytes(Some(32 << 10));
     let (db, _) = Db::open_opts(tmp.path(), opts).unwrap();
     for i in 0..400u32 {
         let mut t = db.begin().unwrap();
@@ -293,8 +292,7 @@ fn no_phantom_under_serializable() {
     for t in threads {
         t.join().unwrap();
     }
-    let scanned =
-        db.scan((std::ops::Bound::Included(&b"p/"[..]), std::ops::Bound::Excluded(&b"p0"[..])), usize::MAX);
+    let scanned = db.scan(&b"p/"[..]..&b"p0"[..]).unwrap();
     let mut counts: Vec<u64> =
         scanned.iter().map(|(_, v)| u64::from_le_bytes(v[..].try_into().unwrap())).collect();
     counts.sort_unstable();
@@ -326,7 +324,9 @@ fn write_skew(isolation: Isolation) -> (bool, bool) {
     let ra = a.commit_blocking();
     let rb = b.commit_blocking();
     if let Err(e) = &rb {
-        assert!(matches!(e, Error::Conflict { .. }), "{e}");
+        // b read alice, whom a took off call.
+        assert!(matches!(e, Error::Conflict { key, on: ConflictOn::Read, .. } if &**key == b"alice"), "{e}");
+        assert!(e.is_retryable());
     }
     (ra.is_ok(), rb.is_ok())
 }
@@ -347,7 +347,8 @@ fn a_scanned_range_conflicts_with_an_insert_into_it() {
     let mut inserter = db.begin().unwrap();
     inserter.put(b"f", b"phantom").unwrap();
     inserter.commit_blocking().unwrap();
-    assert!(matches!(scanner.commit_blocking(), Err(Error::Conflict { .. })));
+    let e = scanner.commit_blocking().unwrap_err();
+    assert!(matches!(&e, Error::Conflict { key, on: ConflictOn::ScannedRange, .. } if &**key == b"f"), "{e}");
     // Outside the range: no conflict.
     let mut scanner = db.begin().unwrap();
     scanner.scan(&b"a"[..]..&b"m"[..]).unwrap();
@@ -384,7 +385,7 @@ fn ten_threads_times_a_hundred_commits() {
     drop(db);
     let (db, report) = Db::open_opts(tmp.path(), small()).unwrap();
     assert_eq!(report.txns_replayed, 1000);
-    assert_eq!(db.scan((std::ops::Bound::Unbounded, std::ops::Bound::Unbounded), usize::MAX).len(), 1000);
+    assert_eq!(db.scan(..).unwrap().len(), 1000);
 }
 
 /// Commits race on a few keys from several threads: they find their keys' places before the
@@ -523,7 +524,8 @@ fn a_conflicting_commit_leaves_no_key_behind() {
         for key in [&b"a"[..], b"b", b"z"] {
             loser.put(key, b"second").unwrap();
         }
-        assert!(matches!(loser.commit_blocking(), Err(Error::Conflict { .. })));
+        let e = loser.commit_blocking().unwrap_err();
+        assert!(matches!(&e, Error::Conflict { key, on: ConflictOn::Write, .. } if &**key == b"z"), "{e}");
         assert_eq!(db.stats().keys, 1, "{isolation:?}: only the winner's key is held");
         assert_eq!(all(&db), BTreeMap::from([("z".to_owned(), "first".to_owned())]));
     }
@@ -538,7 +540,8 @@ fn a_conflicting_commit_leaves_no_key_behind() {
 #[test]
 fn limits_give_too_large() {
     let tmp = tempfile::tempdir().unwrap();
-    let opts = DbOptions { key_bytes_max: 8, value_bytes_max: 16, txn_bytes_max: 80, ..small() };
+    let opts =
+        small().with_key_bytes_max(Some(8)).with_value_bytes_max(Some(16)).with_txn_bytes_max(Some(80));
     let (db, _) = Db::open_opts(tmp.path(), opts).unwrap();
     let mut t = db.begin().unwrap();
     assert!(matches!(t.put(&[1; 9], b"v"), Err(Error::TooLarge { what: "key", len: 9, max: 8 })));
@@ -552,7 +555,7 @@ fn limits_give_too_large() {
     t.put(b"k3", &[1; 10]).unwrap();
     t.commit_blocking().unwrap();
     assert!(matches!(
-        Db::open_opts(tempfile::tempdir().unwrap().path(), DbOptions { txn_bytes_max: 10, ..small() }),
+        Db::open_opts(tempfile::tempdir().unwrap().path(), small().with_txn_bytes_max(Some(10))),
         Err(Error::InvalidConfig { .. })
     ));
 }
@@ -575,7 +578,7 @@ mod sim {
     use waldb::sim::SimDisk;
 
     fn manual() -> DbOptions {
-        DbOptions { driver: Driver::Manual, ..small() }
+        small().with_driver(Driver::Manual)
     }
 
     fn open(disk: &SimDisk) -> Db<SimDisk, SystemClock> {
@@ -622,7 +625,9 @@ mod sim {
         assert_eq!(open(&disk.durable_clone()).get(b"k").unwrap().as_deref(), Some(&b"v"[..]));
     }
 
-    /// A failed sync poisons: the commit fails, later commits fail, reads keep working.
+    /// A failed sync poisons: the commit that reached the log fails with an unknown outcome
+    /// (its LSN and the cause), later commits fail saying they wrote nothing, reads keep
+    /// working.
     #[test]
     fn a_failed_sync_fails_the_commit_and_reads_go_on() {
         let disk = SimDisk::new(3);
@@ -636,14 +641,25 @@ mod sim {
         let mut t = db.begin().unwrap();
         t.put(b"b", b"2").unwrap();
         let c = t.commit();
+        let lsn = c.lsn().expect("sequenced");
         assert!(db.flush_step().is_err());
-        assert!(matches!(c.wait(), Err(Error::Poisoned { .. })));
+        match c.wait() {
+            Err(Error::CommitUnknown { lsn: at, cause }) => {
+                assert_eq!(at, lsn);
+                assert!(matches!(*cause, Error::Poisoned { .. }), "{cause}");
+            }
+            other => panic!("a commit that reached a failing log: {other:?}"),
+        }
         assert_eq!(db.get(b"b").unwrap(), None);
         assert_eq!(db.get(b"a").unwrap().as_deref(), Some(&b"1"[..]));
         let keys = db.stats().keys;
         let mut t = db.begin().unwrap();
         t.put(b"c", b"3").unwrap();
-        assert!(matches!(t.commit().wait(), Err(Error::Poisoned { .. })));
+        let c = t.commit();
+        assert_eq!(c.lsn(), None, "refused before the log");
+        let e = c.wait().unwrap_err();
+        assert!(matches!(e, Error::Poisoned { .. }), "{e}");
+        assert!(!e.is_retryable());
         assert_eq!(db.stats().keys, keys, "a commit whose append failed leaves no key behind");
     }
 
@@ -700,7 +716,7 @@ mod sim {
 #[test]
 fn db_get_never_misses_a_key_being_overwritten() {
     let tmp = tempfile::tempdir().unwrap();
-    let (db, _) = Db::open_opts(tmp.path(), DbOptions { durability: Durability::None, ..small() }).unwrap();
+    let (db, _) = Db::open_opts(tmp.path(), small().with_durability(Durability::None)).unwrap();
     let mut t = db.begin().unwrap();
     t.put(b"k", b"0").unwrap();
     t.commit_blocking().unwrap();

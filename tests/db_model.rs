@@ -79,15 +79,13 @@ impl Model {
 }
 
 fn options() -> DbOptions {
-    DbOptions {
-        segment_bytes: 4096,
-        key_bytes_max: 64,
-        value_bytes_max: 64,
-        txn_bytes_max: 1024,
-        isolation: Isolation::Serializable,
-        auto_checkpoint_bytes: None,
-        ..DbOptions::default()
-    }
+    DbOptions::default()
+        .with_segment_bytes(4096)
+        .with_key_bytes_max(Some(64))
+        .with_value_bytes_max(Some(64))
+        .with_txn_bytes_max(Some(1024))
+        .with_isolation(Isolation::Serializable)
+        .with_auto_checkpoint_bytes(None)
 }
 
 fn open(disk: &SimDisk) -> Db<SimDisk, SystemClock> {
@@ -206,11 +204,8 @@ fn run(seed: u64, steps: &[Step]) {
                 model.clock = 0;
             }
         }
-        let all: BTreeMap<Vec<u8>, Vec<u8>> = db
-            .scan((Bound::Unbounded, Bound::Unbounded), usize::MAX)
-            .into_iter()
-            .map(|(k, v)| (k.to_vec(), v.to_vec()))
-            .collect();
+        let all: BTreeMap<Vec<u8>, Vec<u8>> =
+            db.scan(..).unwrap().into_iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect();
         assert_eq!(all, model.committed, "step {i} ({s:?}): committed state");
     }
 }

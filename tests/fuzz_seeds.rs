@@ -106,7 +106,7 @@ fn generate_fuzz_seeds() {
     // one seed with the repair bit.
     for (name, keys, value_len) in [("empty", 0usize, 0usize), ("small", 3, 10), ("many", 40, 100)] {
         let tmp = tempfile::tempdir().unwrap();
-        let options = waldb::DbOptions { auto_checkpoint_bytes: None, ..waldb::DbOptions::default() };
+        let options = waldb::DbOptions::default().with_auto_checkpoint_bytes(None);
         let (db, _) = waldb::Db::open_opts(tmp.path(), options).unwrap();
         let mut t = db.begin().unwrap();
         t.put(b"seed", b"").unwrap();

@@ -20,7 +20,7 @@ pub fn key(thread: usize, n: u64) -> [u8; 16] {
 
 /// Database options with automatic checkpoints off, so that no figure includes one by chance.
 pub fn db_options() -> waldb::DbOptions {
-    waldb::DbOptions { auto_checkpoint_bytes: None, ..waldb::DbOptions::default() }
+    waldb::DbOptions::default().with_auto_checkpoint_bytes(None)
 }
 
 /// A number from the environment, or `default`.
@@ -49,11 +49,14 @@ pub fn invoked_as_bench() -> bool {
     std::env::args().any(|a| a == "--bench")
 }
 
-/// `WALDB_BENCH_DIR`, or `target/bench-data`: on the disk being measured, not a tmpfs.
+/// `WALDB_BENCH_DIR`, or `bench-data` in cargo's temporary directory for benchmarks (inside the
+/// target directory, wherever it is): on the disk being measured, not a tmpfs.
 pub fn bench_root() -> PathBuf {
-    let root = std::env::var_os("WALDB_BENCH_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-data"));
+    let root = std::env::var_os("WALDB_BENCH_DIR").map(PathBuf::from).unwrap_or_else(|| {
+        // Set for benchmarks; the `waldb` tool, which shares this module, builds without it.
+        let tmp = option_env!("CARGO_TARGET_TMPDIR").map_or_else(std::env::temp_dir, PathBuf::from);
+        tmp.join("bench-data")
+    });
     std::fs::create_dir_all(&root).unwrap();
     root
 }

@@ -66,11 +66,11 @@ mod snapshots;
 mod txn;
 
 pub use key::Key;
-pub use options::{DbOptions, Isolation};
+pub use options::{DbOptions, Isolation, Limits};
 pub use txn::{Commit, Transaction};
 
 use std::collections::VecDeque;
-use std::ops::Bound;
+use std::ops::{Bound, RangeBounds};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::sync::{Arc, Condvar, Mutex};
@@ -301,6 +301,10 @@ pub(crate) struct Inner<D: Disk + Clone, C: Clock + Clone> {
     dir: PathBuf,
     disk: D,
     options: DbOptions,
+    /// `options.limits()`, resolved once.
+    limits: Limits,
+    /// For the waits of [`Db::transact`] between attempts.
+    clock: C,
     wal: Wal<D, C>,
     memtable: Memtable,
     sequencer: Mutex<Sequencer>,
@@ -392,9 +396,10 @@ impl<D: Disk + Clone, C: Clock + Clone> Db<D, C> {
         }
         let memtable = Memtable::new();
         let cp_path = dir.join(CHECKPOINT_FILE);
+        let size_limits = options.limits();
         let limits = CheckpointLimits {
-            key_bytes_max: options.key_bytes_max,
-            value_bytes_max: options.value_bytes_max,
+            key_bytes_max: size_limits.key_bytes_max,
+            value_bytes_max: size_limits.value_bytes_max,
         };
         let mut checkpoint = None;
         let mut checkpoint_entries = 0;
@@ -472,12 +477,14 @@ impl<D: Disk + Clone, C: Clock + Clone> Db<D, C> {
                 ),
             ));
         }
-        let wal = Wal::from_writer(disk.clone(), clock, writer, options.wal_config())?;
+        let wal = Wal::from_writer(disk.clone(), clock.clone(), writer, options.wal_config())?;
         let first_txn = (epoch << TXN_COUNTER_BITS).max(next_txn_floor).max(1);
         let inner = Arc::new(Inner {
             dir: dir.to_path_buf(),
             disk,
             options,
+            limits: size_limits,
+            clock,
             wal,
             memtable,
             sequencer: Mutex::new(Sequencer::default()),
@@ -517,6 +524,15 @@ impl<D: Disk + Clone, C: Clock + Clone> Db<D, C> {
             lsn: reached,
             epoch,
         };
+        tracing::info!(
+            dir = %dir.display(),
+            checkpoint_lsn = report.checkpoint_lsn.map(|l| l.0),
+            checkpoint_entries = report.checkpoint_entries,
+            txns_replayed = report.txns_replayed,
+            lsn = report.lsn.0,
+            epoch,
+            "database opened"
+        );
         Ok((Db { inner }, report))
     }
 
@@ -544,7 +560,65 @@ impl<D: Disk + Clone, C: Clock + Clone> Db<D, C> {
         Ok(Transaction::new(Arc::clone(&self.inner), id, snapshot, isolation))
     }
 
-    /// Reads `key` from a snapshot of everything visible now.
+    /// Runs `f` in a transaction and commits it with the database's durability (blocking),
+    /// returning what `f` returned. When the commit fails with a retryable error
+    /// ([`Error::is_retryable`]: a conflict), the whole transaction runs again from a fresh
+    /// snapshot — so `f` must do nothing outside the transaction that it cannot repeat — up to
+    /// [`DbOptions::txn_retries_max`] more times, after a wait that doubles from a fiftieth of
+    /// [`DbOptions::txn_backoff_max`] up to it (less a part that differs between transactions,
+    /// so that two that conflicted do not meet again). An error of `f` aborts the transaction
+    /// and is returned (run again too if it is retryable).
+    ///
+    /// ```
+    /// # fn main() -> waldb::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let db = waldb::Db::open(dir.path())?;
+    /// // A read-modify-write that concurrent callers may race on: retried on conflict.
+    /// let n = db.transact(|txn| {
+    ///     let n = txn.get(b"counter")?.map_or(0, |v| v[0]) + 1;
+    ///     txn.put(b"counter", &[n])?;
+    ///     Ok(n)
+    /// })?;
+    /// assert_eq!(n, 1);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// From async code, loop over [`Db::begin`] and `commit().await` instead: this blocks.
+    ///
+    /// # Errors
+    ///
+    /// `f`'s error, or the commit's (see [`Transaction::commit`]); a conflict once the retries
+    /// are spent.
+    pub fn transact<T>(&self, mut f: impl FnMut(&mut Transaction<D, C>) -> Result<T>) -> Result<T> {
+        let options = &self.inner.options;
+        let mut wait = options.txn_backoff_max / 50;
+        let mut attempt = 0u32;
+        loop {
+            let mut txn = self.begin()?;
+            let id = txn.id();
+            let result = match f(&mut txn) {
+                Ok(value) => txn.commit_blocking().map(|_| value),
+                Err(e) => Err(e),
+            };
+            match result {
+                Err(e) if e.is_retryable() && attempt < options.txn_retries_max => {
+                    attempt += 1;
+                    // Between half the wait and all of it, by the transaction id: no random
+                    // source outside the seams, and two ids differ in it.
+                    let spread = id.0.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 54; // 0..1024
+                    let nanos = u64::try_from(wait.as_nanos()).unwrap_or(u64::MAX);
+                    let jittered = nanos / 2 + (nanos / 2).saturating_mul(spread) / 1024;
+                    self.inner.clock.sleep(std::time::Duration::from_nanos(jittered));
+                    wait = (wait * 2).min(options.txn_backoff_max);
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Reads `key` from a snapshot of everything visible now. Outside any transaction: a read
+    /// here is in no transaction's read set, so nothing validates it against later commits —
+    /// read inside [`Db::transact`] or a [`Transaction`] for a read-modify-write.
     ///
     /// # Errors
     ///
@@ -554,15 +628,49 @@ impl<D: Disk + Clone, C: Clock + Clone> Db<D, C> {
         Ok(self.inner.memtable.get_latest(key, || self.visible_lsn()))
     }
 
-    /// Up to `limit` live pairs with keys in `range`, in key order, from a snapshot of
-    /// everything visible now.
-    pub fn scan(&self, range: (Bound<&[u8]>, Bound<&[u8]>), limit: usize) -> Vec<Pair> {
+    /// Every live pair with a key in `range`, in key order, from a snapshot of everything
+    /// visible now. The same range argument as [`Transaction::scan`]; outside any transaction
+    /// (see [`Db::get`]).
+    ///
+    /// ```
+    /// # fn main() -> waldb::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let db = waldb::Db::open(dir.path())?;
+    /// db.transact(|txn| {
+    ///     txn.put(b"user/1", b"ada")?;
+    ///     txn.put(b"user/2", b"grace")
+    /// })?;
+    /// assert_eq!(db.scan(&b"user/"[..]..&b"user0"[..])?.len(), 2);
+    /// assert_eq!(db.scan(..)?.len(), 2);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// None today; the `Result` leaves room for scans that read from disk.
+    pub fn scan<'k, R: RangeBounds<&'k [u8]>>(&self, range: R) -> Result<Vec<Pair>> {
+        self.scan_limit(range, usize::MAX)
+    }
+
+    /// Like [`Db::scan`], stopping after `limit` pairs.
+    ///
+    /// # Errors
+    ///
+    /// As [`Db::scan`].
+    pub fn scan_limit<'k, R: RangeBounds<&'k [u8]>>(&self, range: R, limit: usize) -> Result<Vec<Pair>> {
+        let bounds: (Bound<&[u8]>, Bound<&[u8]>) =
+            (range.start_bound().map(|k| *k), range.end_bound().map(|k| *k));
         // Any shard will do: the next transaction id spreads scans like transactions.
         let shard = self.inner.next_txn.load(SeqCst);
         let at = self.inner.take_snapshot(shard);
-        let out = self.inner.memtable.range(range, at, limit);
+        let out = self.inner.memtable.range(bounds, at, limit);
         self.inner.release_snapshot(shard, at);
-        out
+        Ok(out)
+    }
+
+    /// The size limits in force ([`DbOptions::limits`]).
+    pub fn limits(&self) -> Limits {
+        self.inner.limits
     }
 
     /// The visible LSN: a snapshot taken now reads every commit up to it.
@@ -756,6 +864,7 @@ fn auto_checkpoint_loop<D: Disk + Clone, C: Clock + Clone>(
         }
         let Some(inner) = weak.upgrade() else { return };
         if let Err(e) = inner.checkpoint() {
+            tracing::error!(dir = %inner.dir.display(), error = %e, "automatic checkpoint failed");
             *lock(&inner.last_checkpoint_error) = Some(e.to_string());
             if matches!(e, Error::Poisoned { .. } | Error::Closed) {
                 return;
@@ -766,7 +875,7 @@ fn auto_checkpoint_loop<D: Disk + Clone, C: Clock + Clone>(
 
 impl<D: Disk + Clone, C: Clock + Clone> Inner<D, C> {
     fn check_key(&self, key: &[u8]) -> Result<()> {
-        let max = self.options.key_bytes_max;
+        let max = self.limits.key_bytes_max;
         if key.len() as u64 > u64::from(max) {
             return Err(Error::TooLarge { what: "key", len: key.len() as u64, max: u64::from(max) });
         }
@@ -774,7 +883,7 @@ impl<D: Disk + Clone, C: Clock + Clone> Inner<D, C> {
     }
 
     fn check_value(&self, value: &[u8]) -> Result<()> {
-        let max = self.options.value_bytes_max;
+        let max = self.limits.value_bytes_max;
         if value.len() as u64 > u64::from(max) {
             return Err(Error::TooLarge { what: "value", len: value.len() as u64, max: u64::from(max) });
         }
@@ -912,6 +1021,13 @@ impl<D: Disk + Clone, C: Clock + Clone> Inner<D, C> {
             *last = Some(at);
             self.checkpoints.fetch_add(1, SeqCst);
         }
+        tracing::debug!(
+            lsn = report.lsn.map(|l| l.0),
+            entries = report.entries,
+            bytes = report.bytes,
+            segments_removed = report.segments_removed,
+            "checkpoint written"
+        );
         *lock(&self.last_checkpoint_error) = None;
         Ok(report)
     }

@@ -1,4 +1,11 @@
-//! [`DbOptions`]: everything a [`Db`](super::Db) is opened with, and [`Isolation`].
+//! [`DbOptions`]: everything a [`Db`](super::Db) is opened with; [`Limits`], the size limits
+//! in force; and [`Isolation`].
+//!
+//! Every option has a default that works with any valid value of the others: the size limits
+//! left unset follow the segment size ([`DbOptions::limits`]), so that changing one option
+//! never makes the defaults of the others invalid.
+
+use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::wal::{BatchConfig, Driver, Durability, RecoveryMode, WalConfig, WalOptions};
@@ -15,9 +22,22 @@ pub enum Isolation {
     Snapshot,
 }
 
-/// The options of a database. Start from [`DbOptions::default`] and change fields; every
-/// combination is checked by [`DbOptions::validate`] at open.
+/// The options of a database. Start from [`DbOptions::default`] and change what you need with
+/// the `with_` methods; every combination is checked by [`DbOptions::validate`] at open.
+///
+/// ```
+/// use std::time::Duration;
+/// use waldb::DbOptions;
+/// use waldb::wal::Durability;
+///
+/// let options = DbOptions::default()
+///     .with_durability(Durability::Buffered { every: Duration::from_millis(10) })
+///     .with_segment_bytes(1 << 20); // the size limits follow: no other change needed
+/// assert!(options.validate().is_ok());
+/// assert!(options.limits().txn_bytes_max < 1 << 20);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct DbOptions {
     /// When a commit is acknowledged (see [`Durability`]); each commit may choose its own with
     /// [`Transaction::commit_with`](super::Transaction::commit_with). Default `Sync`.
@@ -32,20 +52,53 @@ pub struct DbOptions {
     pub recovery: RecoveryMode,
     /// Default isolation of new transactions.
     pub isolation: Isolation,
-    /// The longest key. Default 64 KiB.
-    pub key_bytes_max: u32,
-    /// The longest value. Default 4 MiB.
-    pub value_bytes_max: u32,
+    /// The longest key. `None` (the default): 64 KiB, or a quarter of the largest transaction
+    /// if that is less.
+    pub key_bytes_max: Option<u32>,
+    /// The longest value. `None` (the default): 4 MiB, or what the largest transaction holds
+    /// besides the longest key if that is less.
+    pub value_bytes_max: Option<u32>,
     /// The largest transaction, encoded (about the sum of its keys and values plus 9 bytes per
-    /// operation). Default 8 MiB; at most what one WAL record can hold.
-    pub txn_bytes_max: u32,
+    /// operation). `None` (the default): 8 MiB, or what one WAL record of a segment holds (a
+    /// quarter of it, see [`WalOptions::record_payload_bytes_max`]) if that is less. An
+    /// explicit value must fit in one segment.
+    pub txn_bytes_max: Option<u32>,
     /// Take a checkpoint in the background once this many bytes of transactions were committed
     /// since the last one. `None` disables automatic checkpoints ([`Db::checkpoint`](super::Db::checkpoint)
     /// still works). Default 64 MiB.
     pub auto_checkpoint_bytes: Option<u64>,
     /// The largest checkpoint file read at open. Default 16 GiB.
     pub checkpoint_bytes_max: u64,
+    /// How many times [`Db::transact`](super::Db::transact) runs a transaction again after a
+    /// retryable failure ([`Error::is_retryable`]: a conflict) before it returns the error.
+    /// Default 16.
+    pub txn_retries_max: u32,
+    /// The longest wait of [`Db::transact`](super::Db::transact) between two attempts: waits
+    /// start at a fiftieth of it and double. Default 20 ms.
+    pub txn_backoff_max: Duration,
 }
+
+/// The size limits in force for a database: [`DbOptions::limits`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Limits {
+    /// The longest key.
+    pub key_bytes_max: u32,
+    /// The longest value.
+    pub value_bytes_max: u32,
+    /// The largest transaction, encoded.
+    pub txn_bytes_max: u32,
+}
+
+/// The default of [`DbOptions::txn_bytes_max`], when a segment holds it.
+pub const DEFAULT_TXN_BYTES_MAX: u32 = 8 << 20;
+/// The default of [`DbOptions::key_bytes_max`], when a transaction holds four of them.
+pub const DEFAULT_KEY_BYTES_MAX: u32 = 64 << 10;
+/// The default of [`DbOptions::value_bytes_max`], when a transaction holds it.
+pub const DEFAULT_VALUE_BYTES_MAX: u32 = 4 << 20;
+/// Encoded bytes of a transaction's header and one put's tag and lengths: a transaction of
+/// one put of a key of `k` and a value of `v` bytes takes `k + v + TXN_ONE_PUT_BYTES`.
+const TXN_ONE_PUT_BYTES: u32 = 12 + 9;
 
 impl Default for DbOptions {
     fn default() -> Self {
@@ -56,21 +109,80 @@ impl Default for DbOptions {
             segment_bytes: crate::wal::DEFAULT_SEGMENT_BYTES,
             recovery: RecoveryMode::default(),
             isolation: Isolation::Serializable,
-            key_bytes_max: 64 << 10,
-            value_bytes_max: 4 << 20,
-            txn_bytes_max: 8 << 20,
+            key_bytes_max: None,
+            value_bytes_max: None,
+            txn_bytes_max: None,
             auto_checkpoint_bytes: Some(64 << 20),
             checkpoint_bytes_max: 16 << 30,
+            txn_retries_max: 16,
+            txn_backoff_max: Duration::from_millis(20),
         }
     }
 }
 
+/// A `with_` setter for each field: `DbOptions` is `#[non_exhaustive]`, so that options can
+/// be added without breaking callers.
+macro_rules! setters {
+    ($($(#[$doc:meta])* $name:ident: $field:ident: $ty:ty;)*) => {
+        $(
+            $(#[$doc])*
+            #[must_use]
+            pub fn $name(mut self, $field: $ty) -> Self {
+                self.$field = $field;
+                self
+            }
+        )*
+    };
+}
+
 impl DbOptions {
+    setters! {
+        /// Sets [`DbOptions::durability`].
+        with_durability: durability: Durability;
+        /// Sets [`DbOptions::batch`].
+        with_batch: batch: BatchConfig;
+        /// Sets [`DbOptions::driver`].
+        with_driver: driver: Driver;
+        /// Sets [`DbOptions::segment_bytes`].
+        with_segment_bytes: segment_bytes: u64;
+        /// Sets [`DbOptions::recovery`].
+        with_recovery: recovery: RecoveryMode;
+        /// Sets [`DbOptions::isolation`].
+        with_isolation: isolation: Isolation;
+        /// Sets [`DbOptions::key_bytes_max`] (`None`: the default, which follows the others).
+        with_key_bytes_max: key_bytes_max: Option<u32>;
+        /// Sets [`DbOptions::value_bytes_max`] (`None`: the default, which follows the others).
+        with_value_bytes_max: value_bytes_max: Option<u32>;
+        /// Sets [`DbOptions::txn_bytes_max`] (`None`: the default, which follows the segment size).
+        with_txn_bytes_max: txn_bytes_max: Option<u32>;
+        /// Sets [`DbOptions::auto_checkpoint_bytes`] (`None`: no automatic checkpoints).
+        with_auto_checkpoint_bytes: auto_checkpoint_bytes: Option<u64>;
+        /// Sets [`DbOptions::checkpoint_bytes_max`].
+        with_checkpoint_bytes_max: checkpoint_bytes_max: u64;
+        /// Sets [`DbOptions::txn_retries_max`].
+        with_txn_retries_max: txn_retries_max: u32;
+        /// Sets [`DbOptions::txn_backoff_max`].
+        with_txn_backoff_max: txn_backoff_max: Duration;
+    }
+
+    /// The size limits in force: each one set, and for each left `None` its default, lowered
+    /// to what the segment size and the other limits allow.
+    pub fn limits(&self) -> Limits {
+        let record_max = WalOptions { segment_bytes: self.segment_bytes, ..WalOptions::default() }
+            .record_payload_bytes_max();
+        let txn = self.txn_bytes_max.unwrap_or(DEFAULT_TXN_BYTES_MAX.min(record_max));
+        let key = self.key_bytes_max.unwrap_or(DEFAULT_KEY_BYTES_MAX.min(txn / 4));
+        let value = self.value_bytes_max.unwrap_or(
+            DEFAULT_VALUE_BYTES_MAX.min(txn.saturating_sub(key).saturating_sub(TXN_ONE_PUT_BYTES)),
+        );
+        Limits { key_bytes_max: key, value_bytes_max: value, txn_bytes_max: txn }
+    }
+
     /// The log's options derived from these.
     pub fn wal_options(&self) -> WalOptions {
         WalOptions {
             segment_bytes: self.segment_bytes,
-            record_payload_bytes_max: Some(self.txn_bytes_max),
+            record_payload_bytes_max: Some(self.limits().txn_bytes_max),
             recovery: self.recovery,
         }
     }
@@ -93,19 +205,61 @@ impl DbOptions {
     /// [`Error::InvalidConfig`] saying what is wrong.
     pub fn validate(&self) -> Result<()> {
         let bad = |reason: String| Err(Error::InvalidConfig { reason });
-        if self.key_bytes_max == 0 {
+        let limits = self.limits();
+        if limits.key_bytes_max == 0 {
             return bad("key_bytes_max must be positive".into());
         }
-        let op_max = u64::from(self.key_bytes_max) + u64::from(self.value_bytes_max) + 9 + 12;
-        if u64::from(self.txn_bytes_max) < op_max {
+        let op_max = u64::from(limits.key_bytes_max)
+            + u64::from(limits.value_bytes_max)
+            + u64::from(TXN_ONE_PUT_BYTES);
+        if u64::from(limits.txn_bytes_max) < op_max {
             return bad(format!(
-                "txn_bytes_max ({}) must hold one put of the largest key and value ({op_max} bytes)",
-                self.txn_bytes_max
+                "txn_bytes_max ({}) must hold one put of the largest key ({}) and value ({}): {op_max} bytes",
+                limits.txn_bytes_max, limits.key_bytes_max, limits.value_bytes_max
             ));
         }
         if self.auto_checkpoint_bytes == Some(0) {
             return bad("auto_checkpoint_bytes must be positive (or None)".into());
         }
+        if self.txn_backoff_max > Duration::from_secs(10) {
+            return bad("txn_backoff_max above ten seconds is a configuration error".into());
+        }
         self.wal_config().validate()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Changing the segment size alone, to any valid size, gives valid options: the size
+    /// limits left unset follow it.
+    #[test]
+    fn defaults_stay_valid_when_the_segment_size_changes() {
+        let sizes =
+            [crate::wal::format::SEGMENT_BYTES_MIN, 8192, 64 << 10, 1 << 20, 8 << 20, 64 << 20, 1 << 30];
+        for segment_bytes in sizes {
+            let options = DbOptions::default().with_segment_bytes(segment_bytes);
+            assert!(options.validate().is_ok(), "{segment_bytes}: {:?}", options.validate());
+            let limits = options.limits();
+            assert!(limits.key_bytes_max > 0 && limits.value_bytes_max > 0, "{segment_bytes}: {limits:?}");
+            assert!(u64::from(limits.txn_bytes_max) < segment_bytes, "{segment_bytes}: {limits:?}");
+        }
+        let big = DbOptions::default().limits();
+        assert_eq!((big.key_bytes_max, big.value_bytes_max, big.txn_bytes_max), (64 << 10, 4 << 20, 8 << 20));
+    }
+
+    /// Explicit limits are kept as they are, and checked.
+    #[test]
+    fn explicit_limits_are_kept_and_checked() {
+        let o = DbOptions::default().with_key_bytes_max(Some(8)).with_txn_bytes_max(Some(1000));
+        assert_eq!(
+            o.limits(),
+            Limits { key_bytes_max: 8, value_bytes_max: 1000 - 8 - 21, txn_bytes_max: 1000 }
+        );
+        let bad = DbOptions::default().with_txn_bytes_max(Some(10));
+        assert!(matches!(bad.validate(), Err(Error::InvalidConfig { .. })));
+        let too_big = DbOptions::default().with_segment_bytes(1 << 20).with_txn_bytes_max(Some(2 << 20));
+        assert!(matches!(too_big.validate(), Err(Error::InvalidConfig { .. })));
     }
 }

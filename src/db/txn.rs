@@ -15,7 +15,7 @@ use super::memtable::Value;
 use super::{Inner, Isolation, OwnedBound, Pair, borrowed, lock};
 use crate::clock::{Clock, SystemClock};
 use crate::disk::{Disk, StdDisk};
-use crate::error::{Error, Result};
+use crate::error::{ConflictOn, Error, Result};
 use crate::types::{Lsn, TxnId};
 use crate::wal::{Durability, Op, RecordKind, Ticket, encode_txn, encode_txn_ops};
 
@@ -112,7 +112,7 @@ impl<D: Disk + Clone, C: Clock + Clone> Transaction<D, C> {
     /// # Errors
     ///
     /// [`Error::TooLarge`] for a key or value over its limit, or a transaction that would
-    /// exceed [`DbOptions::txn_bytes_max`](super::DbOptions::txn_bytes_max).
+    /// exceed [`Limits::txn_bytes_max`](super::Limits::txn_bytes_max).
     pub fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
         self.db.check_key(key)?;
         self.db.check_value(value)?;
@@ -131,7 +131,7 @@ impl<D: Disk + Clone, C: Clock + Clone> Transaction<D, C> {
 
     fn write(&mut self, key: &[u8], value: Option<Value>) -> Result<()> {
         let new = op_bytes(key, value.as_deref());
-        let max = u64::from(self.db.options.txn_bytes_max);
+        let max = u64::from(self.db.limits.txn_bytes_max);
         // One search: the key is shared (`Arc`) before it is known to be new, which costs an
         // allocation only when a transaction writes the same key twice.
         let entry = self.writes.entry(key.into());
@@ -232,8 +232,11 @@ impl<D: Disk + Clone, C: Clock + Clone> Transaction<D, C> {
     ///
     /// # Errors (when the `Commit` resolves)
     ///
-    /// [`Error::Conflict`] if validation failed (nothing was written); [`Error::Poisoned`] if
-    /// the log failed; [`Error::Closed`] after [`Db::close`](super::Db::close).
+    /// Nothing was written, certainly, after [`Error::Conflict`] (validation failed: run the
+    /// transaction again), [`Error::Poisoned`] (the log had failed before this commit reached
+    /// it), [`Error::Closed`] (after [`Db::close`](super::Db::close)) or
+    /// [`Error::TooLarge`]. [`Error::CommitUnknown`]: the commit reached the log, then the log
+    /// failed; it may or may not be durable.
     pub fn commit(self) -> Commit<D, C> {
         let durability = self.db.options.durability;
         self.commit_with(durability)
@@ -276,21 +279,22 @@ impl<D: Disk + Clone, C: Clock + Clone> Transaction<D, C> {
         }
     }
 
-    /// The reason of the first scanned range in which `written_after` finds a key.
+    /// The conflict of the first scanned range in which `written_after` finds a key.
     fn range_conflict(
         &self,
         written_after: impl Fn((Bound<&[u8]>, Bound<&[u8]>)) -> Option<Key>,
-    ) -> Option<String> {
+    ) -> Option<Conflict> {
         self.ranges
             .iter()
             .find_map(|(s, e)| written_after((borrowed(s), borrowed(e))))
-            .map(|k| range_conflict_reason(&k))
+            .map(|k| range_conflict(&k))
     }
 
     /// Counts a failed validation; the error for it.
-    fn conflict(&self, reason: String) -> Error {
+    fn conflict(&self, found: Conflict) -> Error {
         self.db.conflicts.fetch_add(1, SeqCst);
-        Error::Conflict { reason }
+        let Conflict { key, on, reason } = found;
+        Error::Conflict { key, on, reason }
     }
 
     /// The serial step: validate, append, install versions. No I/O happens here unless the
@@ -328,30 +332,33 @@ impl<D: Disk + Clone, C: Clock + Clone> Transaction<D, C> {
         let mut seq = super::lock_spinning(&db.sequencer);
         // The points, under the lock: the newest version of a key is its last write.
         slots.iter_mut().zip(self.writes.keys()).for_each(|(s, k)| db.memtable.confirm(s, k));
-        let written_after = |k: &[u8], newest: Option<Lsn>| {
-            newest.filter(|l| *l > self.snapshot).map(|l| conflict_on_key(k, l))
+        let written_after = |k: &[u8], newest: Option<Lsn>, on: ConflictOn| {
+            newest.filter(|l| *l > self.snapshot).map(|l| conflict_on_key(k, l, on))
         };
         let conflict = self
             .reads
             .iter()
             .zip(&read_slots)
-            .find_map(|(k, s)| written_after(k, db.memtable.newest_lsn_in(s, k)))
-            .or_else(|| self.writes.keys().zip(&slots).find_map(|(k, s)| written_after(k, s.newest_lsn())))
+            .find_map(|(k, s)| written_after(k, db.memtable.newest_lsn_in(s, k), ConflictOn::Read))
+            .or_else(|| {
+                let mut writes = self.writes.keys().zip(&slots);
+                writes.find_map(|(k, s)| written_after(k, s.newest_lsn(), ConflictOn::Write))
+            })
             .or(ranges.flatten())
             .or_else(|| {
                 if !serializable || self.ranges.is_empty() {
                     return None;
                 }
                 match seq.range_written_above(&self.ranges, watermark) {
-                    Some(key) => key.map(range_conflict_reason),
+                    Some(key) => key.map(range_conflict),
                     // Entries above the watermark were dropped: the whole check again, here.
                     None => self.range_conflict(|r| db.memtable.first_written_after(r, self.snapshot)),
                 }
             });
-        if let Some(reason) = conflict {
+        if let Some(found) = conflict {
             db.memtable.release(slots);
             drop(seq);
-            return Err(self.conflict(reason));
+            return Err(self.conflict(found));
         }
         let appended = if crate::mutation::active(crate::mutation::Mutation::TornTransaction) && ops.len() > 1
         {
@@ -410,12 +417,23 @@ impl Drop for RangeCheck<'_> {
     }
 }
 
-fn range_conflict_reason(key: &[u8]) -> String {
-    format!("a key in a scanned range ({}) was written after the snapshot", show(key))
+/// What validation found: the parts of an [`Error::Conflict`].
+struct Conflict {
+    key: Box<[u8]>,
+    on: ConflictOn,
+    reason: String,
 }
 
-fn conflict_on_key(key: &[u8], lsn: Lsn) -> String {
-    format!("key {} was written by the commit at LSN {lsn}, after the snapshot", show(key))
+fn range_conflict(key: &[u8]) -> Conflict {
+    let reason = format!("a key in a scanned range ({}) was written after the snapshot", show(key));
+    Conflict { key: key.into(), on: ConflictOn::ScannedRange, reason }
+}
+
+fn conflict_on_key(key: &[u8], lsn: Lsn, on: ConflictOn) -> Conflict {
+    let how = if on == ConflictOn::Read { "read" } else { "written" };
+    let reason =
+        format!("key {} ({how} here) was written by the commit at LSN {lsn}, after the snapshot", show(key));
+    Conflict { key: key.into(), on, reason }
 }
 
 /// A key for an error message: text if it is printable, else hex; at most 64 bytes.
@@ -475,9 +493,9 @@ impl<D: Disk + Clone, C: Clock + Clone> std::fmt::Debug for Commit<D, C> {
 impl<D: Disk + Clone, C: Clock + Clone> Commit<D, C> {
     /// The LSN this commit was given, known as soon as [`Transaction::commit`] returns: `None`
     /// if it wrote nothing or was refused before reaching the log (a conflict, a closed
-    /// database). When the commit then fails (the log failed), its outcome is unknown — after a
-    /// crash it is wholly present or wholly absent, and present only if every commit before
-    /// this LSN is; this LSN places it in that order.
+    /// database). A commit with an LSN that then fails resolves to [`Error::CommitUnknown`]
+    /// with this LSN: after a crash it is wholly present or wholly absent, and present only if
+    /// every commit before this LSN is.
     pub fn lsn(&self) -> Option<Lsn> {
         self.lsn
     }
@@ -505,7 +523,11 @@ impl<D: Disk + Clone, C: Clock + Clone> Commit<D, C> {
     fn settle(&mut self, r: Result<Lsn>, blocked: Option<Lsn>) -> Option<Result<Lsn>> {
         let lsn = match r {
             Ok(lsn) => blocked.unwrap_or(lsn),
-            Err(e) => return Some(Err(e)),
+            Err(cause) => {
+                // It has a ticket, so it reached the log: whether it is durable is unknown.
+                let lsn = self.lsn.expect("a commit with a ticket was sequenced");
+                return Some(Err(Error::CommitUnknown { lsn, cause: Arc::new(cause) }));
+            }
         };
         if let Some(blocker) = self.db.visibility_blocker(lsn) {
             self.state = State::Blocked { lsn, ticket: self.db.wal.sync_ticket(blocker) };

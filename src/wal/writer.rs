@@ -216,6 +216,7 @@ impl<D: Disk> LogWriter<D> {
     ///
     /// [`Error::InvalidConfig`] for bad options and [`Error::Io`] for failed file operations.
     pub fn resume(disk: D, dir: &Path, opts: WalOptions, report: &RecoveryReport) -> Result<Self> {
+        trace_recovery(dir, report);
         opts.validate()?;
         let listing = list_segments(&disk, dir)?;
         for temp in &listing.temp_files {
@@ -601,5 +602,30 @@ mod tests {
         let read: Vec<Vec<u8>> = records.into_iter().map(|r| r.payload.to_vec()).collect();
         assert_eq!(read, appended);
         assert!(disk.stats().bytes_written > 2 * opts.segment_bytes, "the log rotated");
+    }
+}
+
+/// The events of a recovery: how the log ended, at `info`; a cut torn tail or a stop at
+/// corruption, with what was dropped, at `warn`.
+fn trace_recovery(dir: &Path, report: &RecoveryReport) {
+    match &report.end {
+        crate::wal::LogEnd::Clean => tracing::info!(
+            dir = %dir.display(),
+            records = report.records,
+            last_lsn = report.last_lsn.map(|l| l.0),
+            "log recovered: clean end"
+        ),
+        crate::wal::LogEnd::TornTail(cut) | crate::wal::LogEnd::Stopped(cut) => tracing::warn!(
+            dir = %dir.display(),
+            records = report.records,
+            last_lsn = report.last_lsn.map(|l| l.0),
+            file = %cut.file.display(),
+            offset = cut.offset,
+            dropped_bytes = cut.dropped_bytes,
+            dropped_records = cut.dropped_records,
+            reason = %cut.reason,
+            "log recovered: {} cut",
+            if matches!(report.end, crate::wal::LogEnd::TornTail(_)) { "a torn tail" } else { "the log (point in time)" }
+        ),
     }
 }

@@ -293,15 +293,13 @@ impl Shared {
 }
 
 fn options() -> DbOptions {
-    DbOptions {
-        driver: Driver::Manual,
-        segment_bytes: 64 << 10,
-        key_bytes_max: 64,
-        value_bytes_max: 1024,
-        txn_bytes_max: 16 << 10,
-        auto_checkpoint_bytes: None,
-        ..DbOptions::default()
-    }
+    DbOptions::default()
+        .with_driver(Driver::Manual)
+        .with_segment_bytes(64 << 10)
+        .with_key_bytes_max(Some(64))
+        .with_value_bytes_max(Some(1024))
+        .with_txn_bytes_max(Some(16 << 10))
+        .with_auto_checkpoint_bytes(None)
 }
 
 fn scan_all(db: &NodeDb) -> Result<Vec<Pair>, Error> {
@@ -548,7 +546,7 @@ async fn supervise(seed: u64, shared: Arc<Mutex<Shared>>) {
     s.out.faults_injected = injected(&disk);
     let opened = Db::open_with(disk.clone(), waldb::SimClock::new(), Path::new(DIR), options());
     let checked = opened.map_err(|e| format!("the final open failed: {e}")).and_then(|(db, _)| {
-        let pairs = db.scan((std::ops::Bound::Unbounded, std::ops::Bound::Unbounded), usize::MAX);
+        let pairs = db.scan(..).unwrap();
         let n = check_recovered(&mut s, &pairs);
         drop(db);
         n

@@ -74,12 +74,12 @@ fn madsim_is_deterministic() {
     }
 }
 
-/// The harness has teeth: with each planted bug of `waldb::mutation` some seed of the first
+/// The harness has teeth: with each planted bug of `waldb::sim::mutation` some seed of the first
 /// 400 breaks an invariant, and the failure names the seed and the replay command.
 #[cfg(feature = "mutants")]
 #[test]
 fn madsim_catches_planted_bugs() {
-    use waldb::mutation::{self, Mutation};
+    use waldb::sim::mutation::{self, Mutation};
     for m in Mutation::ALL {
         mutation::plant(Some(m));
         let caught = (0..400).find_map(|seed| run_seed(seed).err());

@@ -124,6 +124,10 @@ use crate::sync::{
 };
 use crate::types::{Lsn, SegmentId};
 
+/// A sync slower than this is logged (`warn`): on a healthy disk one takes well under a
+/// millisecond to a few.
+const SLOW_SYNC_NS: u64 = 200_000_000;
+
 /// Satisfied waiters each waker unparks (see `State::woken`): a group of N wakes in about
 /// log2(N) rounds of system calls made on many cores, not N made by the leader alone.
 #[cfg(not(loom))]
@@ -347,6 +351,7 @@ impl Wake {
 
 /// A fault a test plants in the flusher (feature `sim`).
 #[cfg(feature = "sim")]
+#[doc(hidden)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PlantedPanic {
     /// Panic inside the next flusher step, after its write (and sync, where it syncs: one
@@ -783,8 +788,10 @@ impl<D: Disk, C: Clock> Wal<D, C> {
         }
     }
 
-    /// Plants a panic in the flusher, for tests of the failure paths.
+    /// Plants a panic in the flusher, for tests of the failure paths (feature `sim`; hidden:
+    /// no build that serves data calls it).
     #[cfg(feature = "sim")]
+    #[doc(hidden)]
     pub fn plant_panic(&self, at: PlantedPanic) {
         *self.shared.planted.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(at);
     }
@@ -1405,6 +1412,9 @@ impl<D: Disk, C: Clock> Shared<D, C> {
         self.stats.note_error(&e);
         let (cause, wakers) = {
             let mut st = lock(&self.state);
+            if st.failed.is_none() {
+                tracing::error!(cause = %e, "the log is poisoned: every commit fails until it is reopened");
+            }
             let cause = Arc::clone(st.failed.get_or_insert_with(|| Arc::new(e)));
             // Set under the lock after the cause, so whoever sees the flag finds the cause.
             self.poisoned.store(true, SeqCst);
@@ -1605,6 +1615,9 @@ impl<D: Disk, C: Clock> Shared<D, C> {
         }
         if synced {
             self.stats.sync_latency.record(io_ns);
+            if io_ns > SLOW_SYNC_NS {
+                tracing::warn!(sync_ms = io_ns / 1_000_000, records = take.records, "a slow sync of the log");
+            }
             self.handon.synced(io_ns);
             // The publish below is this sync's (the next step starts after it: this step holds
             // the flusher). Not under loom: the load would add interleavings to every model.
@@ -1744,6 +1757,7 @@ impl<D: Disk, C: Clock> Shared<D, C> {
             }
             Err(e) => {
                 // Not poisoned: rotation will prepare inline (and fail-stop if that fails).
+                tracing::warn!(segment = id.0, error = %e, "preparing the next log segment failed; rotation will try inline");
                 prep.slot = Prep::Idle;
                 self.stats.prepare_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 self.stats.note_error(&e);
@@ -1781,6 +1795,7 @@ impl<D: Disk, C: Clock> Shared<D, C> {
         let outcome: std::thread::Result<()> = Ok(self.worker_loop());
         if let Err(payload) = outcome {
             let message = panic_message(&*payload);
+            tracing::error!(%message, degrade = self.config.degrade_on_thread_death, "the log's background thread panicked");
             if self.config.degrade_on_thread_death {
                 self.stats.note_error(&Error::FlusherPanicked { message });
                 let mut st = lock(&self.state);

@@ -369,7 +369,8 @@ impl Sim {
     /// Checks the whole state of `db` against the model at `lsn`.
     fn check_state(&mut self, db: &SimDb, lsn: Lsn, when: &str) {
         let got: BTreeMap<Key, Val> = db
-            .scan((Bound::Unbounded, Bound::Unbounded), usize::MAX)
+            .scan(..)
+            .expect("a scan reads memory only")
             .into_iter()
             .map(|(k, v)| (k.to_vec(), v.to_vec()))
             .collect();
@@ -635,7 +636,8 @@ impl Sim {
         } else {
             let (lo, hi) = self.range();
             let got: Vec<(Key, Val)> = db
-                .scan((Bound::Included(&lo[..]), Bound::Excluded(&hi[..])), usize::MAX)
+                .scan(&lo[..]..&hi[..])
+                .expect("a scan reads memory only")
                 .into_iter()
                 .map(|(k, v)| (k.to_vec(), v.to_vec()))
                 .collect();
@@ -877,11 +879,15 @@ impl Sim {
                 self.event(format!("c{c} ack {l}"));
             }
             (Ok(l), None) => self.event(format!("c{c} read-only commit at {l}")),
-            (Err(Error::Conflict { reason }), None) => {
+            (Err(Error::Conflict { reason, .. }), None) => {
                 self.out.conflicts += 1;
                 self.event(format!("c{c} conflict: {reason}"));
             }
             (Err(e), lsn) => {
+                // A failed commit says whether it reached the log: unknown exactly when it did.
+                if matches!(e, Error::CommitUnknown { .. }) != lsn.is_some() {
+                    self.fail(&format!("c{c} commit {lsn:?} failed with {e}: the wrong outcome"));
+                }
                 if let Some(l) = lsn {
                     self.model.commits.get_mut(&l).expect("sequenced").failed = true;
                     self.out.commits_failed += 1;
@@ -1008,9 +1014,9 @@ fn run(seed: u64, seed_options: SeedOptions) -> Outcome {
             batch_records_max: 1 + small::<u32>(rng.below(8)),
             ..BatchConfig::default()
         },
-        key_bytes_max: 64,
-        value_bytes_max: 2048,
-        txn_bytes_max: 6000,
+        key_bytes_max: Some(64),
+        value_bytes_max: Some(2048),
+        txn_bytes_max: Some(6000),
         ..DbOptions::default()
     };
     let clients = 1 + rng.below_usize(5);

@@ -23,7 +23,7 @@
 //! (acknowledged or recovered) before it began, each whole, with a counter equal to the
 //! increments it holds; the `Sync` transactions it holds are durable from then on.
 //!
-//! The database campaign ([`crate::campaign`]) has its own, finer model (key for key, at every
+//! The database campaign ([`crate::sim::campaign`]) has its own, finer model (key for key, at every
 //! LSN); this one is what a harness that cannot see inside the scheduler can check.
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -192,13 +192,10 @@ fn closed_stdout_is_an_error_not_a_panic() {
 }
 
 #[test]
-fn usage_errors_exit_64_and_help_exits_0() {
-    let o = waldb(&["wal"]);
-    assert_eq!(code(&o), 64, "{}", stderr(&o));
-    let o = waldb(&["wal", "verify"]);
-    assert_eq!(code(&o), 64);
-    let o = waldb(&["frobnicate"]);
-    assert_eq!(code(&o), 64);
+fn usage_errors_exit_64_on_one_line_and_help_exits_0() {
+    for args in [&["wal"][..], &["wal", "verify"], &["frobnicate"], &["get"]] {
+        assert_one_line_error(&waldb(args), 64, "see waldb --help");
+    }
     let o = waldb(&["--help"]);
     assert_eq!(code(&o), 0);
     assert!(stdout(&o).contains("wal"));
@@ -225,9 +222,7 @@ fn sim_runs_a_campaign_and_prints_what_it_injected_and_checked() {
         stdout(&again).lines().next().map(|l| l.rsplit(' ').next()),
         out.lines().next().map(|l| l.rsplit(' ').next())
     );
-    let bad = waldb(&["sim", "--faults", "sometimes"]);
-    assert_eq!(code(&bad), 64);
-    assert!(stderr(&bad).contains("--faults is mixed, none or all"));
+    assert_one_line_error(&waldb(&["sim", "--faults", "sometimes"]), 64, "--faults");
 }
 
 #[test]
@@ -249,4 +244,33 @@ fn bench_prints_its_tables_and_removes_its_directory() {
     let o = waldb(&["bench", path(&tmp.path().join("other")), "--seconds", "0"]);
     assert_eq!(code(&o), 64);
     assert!(stderr(&o).contains("--seconds is between 0.05 and 600"), "{}", stderr(&o));
+}
+
+/// Every argument of `stress` is bounded before it is used: out of range, it is a one-line
+/// usage error (exit 64) — never a panic, an abort, a huge allocation or a failed thread
+/// spawn — and nothing is created.
+#[test]
+fn stress_bounds_every_argument_before_using_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("db");
+    for (args, needle) in [
+        (&["--value-size", "18446744073709551615"][..], "--value-size"),
+        (&["--value-size", "5000000"], "--value-size"),
+        (&["--writers", "4294967295"], "--writers"),
+        (&["--writers", "100000"], "--writers"),
+        (&["--writers", "0"], "--writers"),
+        (&["--seconds", "1e300"], "--seconds"),
+        (&["--seconds", "NaN"], "--seconds"),
+        (&["--seconds=-1"], "--seconds"),
+        (&["--durability", "sometimes"], "--durability"),
+    ] {
+        let mut all = vec!["stress", path(&dir)];
+        all.extend_from_slice(args);
+        assert_one_line_error(&waldb(&all), 64, needle);
+        assert!(!dir.exists(), "{args:?}: nothing is created");
+    }
+    // In range, it runs.
+    let o = waldb(&["stress", path(&dir), "--writers", "2", "--seconds", "0.1", "--durability", "buffered"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(stdout(&o).lines().all(|l| l.starts_with("ACK ")), "{}", stdout(&o));
 }

@@ -38,7 +38,7 @@ mod db_cmd;
 #[path = "waldb/sim_cmd.rs"]
 mod sim_cmd;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -103,19 +103,18 @@ enum Command {
     Stress {
         /// The database directory.
         dir: PathBuf,
-        /// Concurrent writers.
-        #[arg(long, default_value_t = 4)]
+        /// Concurrent writers, 1 to 1024.
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=i64::from(WRITERS_MAX)))]
         writers: u32,
-        /// How long to run.
-        #[arg(long, default_value_t = 10.0)]
+        /// How long to run, in seconds (at most a year).
+        #[arg(long, default_value_t = 10.0, value_parser = seconds)]
         seconds: f64,
-        /// `sync` (acknowledge after fdatasync) or `buffered` (acknowledge when queued, sync
-        /// every 10 ms).
-        #[arg(long, default_value = "sync")]
-        durability: String,
-        /// Bytes per value (at least the `k=<k>;` prefix).
+        /// When a commit is acknowledged.
+        #[arg(long, value_enum, default_value_t = StressDurability::Sync)]
+        durability: StressDurability,
+        /// Bytes per value (at least the `k=<k>;` prefix; at most the database's value limit).
         #[arg(long, default_value_t = 100)]
-        value_size: usize,
+        value_size: u64,
     },
     /// Measure commits on this disk: fdatasync latency, thread scaling (1–128 committers),
     /// batch size and contention, each in `Sync` and `Buffered` (about a minute). Prints
@@ -124,8 +123,8 @@ enum Command {
         /// A directory to create on the disk to measure (removed at the end; it must not
         /// exist). Default: `waldb-bench-data` in the current directory.
         dir: Option<PathBuf>,
-        /// Seconds per measured cell (there are 30).
-        #[arg(long, default_value_t = 1.5)]
+        /// Seconds per measured cell (there are 30; at most a year).
+        #[arg(long, default_value_t = 1.5, value_parser = seconds)]
         seconds: f64,
     },
     /// Run the deterministic crash-recovery campaign of the database over a range of seeds.
@@ -137,9 +136,9 @@ enum Command {
         /// The first seed.
         #[arg(long, default_value_t = 0)]
         from: u64,
-        /// Which seeds inject I/O errors and disk full: `mixed` (about one in three), `none`, `all`.
-        #[arg(long, default_value = "mixed")]
-        faults: String,
+        /// Which seeds inject I/O errors and disk full.
+        #[arg(long, value_enum, default_value_t = sim_cmd::FaultsArg::Mixed)]
+        faults: sim_cmd::FaultsArg,
         /// Print every event of every seed (for replaying one).
         #[arg(long)]
         verbose: bool,
@@ -160,6 +159,30 @@ enum WalCommand {
     },
 }
 
+/// When `stress` acknowledges a commit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum StressDurability {
+    /// After fdatasync.
+    Sync,
+    /// Once queued; the log syncs every 10 ms.
+    Buffered,
+}
+
+/// The most writers `stress` runs: each is a thread.
+const WRITERS_MAX: u32 = 1024;
+/// The longest `--seconds`: a year.
+const SECONDS_MAX: f64 = 365.0 * 24.0 * 3600.0;
+
+/// Parses `--seconds`: a finite number from 0 to [`SECONDS_MAX`].
+fn seconds(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|e| format!("{e}"))?;
+    if v.is_finite() && (0.0..=SECONDS_MAX).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("must be from 0 to {SECONDS_MAX} seconds"))
+    }
+}
+
 const EXIT_HEALTHY: u8 = 0;
 const EXIT_TORN_TAIL: u8 = 1;
 const EXIT_CORRUPT: u8 = 2;
@@ -169,10 +192,17 @@ const EXIT_USAGE: u8 = 64;
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(e) => {
-            let code = if e.use_stderr() { EXIT_USAGE } else { EXIT_HEALTHY };
+        Err(e) if !e.use_stderr() => {
+            // --help and --version: the whole text on stdout.
             let _ = e.print();
-            return ExitCode::from(code);
+            return ExitCode::from(EXIT_HEALTHY);
+        }
+        Err(e) => {
+            // A usage error is one line, as every other error (`waldb --help` has the rest).
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or("bad usage").trim_start_matches("error: ");
+            let _ = writeln!(std::io::stderr(), "waldb: error: {first} (see waldb --help)");
+            return ExitCode::from(EXIT_USAGE);
         }
     };
     let result = match cli.command {
@@ -184,13 +214,13 @@ fn main() -> ExitCode {
         Command::Scan { dir, from, to } => db_cmd::scan(&dir, from.as_deref(), to.as_deref()),
         Command::Checkpoint { dir } => db_cmd::checkpoint(&dir),
         Command::Stress { dir, writers, seconds, durability, value_size } => {
-            db_cmd::stress(&dir, writers, seconds, &durability, value_size)
+            db_cmd::stress(&dir, writers, seconds, durability, value_size)
         }
         Command::Bench { dir, seconds } => {
             bench_cmd::run(&dir.unwrap_or_else(|| PathBuf::from("waldb-bench-data")), seconds)
         }
         #[cfg(feature = "sim")]
-        Command::Sim { seeds, from, faults, verbose } => Ok(sim_cmd::run(seeds, from, &faults, verbose)),
+        Command::Sim { seeds, from, faults, verbose } => Ok(sim_cmd::run(seeds, from, faults, verbose)),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -400,10 +400,15 @@ impl DiskFile for StdFile {
 mod tests {
     use super::*;
 
-    /// A fresh temporary directory in each of the system's temporary directory and `target/`
-    /// (a tmpfs refuses `O_DIRECT`, ext4 takes it), with the place it is in (for messages).
+    /// A fresh temporary directory in each of the system's temporary directory (often a
+    /// tmpfs, which refuses `O_DIRECT`) and the directory of this test binary (inside the
+    /// target directory, wherever `CARGO_TARGET_DIR` put it: on the disk that holds the build,
+    /// which takes `O_DIRECT` where it is ext4 or xfs), with the place it is in (for messages).
+    /// Both exist whenever the test runs; `<crate>/target` need not.
     fn test_dirs() -> Vec<(std::path::PathBuf, tempfile::TempDir)> {
-        [std::env::temp_dir(), Path::new(env!("CARGO_MANIFEST_DIR")).join("target")]
+        let exe = std::env::current_exe().expect("the test binary's path");
+        let build = exe.parent().expect("the test binary's directory").to_path_buf();
+        [std::env::temp_dir(), build]
             .into_iter()
             .map(|root| {
                 let dir = tempfile::tempdir_in(&root).expect("temporary directory");
@@ -415,7 +420,7 @@ mod tests {
     /// `write_pages_at` writes exactly its bytes, whatever the alignment of the buffer, the
     /// offset and the length, over several `O_DIRECT` pieces, after a rename, and after
     /// writes through the cache to the same pages; reads through the cache see them. Run in
-    /// the system's temporary directory and in `target/`; where the filesystem takes
+    /// the system's temporary directory and beside the test binary; where the filesystem takes
     /// `O_DIRECT`, the file must have written past the cache.
     #[cfg(target_os = "linux")]
     #[test]
@@ -470,7 +475,7 @@ mod tests {
     /// (`RWF_DSYNC`) only where the filesystem takes `O_DIRECT` and nothing else was written
     /// since the last sync (through the cache or past it) nor the length changed: otherwise it
     /// writes and syncs in two calls, after which one call is allowed again. Run in the system's
-    /// temporary directory and in `target/`.
+    /// temporary directory and beside the test binary.
     #[cfg(target_os = "linux")]
     #[test]
     fn write_pages_synced_at_is_one_call_only_with_nothing_else_unsynced() {
@@ -523,7 +528,7 @@ mod tests {
 
     /// Over a file full of ones, `write_zeros` leaves exactly `len` zeros and the rest as it
     /// was, for lengths that are and are not multiples of the `O_DIRECT` alignment. Run both in
-    /// the system's temporary directory and in `target/` (tmpfs refuses `O_DIRECT`, ext4 takes it).
+    /// the system's temporary directory and beside the test binary (tmpfs refuses `O_DIRECT`, ext4 takes it).
     #[test]
     fn write_zeros_writes_exactly_the_zeros_asked_for() {
         for (root, dir) in test_dirs() {

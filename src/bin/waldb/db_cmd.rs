@@ -57,7 +57,7 @@ pub(crate) fn scan(dir: &Path, from: Option<&str>, to: Option<&str>) -> Result<u
     let db = open(dir, DbOptions::default())?;
     let start = from.map_or(Bound::Unbounded, |f| Bound::Included(f.as_bytes()));
     let end = to.map_or(Bound::Unbounded, |t| Bound::Excluded(t.as_bytes()));
-    let pairs = db.scan((start, end), usize::MAX);
+    let pairs = db.scan((start, end))?;
     db.close()?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     for (k, v) in pairs {
@@ -99,34 +99,37 @@ pub(crate) fn stress(
     dir: &Path,
     writers: u32,
     seconds: f64,
-    durability: &str,
-    value_size: usize,
+    durability: super::StressDurability,
+    value_size: u64,
 ) -> Result<u8, Error> {
     let durability = match durability {
-        "sync" => Durability::Sync,
-        "buffered" => Durability::Buffered { every: Duration::from_millis(10) },
-        other => {
-            return Err(Error::InvalidConfig {
-                reason: format!("--durability must be sync or buffered, not {other:?}"),
-            });
-        }
+        super::StressDurability::Sync => Durability::Sync,
+        super::StressDurability::Buffered => Durability::Buffered { every: Duration::from_millis(10) },
     };
-    if writers == 0 || !(seconds.is_finite() && seconds >= 0.0) {
-        return Err(Error::InvalidConfig {
-            reason: "--writers must be positive and --seconds finite".into(),
-        });
-    }
+    // Every argument is bounded before anything is allocated or spawned (clap bounds the
+    // writers and seconds; the value is checked against the database's limit here).
+    assert!((1..=super::WRITERS_MAX).contains(&writers) && seconds.is_finite() && seconds >= 0.0);
+    let options = DbOptions::default().with_durability(durability);
+    let value_max = options.limits().value_bytes_max;
+    let Some(value_size) = usize::try_from(value_size).ok().filter(|v| *v as u64 <= u64::from(value_max))
+    else {
+        let _ = writeln!(
+            std::io::stderr(),
+            "waldb: error: --value-size {value_size} exceeds the value limit of {value_max} bytes (see waldb --help)"
+        );
+        return Ok(super::EXIT_USAGE);
+    };
     // Writers are named `<epoch>.<w>`: the epoch rises at every open, so keys stay fresh
     // across runs on the same directory.
-    let (db, report) = Db::open_opts(dir, DbOptions { durability, ..DbOptions::default() })?;
+    let (db, report) = Db::open_opts(dir, options)?;
     let epoch = report.epoch;
     let stop = Arc::new(AtomicBool::new(false));
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
-    let threads: Vec<_> = (0..writers)
+    let threads = (0..writers)
         .map(|w| {
             let db = db.clone();
             let stop = Arc::clone(&stop);
-            std::thread::spawn(move || -> Result<(), Error> {
+            std::thread::Builder::new().name(format!("writer-{w}")).spawn(move || -> Result<(), Error> {
                 let mut n = 0u64;
                 while !stop.load(SeqCst) && Instant::now() < deadline {
                     let k = keys_in(w, n);
@@ -147,7 +150,16 @@ pub(crate) fn stress(
                 Ok(())
             })
         })
-        .collect();
+        .collect::<Result<Vec<_>, _>>();
+    let threads = match threads {
+        Ok(threads) => threads,
+        Err(e) => {
+            // The writers already spawned see `stop` and end.
+            stop.store(true, SeqCst);
+            let _ = db.close();
+            return Err(Error::Io { op: "spawn", path: "a stress writer thread".into(), source: e });
+        }
+    };
     let mut first = None;
     for t in threads {
         let r = t.join().unwrap_or_else(|_| Err(Error::InvalidConfig { reason: "a writer panicked".into() }));

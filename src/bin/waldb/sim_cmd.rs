@@ -9,17 +9,23 @@ use std::time::{Duration, Instant};
 use waldb::sim::FaultOp;
 use waldb::sim::campaign::{FaultPlan, Outcome, SeedOptions, run_seed};
 
+/// Which seeds inject I/O errors and disk full (`--faults`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum FaultsArg {
+    /// About one seed in three.
+    Mixed,
+    /// None: crashes and bit flips only.
+    None,
+    /// Every seed.
+    All,
+}
+
 /// Runs seeds `from..from + seeds`; returns the exit status (0 clean, 1 a seed failed).
-pub fn run(seeds: u64, from: u64, faults: &str, verbose: bool) -> u8 {
+pub fn run(seeds: u64, from: u64, faults: FaultsArg, verbose: bool) -> u8 {
     let faults = match faults {
-        "mixed" => FaultPlan::Mixed,
-        "none" => FaultPlan::Never,
-        "all" => FaultPlan::Always,
-        other => {
-            let _ =
-                writeln!(std::io::stderr(), "waldb: error: --faults is mixed, none or all, not {other:?}");
-            return 64;
-        }
+        FaultsArg::Mixed => FaultPlan::Mixed,
+        FaultsArg::None => FaultPlan::Never,
+        FaultsArg::All => FaultPlan::Always,
     };
     let options = SeedOptions { faults, verbose };
     let tty = std::io::stderr().is_terminal();

@@ -60,13 +60,16 @@
 
 pub mod checkpoint;
 mod key;
+mod load;
 mod memtable;
 mod options;
+mod read_only;
 mod snapshots;
 mod txn;
 
 pub use key::Key;
 pub use options::{DbOptions, Isolation, Limits};
+pub use read_only::ReadOnlyDb;
 pub use txn::{Commit, Transaction};
 
 use std::collections::VecDeque;
@@ -80,9 +83,9 @@ use crate::disk::{Disk, DiskFile, OpenMode, StdDisk};
 use crate::error::{Error, IoContext, Result};
 use crate::types::{Lsn, TxnId};
 use crate::wal::segment::{create_dir_durable, remove_durable, remove_segments_through};
-use crate::wal::{LogReader, LogWriter, RecordKind, RecoveryReport, Wal, WalStats, decode_txn};
-use checkpoint::{CheckpointHeader, CheckpointLimits};
-use memtable::{Memtable, Value};
+use crate::wal::{LogWriter, RecoveryReport, Wal, WalStats};
+use checkpoint::CheckpointHeader;
+use memtable::Memtable;
 use snapshots::Snapshots;
 
 /// A key and its value, as scans return them: the value shared with the database, the key
@@ -109,6 +112,7 @@ const CHECKPOINT_CHUNK_BYTES: usize = 1 << 20;
 
 /// What opening a database found and did.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct OpenReport {
     /// The LSN of the checkpoint loaded, if any.
     pub checkpoint_lsn: Option<Lsn>,
@@ -127,6 +131,7 @@ pub struct OpenReport {
 
 /// What [`Db::checkpoint`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct CheckpointReport {
     /// The LSN it covers; `None` if nothing was committed since the last one.
     pub lsn: Option<Lsn>,
@@ -140,6 +145,7 @@ pub struct CheckpointReport {
 
 /// Counters of a database, read as one snapshot with [`Db::stats`].
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct DbStats {
     /// The log's counters.
     pub wal: WalStats,
@@ -394,78 +400,21 @@ impl<D: Disk + Clone, C: Clock + Clone> Db<D, C> {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(Error::io("remove", &temp, e)),
         }
-        let memtable = Memtable::new();
-        let cp_path = dir.join(CHECKPOINT_FILE);
         let size_limits = options.limits();
-        let limits = CheckpointLimits {
-            key_bytes_max: size_limits.key_bytes_max,
-            value_bytes_max: size_limits.value_bytes_max,
-        };
-        let mut checkpoint = None;
-        let mut checkpoint_entries = 0;
-        let mut next_txn_floor = 0u64;
-        match crate::disk::read_file(&disk, &cp_path, options.checkpoint_bytes_max) {
-            Ok(bytes) => {
-                let c = checkpoint::decode(&bytes, &limits).map_err(|e| match e {
-                    checkpoint::CheckpointError::UnsupportedVersion(found) => Error::UnsupportedVersion {
-                        file: cp_path.clone(),
-                        found,
-                        supported: checkpoint::CHECKPOINT_VERSION,
-                    },
-                    checkpoint::CheckpointError::Corrupt { offset, reason } => {
-                        Error::corrupt(&cp_path, offset, reason)
-                    }
-                })?;
-                for (k, v) in c.entries() {
-                    // Every key is new here: one search, no lookup first.
-                    memtable.insert(&Key::from(k), c.header.lsn, Some(Value::from(v)));
-                    checkpoint_entries += 1;
-                }
-                checkpoint = Some(c.header.lsn);
-                next_txn_floor = c.header.next_txn_id.0;
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::io("read", &cp_path, e)),
-        }
-        let cp_lsn = checkpoint.unwrap_or(Lsn::ZERO);
-
-        // The log above it.
         let wal_dir = dir.join(WAL_DIR);
         create_dir_durable(&disk, &wal_dir)?;
+        let load::Loaded {
+            memtable,
+            checkpoint,
+            checkpoint_entries,
+            txns_replayed,
+            reached,
+            next_txn_floor,
+            wal: report,
+        } = load::load(&disk, dir, &options)?;
+        let cp_lsn = checkpoint.unwrap_or(Lsn::ZERO);
+        let cp_path = dir.join(CHECKPOINT_FILE);
         let wal_options = options.wal_options();
-        let mut reader = LogReader::open(disk.clone(), &wal_dir, wal_options.read_options())?;
-        let mut txns_replayed = 0u64;
-        let mut reached = cp_lsn;
-        while let Some(r) = reader.next_record()? {
-            if r.lsn <= cp_lsn || r.kind != RecordKind::Txn {
-                continue;
-            }
-            let t = decode_txn(r.payload).map_err(|e| Error::corrupt(wal_dir.clone(), r.offset, e.0))?;
-            for op in t.ops() {
-                match op {
-                    // Mostly new keys: one search (an overwrite wastes the key's allocation).
-                    crate::wal::Op::Put { key, value } => {
-                        memtable.insert(&Key::from(key), r.lsn, Some(Value::from(value)))
-                    }
-                    crate::wal::Op::Delete { key } => memtable.insert(&Key::from(key), r.lsn, None),
-                }
-            }
-            next_txn_floor = next_txn_floor.max(t.txn_id.0.saturating_add(1));
-            txns_replayed += 1;
-            reached = r.lsn;
-        }
-        let report = reader.report().expect("read to the end").clone();
-        if report.starts_after > cp_lsn {
-            return Err(Error::corrupt(
-                &wal_dir,
-                0,
-                format!(
-                    "the log starts after LSN {} but the checkpoint covers only up to LSN {cp_lsn}: \
-                     segments are missing",
-                    report.starts_after
-                ),
-            ));
-        }
         let writer = LogWriter::resume(disk.clone(), &wal_dir, wal_options, &report)?;
         if writer.next_lsn() <= cp_lsn {
             return Err(Error::corrupt(

@@ -133,6 +133,7 @@ impl Default for SimFaults {
 
 /// Counters of what a [`SimDisk`] did, for summaries and determinism checks.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SimStats {
     /// Calls of `write_all_at` and `set_len`.
     pub writes: u64,

@@ -186,6 +186,7 @@ enum Client {
 
 /// What a seed did: compared between two runs of one seed, summed over a campaign.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Outcome {
     /// Opens of the database (each followed by a workload).
     pub lives: u64,

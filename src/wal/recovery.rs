@@ -155,6 +155,7 @@ pub struct OwnedRecord {
 
 /// Where the readable log stops and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Cut {
     /// The segment holding the first bad byte.
     pub segment: SegmentId,
@@ -184,6 +185,7 @@ pub enum LogEnd {
 
 /// What recovery found.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RecoveryReport {
     /// The mode it ran in.
     pub mode: RecoveryMode,

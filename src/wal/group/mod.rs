@@ -422,6 +422,7 @@ struct Shared<D: Disk, C: Clock> {
 
 /// What one flusher step did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct StepReport {
     /// Records written.
     pub records: u64,

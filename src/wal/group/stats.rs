@@ -100,6 +100,7 @@ impl Histogram {
 /// Count, median, 99th percentile and maximum of a series (quantiles to within 12.5 %, rounded
 /// up).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Summary {
     /// How many values.
     pub count: u64,
@@ -172,6 +173,7 @@ pub(crate) fn nanos(d: Duration) -> u64 {
 /// A snapshot of a [`Wal`](super::Wal)'s counters. Counters are read one by one with relaxed
 /// loads: under load, two of them may be a few operations apart.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct WalStats {
     /// Records waiting in the queue (reserved and not yet written).
     pub queue_records: u64,

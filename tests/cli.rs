@@ -274,3 +274,166 @@ fn stress_bounds_every_argument_before_using_it() {
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert!(stdout(&o).lines().all(|l| l.starts_with("ACK ")), "{}", stdout(&o));
 }
+
+/// Every file and directory under `dir` with its bytes (`None` for a directory).
+fn tree(dir: &Path) -> std::collections::BTreeMap<std::path::PathBuf, Option<Vec<u8>>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        out.insert(d.clone(), None);
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let p = entry.unwrap().path();
+            if p.is_dir() {
+                todo.push(p);
+            } else {
+                out.insert(p.clone(), Some(std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    out
+}
+
+fn json(line: &str) -> serde_json::Value {
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("{line:?} is not JSON: {e}"))
+}
+
+/// `put`, `get`, `scan` and `del` round-trip text and, with `--hex`, binary keys and values;
+/// an absent key exits 4 (no other status means that).
+#[test]
+fn put_get_scan_del_round_trip_text_and_hex() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("db");
+    let d = path(&dir);
+    for args in [
+        &["put", d, "apple", "red"][..],
+        &["put", d, "--hex", "00ff", "0a00"],
+        &["put", d, "banana", "yellow"],
+    ] {
+        let o = waldb(args);
+        assert_eq!(code(&o), 0, "{args:?}: {}", stderr(&o));
+        assert!(stdout(&o).trim().parse::<u64>().is_ok(), "prints the commit LSN: {}", stdout(&o));
+    }
+    let o = waldb(&["get", d, "apple"]);
+    assert_eq!((code(&o), stdout(&o).as_str()), (0, "red\n"));
+    let o = waldb(&["get", d, "--hex", "00ff"]);
+    assert_eq!((code(&o), stdout(&o).as_str()), (0, "0a00\n"));
+    let o = waldb(&["scan", d, "--hex"]);
+    assert_eq!(stdout(&o), "00ff\t0a00\n6170706c65\t726564\n62616e616e61\t79656c6c6f77\n");
+    let o = waldb(&["scan", d, "b", "c"]);
+    assert_eq!(stdout(&o), "banana\tyellow\n");
+    let o = waldb(&["scan", d, "--limit", "1", "a"]);
+    assert_eq!(stdout(&o), "apple\tred\n");
+    assert_eq!(code(&waldb(&["del", d, "apple"])), 0);
+    let o = waldb(&["get", d, "apple"]);
+    assert_eq!((code(&o), stdout(&o).as_str()), (4, ""));
+    assert_one_line_error(&waldb(&["get", d, "--hex", "0g"]), 64, "not hexadecimal");
+    assert_one_line_error(&waldb(&["get", d, "--hex", "abc"]), 64, "odd number");
+}
+
+/// `--json`: one object per line for `get`, `scan`, `stats`, `wal dump` and `wal verify`; a
+/// key that is not UTF-8 needs `--hex`, and says so before printing anything.
+#[test]
+fn json_output_is_one_object_per_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("db");
+    let d = path(&dir);
+    assert_eq!(code(&waldb(&["put", d, "k1", "v1"])), 0);
+    assert_eq!(code(&waldb(&["put", d, "k2", "v2"])), 0);
+    let o = waldb(&["get", d, "k1", "--json"]);
+    let v = json(stdout(&o).trim());
+    assert_eq!(
+        (v["key"].as_str(), v["value"].as_str(), v["lsn"].as_u64()),
+        (Some("k1"), Some("v1"), Some(2))
+    );
+    let o = waldb(&["get", d, "nope", "--json"]);
+    assert_eq!(code(&o), 4);
+    assert!(json(stdout(&o).trim())["value"].is_null());
+    let o = waldb(&["scan", d, "--json"]);
+    let lines: Vec<serde_json::Value> = stdout(&o).lines().map(json).collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[1]["value"].as_str(), Some("v2"));
+    let v = json(stdout(&waldb(&["stats", d, "--json"])).trim());
+    assert_eq!(
+        (v["keys"].as_u64(), v["lsn"].as_u64(), v["log"]["records"].as_u64()),
+        (Some(2), Some(2), Some(2))
+    );
+    assert_eq!(v["log"]["end"].as_str(), Some("clean"));
+    let o = waldb(&["wal", "dump", d, "--json"]);
+    let lines: Vec<serde_json::Value> = stdout(&o).lines().map(json).collect();
+    assert_eq!(lines.len(), 3, "two records and the end");
+    assert_eq!(lines[0]["lsn"].as_u64(), Some(1));
+    assert_eq!(lines[2]["end"]["status"].as_str(), Some("healthy"));
+    let o = waldb(&["wal", "verify", d, "--json"]);
+    assert_eq!(code(&o), 0);
+    assert_eq!(json(stdout(&o).trim())["records"].as_u64(), Some(2));
+    assert_eq!(code(&waldb(&["put", d, "--hex", "ff00", "01"])), 0);
+    let o = waldb(&["scan", d, "--json"]);
+    assert_one_line_error(&o, 64, "--hex");
+    assert_eq!(stdout(&o), "", "nothing printed before the error");
+    let o = waldb(&["scan", d, "--json", "--hex"]);
+    assert_eq!(stdout(&o).lines().count(), 3);
+}
+
+/// The inspection commands write nothing: a missing directory is an error and is not created;
+/// a directory whose only segment is garbage, or whose log ends in a torn tail, stays byte for
+/// byte as it was (the evidence of a fault is not replaced by a fresh segment).
+#[test]
+fn inspection_commands_write_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = tmp.path().join("missing");
+    for cmd in ["get", "scan", "stats", "del", "checkpoint"] {
+        let mut args = vec![cmd, path(&missing)];
+        if matches!(cmd, "get" | "del") {
+            args.push("k");
+        }
+        assert_one_line_error(&waldb(&args), 3, "no");
+        assert!(!missing.exists(), "{cmd} created the directory");
+    }
+    let garbage = tmp.path().join("garbage");
+    std::fs::create_dir_all(garbage.join("wal")).unwrap();
+    std::fs::write(garbage.join("wal").join(format!("{:020}.wal", 1)), vec![0x5Au8; 8192]).unwrap();
+    let (db, _) = db_with_log();
+    let torn = db.path();
+    let (_, seg, mut bytes) = first_segment(torn);
+    let end = bytes.iter().rposition(|b| *b != 0).unwrap() + 1;
+    bytes[end..end + 20].fill(0x77);
+    std::fs::write(&seg, &bytes).unwrap();
+    for dir in [garbage.as_path(), torn] {
+        let before = tree(dir);
+        for args in [vec!["get", path(dir), "k"], vec!["scan", path(dir)], vec!["stats", path(dir)]] {
+            let o = waldb(&args);
+            assert!(matches!(code(&o), 0 | 4), "{args:?}: {}", stderr(&o));
+            assert!(
+                stderr(&o).contains("torn tail") && stderr(&o).contains("left in place"),
+                "{}",
+                stderr(&o)
+            );
+            assert_eq!(tree(dir), before, "{args:?} changed the directory");
+        }
+    }
+}
+
+/// Beside a live owner (this process holds the database open): `get` and `scan` read
+/// without a lock and say that the view may be behind; `put` is refused with the lock named.
+#[test]
+fn inspection_works_beside_a_live_owner_and_says_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (db, _) = waldb::Db::open_opts(tmp.path(), waldb::DbOptions::default()).unwrap();
+    db.transact(|txn| txn.put(b"k", b"live")).unwrap();
+    let o = waldb(&["get", path(tmp.path()), "k"]);
+    assert_eq!((code(&o), stdout(&o).as_str()), (0, "live\n"), "{}", stderr(&o));
+    if cfg!(target_os = "linux") {
+        assert!(
+            stderr(&o).contains("open in another process") && stderr(&o).contains("may be behind"),
+            "{}",
+            stderr(&o)
+        );
+    }
+    assert_one_line_error(&waldb(&["put", path(tmp.path()), "k", "v"]), 3, "already open");
+    db.transact(|txn| txn.put(b"k", b"still mine")).unwrap();
+    db.close().unwrap();
+    drop(db);
+    let o = waldb(&["get", path(tmp.path()), "k"]);
+    assert_eq!(stdout(&o), "still mine\n");
+    assert_eq!(stderr(&o), "", "no note once nobody holds it");
+}

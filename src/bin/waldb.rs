@@ -1,39 +1,60 @@
-//! `waldb`: the command-line tool.
+//! `waldb`: the command-line tool (feature `cli`).
 //!
 //! ```text
-//! waldb wal dump <dir>     every record: segment, offset, LSN, type, size, operation count
-//! waldb wal verify <dir>   records, last LSN, and how the log ends
-//! waldb put <dir> <key> <value>     one transaction; prints its LSN
-//! waldb get <dir> <key>             prints the value (exit 1 if absent)
-//! waldb del <dir> <key>             one transaction; prints its LSN
-//! waldb scan <dir> [<from> [<to>]]  `key<TAB>value` lines in key order, `from` ≤ key < `to`
-//! waldb checkpoint <dir>            writes a checkpoint and compacts the log
+//! waldb get <dir> <key> [--hex] [--json]      prints the value (exit 4 if absent)
+//! waldb scan <dir> [<from> [<to>]] [--limit N] [--hex] [--json]
+//!                                    `key<TAB>value` lines in key order, `from` ≤ key < `to`
+//! waldb stats <dir> [--json]         keys, LSNs, checkpoint, log segments and records, log end
+//! waldb wal dump <dir> [--json]      every record: segment, offset, LSN, type, size, operations
+//! waldb wal verify <dir> [--json]    records, first and last LSN, and how the log ends
+//! waldb put <dir> <key> <value> [--hex]   one transaction; prints its LSN (creates the database)
+//! waldb del <dir> <key> [--hex]           one transaction; prints its LSN
+//! waldb checkpoint <dir>                  writes a checkpoint and compacts the log
 //! waldb stress <dir> --writers N --seconds S [--durability sync|buffered] [--value-size B]
+//! waldb bench [<dir>] [--seconds S]
 //! waldb sim --seeds N [--from S] [--faults mixed|none|all] [--verbose]   (feature `sim`)
 //! ```
 //!
+//! **Inspection writes nothing.** `get`, `scan`, `stats` and `wal` read the files as they are
+//! ([`waldb::db::ReadOnlyDb`], [`waldb::wal::LogReader`]): no lock taken, no epoch bumped, no
+//! torn tail cut, nothing created — a missing directory is an error, and a damaged one stays
+//! as it was. They work beside a process that holds the database, and then say on stderr that
+//! the view may be behind it. `put`, `del`, `checkpoint` and `stress` open the database for
+//! writing (and fail with the lock named if another process holds it); `put` and `stress`
+//! create it where there is none, `del` and `checkpoint` need one.
+//!
+//! **Bytes.** Keys and values are the UTF-8 bytes of the arguments; with `--hex`, the bytes
+//! that hexadecimal arguments spell, and the output is hexadecimal too. `--json` prints one
+//! JSON object per line; a key or value that is not UTF-8 needs `--hex` there.
+//!
+//! **Bounds.** Every argument is bounded before it is used (`--writers` 1 to 1024, `--seconds`
+//! up to a year, `--value-size` within the value limit): no input makes the tool panic, abort,
+//! allocate without bound or fail to spawn a thread.
+//!
 //! `sim` runs the deterministic crash-recovery campaign of the database (`waldb::sim::campaign`)
-//! over seeds `S..S+N`: a progress bar, seeds/s, and a table of the faults injected and the
-//! invariants checked; a failing seed prints its report and replay command and exits 1.
+//! over seeds `S..S+N`: a progress bar, and a table of the faults injected and the invariants
+//! checked; a failing seed prints its report and replay command and exits 1.
 //!
 //! `stress` is a load generator whose output is an interface: each writer commits transactions
 //! of fresh keys; transaction `<writer>-<n>` writes `k` keys (1 to 8) `<writer>-<n>-<i>`, each
 //! value starting with `k=<k>;`, and the moment its commit is acknowledged prints
 //! `ACK <writer>-<n> <k>` on stdout, line-flushed. Writers are named `<epoch>.<w>` (the
-//! database's open count, then 0 to N−1), so keys stay fresh across runs on one directory. It stops after `--seconds` or when killed; a fault
-//! ends it with one line on stderr and exit status 1. With `scan`, anyone can `kill -9` a
-//! stress run and check that every acknowledged transaction survived whole.
+//! database's open count, then 0 to N−1), so keys stay fresh across runs on one directory. It
+//! stops after `--seconds` or when killed; a fault ends it with one line on stderr and exit
+//! status 3. With `scan`, anyone can `kill -9` a stress run and check that every acknowledged
+//! transaction survived whole.
 //!
-//! `<dir>` is a database directory (holding `wal/`) or a log directory (holding segment files).
-//!
-//! Exit status: 0 the log is healthy; 1 it ends in a torn tail (recoverable: the default
-//! recovery mode cuts it); 2 it is corrupt; 3 it could not be checked (missing directory, not a
-//! waldb directory, unreadable file, unsupported version); 64 bad command-line usage.
+//! Exit status, the same for every command: 0 done (the log healthy); 1 the log ends in a torn
+//! tail (`wal`: recoverable, opening cuts it); 2 corrupt; 3 anything else that stopped the
+//! command (a missing directory, not a waldb directory, an I/O error, a lock held, an
+//! unsupported version); 4 `get`'s key is absent; 64 bad usage. Errors are one line on stderr.
 
 #[path = "waldb/bench_cmd.rs"]
 mod bench_cmd;
 #[path = "waldb/db_cmd.rs"]
 mod db_cmd;
+#[path = "waldb/progress.rs"]
+mod progress;
 #[cfg(feature = "sim")]
 #[path = "waldb/sim_cmd.rs"]
 mod sim_cmd;
@@ -61,21 +82,28 @@ enum Command {
     /// Inspect a write-ahead log.
     #[command(subcommand)]
     Wal(WalCommand),
-    /// Set a key (one transaction); prints the commit LSN.
+    /// Set a key (one transaction); prints the commit LSN. Creates the database if there is
+    /// none.
     Put {
         /// The database directory.
         dir: PathBuf,
-        /// The key (its UTF-8 bytes).
+        /// The key.
         key: String,
-        /// The value (its UTF-8 bytes).
+        /// The value.
         value: String,
+        #[command(flatten)]
+        bytes: Bytes,
     },
-    /// Print a key's value; exit 1 if it is absent.
+    /// Print a key's value (exit 4 if it is absent). Read-only: writes nothing, takes no lock.
     Get {
         /// The database directory.
         dir: PathBuf,
         /// The key.
         key: String,
+        #[command(flatten)]
+        bytes: Bytes,
+        #[command(flatten)]
+        output: Output,
     },
     /// Delete a key (one transaction); prints the commit LSN.
     Del {
@@ -83,8 +111,11 @@ enum Command {
         dir: PathBuf,
         /// The key.
         key: String,
+        #[command(flatten)]
+        bytes: Bytes,
     },
-    /// Print `key<TAB>value` lines in key order, for keys in [from, to).
+    /// Print `key<TAB>value` lines in key order, for keys in [from, to). Read-only: writes
+    /// nothing, takes no lock.
     Scan {
         /// The database directory.
         dir: PathBuf,
@@ -92,6 +123,21 @@ enum Command {
         from: Option<String>,
         /// The end (exclusive).
         to: Option<String>,
+        /// Print at most this many pairs.
+        #[arg(long)]
+        limit: Option<u64>,
+        #[command(flatten)]
+        bytes: Bytes,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Print what the database holds: keys, LSNs, checkpoint, log. Read-only: writes nothing,
+    /// takes no lock.
+    Stats {
+        /// The database directory.
+        dir: PathBuf,
+        #[command(flatten)]
+        output: Output,
     },
     /// Write a checkpoint and remove the log segments it covers.
     Checkpoint {
@@ -151,12 +197,33 @@ enum WalCommand {
     Dump {
         /// A database directory (holding `wal/`) or a log directory.
         dir: PathBuf,
+        #[command(flatten)]
+        output: Output,
     },
     /// Check a log: exit 0 if healthy, 1 for a torn tail, 2 for corruption.
     Verify {
         /// A database directory (holding `wal/`) or a log directory.
         dir: PathBuf,
+        #[command(flatten)]
+        output: Output,
     },
+}
+
+/// How keys and values are written on the command line and printed.
+#[derive(clap::Args, Debug, Clone, Copy)]
+pub(crate) struct Bytes {
+    /// Keys and values are hexadecimal, in the arguments and in the output (for binary data).
+    #[arg(long)]
+    pub(crate) hex: bool,
+}
+
+/// The output's form.
+#[derive(clap::Args, Debug, Clone, Copy)]
+pub(crate) struct Output {
+    /// One JSON object per line instead of text (keys and values as UTF-8 text, or as
+    /// hexadecimal with --hex).
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 /// When `stress` acknowledges a commit.
@@ -183,10 +250,15 @@ fn seconds(s: &str) -> Result<f64, String> {
     }
 }
 
+/// Exit statuses: each means one thing, whatever the command (`get`'s absent key is 4).
 const EXIT_HEALTHY: u8 = 0;
+/// The log ends in a torn tail (`wal dump`, `wal verify`).
 const EXIT_TORN_TAIL: u8 = 1;
+/// Corruption: the log or a checkpoint is damaged where a crash cannot explain it.
 const EXIT_CORRUPT: u8 = 2;
+/// Anything else that stopped the command (a missing directory, an I/O error, a lock held).
 const EXIT_CANNOT_CHECK: u8 = 3;
+/// Bad command-line usage.
 const EXIT_USAGE: u8 = 64;
 
 fn main() -> ExitCode {
@@ -206,12 +278,15 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Command::Wal(WalCommand::Dump { dir }) => dump(&dir),
-        Command::Wal(WalCommand::Verify { dir }) => verify(&dir),
-        Command::Put { dir, key, value } => db_cmd::put(&dir, key.as_bytes(), Some(value.as_bytes())),
-        Command::Del { dir, key } => db_cmd::put(&dir, key.as_bytes(), None),
-        Command::Get { dir, key } => db_cmd::get(&dir, key.as_bytes()),
-        Command::Scan { dir, from, to } => db_cmd::scan(&dir, from.as_deref(), to.as_deref()),
+        Command::Wal(WalCommand::Dump { dir, output }) => dump(&dir, output),
+        Command::Wal(WalCommand::Verify { dir, output }) => verify(&dir, output),
+        Command::Put { dir, key, value, bytes } => db_cmd::put(&dir, &key, Some(&value), bytes),
+        Command::Del { dir, key, bytes } => db_cmd::put(&dir, &key, None, bytes),
+        Command::Get { dir, key, bytes, output } => db_cmd::get(&dir, &key, bytes, output),
+        Command::Scan { dir, from, to, limit, bytes, output } => {
+            db_cmd::scan(&dir, from.as_deref(), to.as_deref(), limit, bytes, output)
+        }
+        Command::Stats { dir, output } => db_cmd::stats(&dir, output),
         Command::Checkpoint { dir } => db_cmd::checkpoint(&dir),
         Command::Stress { dir, writers, seconds, durability, value_size } => {
             db_cmd::stress(&dir, writers, seconds, durability, value_size)
@@ -297,38 +372,67 @@ impl Out {
     }
 }
 
-fn dump(path: &Path) -> Result<u8, Error> {
+fn dump(path: &Path, output: Output) -> Result<u8, Error> {
     let dir = locate_log_dir(path)?;
     let reader = LogReader::open(StdDisk, &dir, read_options())?;
     let mut out = Out::new();
-    out.line(format_args!(
-        "{:>20} {:>10} {:>20} {:<12} {:>10} {:>6}",
-        "SEGMENT", "OFFSET", "LSN", "TYPE", "SIZE", "OPS"
-    ))?;
-    let report = reader.for_each(|r| {
-        let ops = match r.kind {
-            RecordKind::Txn => {
-                wal::decode_txn(r.payload).map(|t| t.op_count().to_string()).unwrap_or_default()
-            }
-            _ => "-".to_owned(),
-        };
+    if !output.json {
         out.line(format_args!(
             "{:>20} {:>10} {:>20} {:<12} {:>10} {:>6}",
-            r.segment.0,
-            r.offset,
-            r.lsn,
-            r.kind.to_string(),
-            r.encoded_len(),
-            ops
-        ))
+            "SEGMENT", "OFFSET", "LSN", "TYPE", "SIZE", "OPS"
+        ))?;
+    }
+    let report = reader.for_each(|r| {
+        let ops = match r.kind {
+            RecordKind::Txn => wal::decode_txn(r.payload).ok().map(|t| t.op_count()),
+            _ => None,
+        };
+        if output.json {
+            let line = serde_json::json!({
+                "segment": r.segment.0,
+                "offset": r.offset,
+                "lsn": r.lsn.0,
+                "type": r.kind.to_string(),
+                "size": r.encoded_len(),
+                "ops": ops,
+            });
+            out.line(format_args!("{line}"))
+        } else {
+            out.line(format_args!(
+                "{:>20} {:>10} {:>20} {:<12} {:>10} {:>6}",
+                r.segment.0,
+                r.offset,
+                r.lsn,
+                r.kind.to_string(),
+                r.encoded_len(),
+                ops.map_or_else(|| "-".to_owned(), |n| n.to_string())
+            ))
+        }
     })?;
+    if output.json {
+        let line = serde_json::json!({ "end": end_json(&report) });
+        out.line(format_args!("{line}"))?;
+        return Ok(end_status(&report));
+    }
     print_end(&mut out, &report)
 }
 
-fn verify(path: &Path) -> Result<u8, Error> {
+fn verify(path: &Path, output: Output) -> Result<u8, Error> {
     let dir = locate_log_dir(path)?;
     let report = LogReader::open(StdDisk, &dir, read_options())?.for_each(|_| Ok(()))?;
     let mut out = Out::new();
+    if output.json {
+        let line = serde_json::json!({
+            "log": dir.display().to_string(),
+            "segments": report.segment_files,
+            "records": report.records,
+            "first_lsn": report.first_lsn.map(|l| l.0),
+            "last_lsn": report.last_lsn.map(|l| l.0),
+            "end": end_json(&report),
+        });
+        out.line(format_args!("{line}"))?;
+        return Ok(end_status(&report));
+    }
     out.line(format_args!("log:        {}", dir.display()))?;
     out.line(format_args!("segments:   {}", report.segment_files))?;
     out.line(format_args!("records:    {}", report.records))?;
@@ -338,13 +442,36 @@ fn verify(path: &Path) -> Result<u8, Error> {
     print_end(&mut out, &report)
 }
 
+/// The exit status for how the log ends.
+fn end_status(report: &RecoveryReport) -> u8 {
+    match &report.end {
+        LogEnd::Clean => EXIT_HEALTHY,
+        LogEnd::TornTail(_) => EXIT_TORN_TAIL,
+        LogEnd::Stopped(_) => EXIT_CORRUPT,
+    }
+}
+
+/// How the log ends, as JSON.
+fn end_json(report: &RecoveryReport) -> serde_json::Value {
+    match &report.end {
+        LogEnd::Clean => serde_json::json!({ "status": "healthy" }),
+        LogEnd::TornTail(cut) | LogEnd::Stopped(cut) => serde_json::json!({
+            "status": if matches!(report.end, LogEnd::TornTail(_)) { "torn tail" } else { "corrupt" },
+            "file": cut.file.display().to_string(),
+            "offset": cut.offset,
+            "reason": cut.reason,
+            "dropped_bytes": cut.dropped_bytes,
+            "dropped_records": cut.dropped_records,
+        }),
+    }
+}
+
 /// Prints how the log ends and returns the exit status for it.
 fn print_end(out: &mut Out, report: &RecoveryReport) -> Result<u8, Error> {
     match &report.end {
         LogEnd::Clean => {
             out.line(format_args!("end:        clean"))?;
             out.line(format_args!("status:     healthy"))?;
-            Ok(EXIT_HEALTHY)
         }
         LogEnd::TornTail(cut) => {
             out.line(format_args!(
@@ -356,7 +483,6 @@ fn print_end(out: &mut Out, report: &RecoveryReport) -> Result<u8, Error> {
                 cut.dropped_records
             ))?;
             out.line(format_args!("status:     torn tail (recoverable: opening cuts it)"))?;
-            Ok(EXIT_TORN_TAIL)
         }
         LogEnd::Stopped(cut) => {
             out.line(format_args!(
@@ -369,7 +495,34 @@ fn print_end(out: &mut Out, report: &RecoveryReport) -> Result<u8, Error> {
                 "status:     corrupt (records after LSN {} cannot be trusted)",
                 report.last_lsn.unwrap_or_default()
             ))?;
-            Ok(EXIT_CORRUPT)
         }
+    }
+    Ok(end_status(report))
+}
+
+/// Whether another process holds the flock on `lock` (the database's `LOCK` file), read from
+/// `/proc/locks` without taking any lock: a lock taken even for a moment could make an owner
+/// starting at that moment fail with `Locked`. `false` where that cannot be told.
+fn held_by_another_process(lock: &Path) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let (Ok(meta), Ok(locks)) = (std::fs::metadata(lock), std::fs::read_to_string("/proc/locks")) else {
+            return false;
+        };
+        // A line: "1: FLOCK  ADVISORY  WRITE 1234 fd:01:5678 0 EOF" (major:minor:inode).
+        locks.lines().any(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            fields.get(1) == Some(&"FLOCK")
+                && fields.iter().any(|f| {
+                    f.rsplit(':').next().and_then(|i| i.parse::<u64>().ok()) == Some(meta.ino())
+                        && f.matches(':').count() == 2
+                })
+        })
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = lock;
+        false
     }
 }

@@ -12,7 +12,7 @@
 //! synced within 10 ms). Each cell runs on a fresh database with the default options
 //! (automatic checkpoints included), deleted after it.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -21,6 +21,8 @@ use std::time::{Duration, Instant};
 use waldb::db::DbOptions;
 use waldb::wal::Durability;
 use waldb::{Db, Error};
+
+use super::progress::Progress;
 
 #[path = "../../../benches/common/mod.rs"]
 mod common;
@@ -46,40 +48,6 @@ fn key(thread: usize, n: u64) -> [u8; 16] {
 
 fn io_error(op: &'static str, path: &Path, e: std::io::Error) -> Error {
     Error::Io { op, path: path.to_path_buf(), source: e }
-}
-
-/// A progress bar on stderr: one step per measured cell.
-struct Progress {
-    done: usize,
-    total: usize,
-    started: Instant,
-}
-
-impl Progress {
-    fn step(&mut self, what: &str) {
-        self.done += 1;
-        let width = 30;
-        let filled = width * self.done / self.total;
-        let mut err = std::io::stderr();
-        let line = format!(
-            "[{}{}] {}/{} cells, {:.0} s  {what:<40}",
-            "=".repeat(filled),
-            " ".repeat(width - filled),
-            self.done,
-            self.total,
-            self.started.elapsed().as_secs_f64()
-        );
-        // On a terminal, one line redrawn; in a log, a line per cell.
-        if err.is_terminal() {
-            let _ = write!(err, "\r{line}");
-            if self.done == self.total {
-                let _ = writeln!(err);
-            }
-        } else {
-            let _ = writeln!(err, "{}", line.trim_end());
-        }
-        let _ = err.flush();
-    }
 }
 
 /// Median and p99 of `n` 4 KiB writes + fdatasync into a pre-zeroed 4 MiB file.
@@ -234,7 +202,8 @@ fn measure(dir: &Path, seconds: f64) -> Result<u8, Error> {
         us(p99.as_nanos() as u64)
     ))?;
     let total = 2 * (SCALING.len() + BATCHES.len() + 2);
-    let mut progress = Progress { done: 0, total, started: Instant::now() };
+    // A line per cell in a log: cells take seconds each.
+    let mut progress = Progress::new(total as u64, "cells", Duration::ZERO);
 
     let mut scaling = Vec::new();
     for &threads in &SCALING {
@@ -321,6 +290,6 @@ fn measure(dir: &Path, seconds: f64) -> Result<u8, Error> {
             bc * 100.0
         ))?;
     }
-    out.line(format_args!("\n{:.1} s in all.", progress.started.elapsed().as_secs_f64()))?;
+    out.line(format_args!("\n{:.1} s in all.", progress.elapsed().as_secs_f64()))?;
     Ok(0)
 }

@@ -3,8 +3,9 @@
 //! the invariants checked. A failing seed prints its report and the command that replays it,
 //! and the run exits 1.
 
-use std::io::{IsTerminal, Write};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use super::progress::Progress;
 
 use waldb::sim::FaultOp;
 use waldb::sim::campaign::{FaultPlan, Outcome, SeedOptions, run_seed};
@@ -28,33 +29,23 @@ pub fn run(seeds: u64, from: u64, faults: FaultsArg, verbose: bool) -> u8 {
         FaultsArg::All => FaultPlan::Always,
     };
     let options = SeedOptions { faults, verbose };
-    let tty = std::io::stderr().is_terminal();
-    let started = Instant::now();
-    let mut last_report = Instant::now();
+    let mut progress = Progress::new(seeds, "seeds", Duration::from_secs(10));
     let mut total = Outcome::default();
-    for (i, seed) in (from..from.saturating_add(seeds)).enumerate() {
+    for seed in from..from.saturating_add(seeds) {
         match run_seed(seed, options) {
             Ok(o) => total.add(&o),
             Err(failure) => {
-                let _ = writeln!(std::io::stderr(), "{}{failure}", if tty { "\n" } else { "" });
-                let _ = writeln!(
-                    std::io::stderr(),
+                progress.println(&format!("{failure}"));
+                progress.println(&format!(
                     "  this run: waldb sim --from {seed} --seeds 1 --faults {}",
                     name(faults)
-                );
+                ));
                 return 1;
             }
         }
-        let done = i as u64 + 1;
-        if done == seeds || last_report.elapsed() >= Duration::from_millis(if tty { 200 } else { 10_000 }) {
-            last_report = Instant::now();
-            progress(done, seeds, started.elapsed(), tty);
-        }
+        progress.step(&format!("seed {seed}"));
     }
-    if tty {
-        eprintln!();
-    }
-    summary(&total, seeds, from, started.elapsed());
+    summary(&total, seeds, from, progress.elapsed());
     0
 }
 
@@ -63,19 +54,6 @@ fn name(f: FaultPlan) -> &'static str {
         FaultPlan::Mixed => "mixed",
         FaultPlan::Never => "none",
         FaultPlan::Always => "all",
-    }
-}
-
-fn progress(done: u64, seeds: u64, elapsed: Duration, tty: bool) {
-    let rate = done as f64 / elapsed.as_secs_f64().max(1e-9);
-    let width = 30;
-    let filled = usize::try_from(done * width / seeds.max(1)).unwrap_or(0);
-    let bar = format!("{}{}", "=".repeat(filled), " ".repeat(usize::try_from(width).unwrap_or(0) - filled));
-    let line = format!("[{bar}] {done}/{seeds} seeds, {rate:.0} seeds/s, {:.1} s", elapsed.as_secs_f64());
-    if tty {
-        eprint!("\r{line}");
-    } else {
-        eprintln!("{line}");
     }
 }
 

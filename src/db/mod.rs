@@ -886,10 +886,17 @@ impl<D: Disk + Clone, C: Clock + Clone> Inner<D, C> {
             {
                 break;
             }
+            debug_assert!(last.is_none_or(|l| l < lsn), "pending commits in LSN order: {lsn} after {last:?}");
             pending.pop_front();
             last = Some(lsn);
         }
         if let Some(lsn) = last {
+            // Visibility follows LSN order, and never passes a `Sync` commit that is not
+            // durable (the negative space: nothing after it became visible either).
+            debug_assert!(
+                pending.front().is_none_or(|&(next, _)| next > lsn),
+                "a commit left pending below the new visible LSN {lsn}"
+            );
             self.visible.fetch_max(lsn.0, SeqCst);
         }
     }

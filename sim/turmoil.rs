@@ -34,11 +34,12 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use turmoil::fs::shim::std::fs as tfs;
-use waldb::db::{DbOptions, Isolation, Pair};
+use waldb::db::DbOptions;
 use waldb::sim::SimRng;
-use waldb::sim::history::{COUNTER, History, counter_value, txn_key, txn_value};
-use waldb::wal::{Driver, Durability};
-use waldb::{Clock, Db, Disk, DiskFile, Error, OpenMode};
+use waldb::sim::history::History;
+use waldb::sim::workload::{self, Count, Observer, Runtime, Timing, scan_all};
+use waldb::wal::Driver;
+use waldb::{Clock, Db, Disk, DiskFile, OpenMode};
 
 use crate::support::seeds;
 
@@ -364,15 +365,6 @@ fn options() -> DbOptions {
         .with_auto_checkpoint_bytes(None)
 }
 
-type HostDb = Db<TurmoilDisk, TokioClock>;
-
-fn scan_all(db: &HostDb) -> Result<Vec<Pair>, Error> {
-    let mut txn = db.begin_with(Isolation::Snapshot)?;
-    let pairs = txn.scan::<std::ops::RangeFull>(..)?;
-    txn.abort();
-    Ok(pairs)
-}
-
 /// The host's software: open, check, then run the flusher, writers, reader and checkpointer
 /// until crashed (or until the log fails).
 async fn host(shared: Arc<Mutex<Shared>>) -> turmoil::Result {
@@ -423,12 +415,22 @@ async fn host(shared: Arc<Mutex<Shared>>) -> turmoil::Result {
             }
         })
     };
-    let reader = tokio::spawn(reader(db.clone(), Arc::clone(&shared), rng.next_u64()));
-    let checkpointer =
-        checkpoints.then(|| tokio::spawn(checkpointer(db.clone(), Arc::clone(&shared), rng.next_u64())));
+    let reader =
+        tokio::spawn(workload::reader(db.clone(), Arc::clone(&shared), TokioTime, timing(), rng.next_u64()));
+    let checkpointer = checkpoints.then(|| {
+        tokio::spawn(workload::checkpointer(db.clone(), Arc::clone(&shared), TokioTime, rng.next_u64()))
+    });
     let writers: Vec<_> = (0..3)
         .map(|w| {
-            tokio::spawn(writer(db.clone(), Arc::clone(&shared), format!("{start}.{w}"), rng.next_u64()))
+            let prefix = format!("{start}.{w}");
+            tokio::spawn(workload::writer(
+                db.clone(),
+                Arc::clone(&shared),
+                TokioTime,
+                timing(),
+                prefix,
+                rng.next_u64(),
+            ))
         })
         .collect();
     for w in writers {
@@ -444,98 +446,45 @@ async fn host(shared: Arc<Mutex<Shared>>) -> turmoil::Result {
     Ok(())
 }
 
-/// Commits transactions until the log fails: 1–6 keys of its own, `Sync` or `Buffered`, and
-/// one in four a read-modify-write of the shared counter.
-async fn writer(db: HostDb, shared: Arc<Mutex<Shared>>, prefix: String, seed: u64) {
-    let mut rng = SimRng::new(seed);
-    for n in 0.. {
-        let name = format!("{prefix}.{n}");
-        let keys = 1 + rng.below(6);
-        let increments = rng.below(4) == 0;
-        let sync = rng.below(4) != 0;
-        let Ok(mut txn) = db.begin() else { return };
-        if increments {
-            let current = match txn.get(COUNTER) {
-                Ok(v) => counter_value(v.as_deref()),
-                Err(_) => return,
-            };
-            // Let other writers commit between the read and the commit: conflicts happen.
-            tokio::time::sleep(Duration::from_micros(rng.below(3000))).await;
-            if txn.put(COUNTER, (current + 1).to_string().as_bytes()).is_err() {
-                return;
-            }
-        }
-        for i in 0..keys {
-            if txn.put(&txn_key(&name, i), &txn_value(keys, increments, rng.below_usize(200))).is_err() {
-                return;
-            }
-        }
-        let durability =
-            if sync { Durability::Sync } else { Durability::Buffered { every: Duration::from_millis(5) } };
-        let commit = txn.commit_with(durability);
-        // Recorded before the first await: a crash cannot come between sequencing and this.
-        if let Some(lsn) = commit.lsn() {
-            lock(&shared).history.sequenced(&name, lsn, keys, increments, sync);
-        }
-        let sequenced = commit.lsn().is_some();
-        match commit.await {
-            Ok(lsn) => {
-                let visible = db.get(&txn_key(&name, 0)).ok().flatten().is_some();
-                let mut s = lock(&shared);
-                s.out.acked += 1;
-                if !visible {
-                    return s.fail(format!("{name} acknowledged at LSN {lsn} but not visible to its writer"));
-                }
-                s.history.acknowledged(&name);
-            }
-            Err(Error::Conflict { .. }) if !sequenced => lock(&shared).out.conflicts += 1,
-            Err(e) => {
-                let mut s = lock(&shared);
-                if sequenced {
-                    s.out.unknown += 1;
-                }
-                s.event(format!("{name}: commit failed: {e}"));
-                return;
-            }
-        }
-        tokio::time::sleep(Duration::from_micros(100 * rng.below(20))).await;
+/// The workload's view of the harness: tokio's virtual time inside a turmoil host.
+#[derive(Clone, Copy)]
+struct TokioTime;
+
+impl Runtime for TokioTime {
+    fn sleep(&self, duration: Duration) -> impl std::future::Future<Output = ()> + Send {
+        tokio::time::sleep(duration)
     }
 }
 
-/// Takes snapshots every few milliseconds: each holds every transaction settled before it
-/// began, each whole, and a counter equal to the increments it holds.
-async fn reader(db: HostDb, shared: Arc<Mutex<Shared>>, seed: u64) {
-    let mut rng = SimRng::new(seed);
-    loop {
-        tokio::time::sleep(Duration::from_micros(1000 + 1000 * rng.below(10))).await;
-        let settled = lock(&shared).history.settled();
-        let Ok(pairs) = scan_all(&db) else { return };
-        let mut s = lock(&shared);
-        match s.history.check_snapshot(&settled, &pairs) {
-            Ok(()) => s.out.snapshots += 1,
-            Err(e) => return s.fail(format!("snapshot: {e}")),
+impl Observer for Shared {
+    fn history(&mut self) -> &mut History {
+        &mut self.history
+    }
+
+    fn count(&mut self, what: Count) {
+        let o = &mut self.out;
+        match what {
+            Count::Acked => o.acked += 1,
+            Count::Conflict => o.conflicts += 1,
+            Count::Unknown => o.unknown += 1,
+            Count::Snapshot => o.snapshots += 1,
+            Count::Checkpoint => o.checkpoints += 1,
+            _ => {}
         }
+    }
+
+    fn event(&mut self, event: String) {
+        Shared::event(self, event);
+    }
+
+    fn fail(&mut self, what: String) {
+        Shared::fail(self, what);
     }
 }
 
-/// Writes a checkpoint every 10–60 ms of virtual time.
-async fn checkpointer(db: HostDb, shared: Arc<Mutex<Shared>>, seed: u64) {
-    let mut rng = SimRng::new(seed);
-    loop {
-        tokio::time::sleep(Duration::from_millis(10 + rng.below(50))).await;
-        let r = db.checkpoint();
-        let mut s = lock(&shared);
-        match r {
-            Ok(r) => {
-                s.out.checkpoints += 1;
-                s.event(format!("checkpoint at LSN {:?}: {} entries", r.lsn, r.entries));
-            }
-            Err(e) => {
-                s.event(format!("checkpoint failed: {e}"));
-                return;
-            }
-        }
-    }
+/// The pauses of the workload here: a conflict window of 3 ms, a snapshot every 1–10 ms.
+fn timing() -> Timing {
+    Timing::new(Duration::from_micros(3000), Duration::from_micros(1000))
 }
 
 /// A life's faults: none on half the lives; else EIO on writes, syncs and directory syncs at

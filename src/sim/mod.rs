@@ -24,6 +24,7 @@
 
 pub mod campaign;
 pub mod history;
+pub mod workload;
 
 pub use crate::clock::SimClock;
 pub use crate::disk::sim::{CrashWeights, FaultOp, SimConfig, SimDisk, SimFaults, SimFile, SimStats};

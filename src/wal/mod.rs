@@ -10,31 +10,42 @@
 //! ```
 //!
 //! - [`format`](mod@format): the byte layout (also in `docs/FORMAT.md`), with compile-time checks.
-//! - [`encode`] / [`decode`]: record and segment-header codecs; the decoder is a pure function
+//! - `encode` / `decode`: record and segment-header codecs; the decoder is a pure function
 //!   that returns a value for every input.
 //! - [`payload`]: the transaction and checkpoint-marker payloads.
-//! - [`segment`]: file names, discovery, preparation of zero-filled segments.
+//! - `segment`: file names, discovery, preparation of zero-filled segments.
 //! - [`writer`]: [`LogWriter`], appending, rotating, syncing, fail-stop.
 //! - [`recovery`]: [`LogReader`], which yields the valid prefix and tells a torn tail from
 //!   corruption.
 //! - [`group`]: [`Wal`], group commit over the writer: many committers, one flusher step,
 //!   durability modes, back-pressure, fail-stop.
 //!
+//! A user who wants only a durable log needs [`Wal`] (group commit) or [`LogWriter`] and
+//! [`read_log`] (one writer), their options, and the payload helpers ([`encode_txn`],
+//! [`decode_txn`]). The codecs and segment helpers (`encode`, `decode`, `segment`) stay public
+//! for the fuzzers, the tool and tests that build logs byte by byte, and are hidden from these
+//! docs.
+//!
 //! Invariants across the log: LSNs rise by one per record, jumping forward only at a segment
 //! boundary (recorded in the header); each segment header chains to the previous segment's last
 //! record; a segment header is written only after the previous segment was synced; every record
 //! carries the durable LSN when it was written.
 
+#[doc(hidden)]
 pub mod decode;
+#[doc(hidden)]
 pub mod encode;
 pub mod format;
 pub mod group;
 pub mod payload;
 pub mod recovery;
+#[doc(hidden)]
 pub mod segment;
 pub mod writer;
 
+#[doc(hidden)]
 pub use decode::{Corruption, DecodeLimits, Decoded, RecordRef, decode_record, decode_segment_header};
+#[doc(hidden)]
 pub use encode::{RecordMeta, SegmentHeader, encode_record, encode_segment_header};
 pub use group::{
     BatchConfig, Driver, Durability, PrepareAhead, StepReport, Ticket, Wal, WalBatch, WalConfig, WalStats,

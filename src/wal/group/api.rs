@@ -76,7 +76,7 @@ impl Wal<StdDisk, SystemClock> {
 
 impl<D: Disk + Clone, C: Clock + Clone> Wal<D, C> {
     /// Opens the log in `dir` on `disk`: recovers it (discarding the records; read them first
-    /// with a [`LogReader`](super::LogReader) and use [`Wal::from_writer`] to keep them), and
+    /// with a [`LogReader`](crate::wal::LogReader) and use [`Wal::from_writer`] to keep them), and
     /// starts the background threads of the driver.
     ///
     /// # Errors

@@ -275,24 +275,6 @@ fn stress_bounds_every_argument_before_using_it() {
     assert!(stdout(&o).lines().all(|l| l.starts_with("ACK ")), "{}", stdout(&o));
 }
 
-/// Every file and directory under `dir` with its bytes (`None` for a directory).
-fn tree(dir: &Path) -> std::collections::BTreeMap<std::path::PathBuf, Option<Vec<u8>>> {
-    let mut out = std::collections::BTreeMap::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        out.insert(d.clone(), None);
-        for entry in std::fs::read_dir(&d).unwrap() {
-            let p = entry.unwrap().path();
-            if p.is_dir() {
-                todo.push(p);
-            } else {
-                out.insert(p.clone(), Some(std::fs::read(&p).unwrap()));
-            }
-        }
-    }
-    out
-}
-
 fn json(line: &str) -> serde_json::Value {
     serde_json::from_str(line).unwrap_or_else(|e| panic!("{line:?} is not JSON: {e}"))
 }

@@ -3,30 +3,14 @@
 //! a missing directory is an error and is not created; beside an owner that goes on
 //! committing, the view holds every commit visible when it was opened and none after.
 
-use std::collections::BTreeMap;
+mod common;
+
 use std::path::{Path, PathBuf};
 
+use common::tree;
 use waldb::db::ReadOnlyDb;
 use waldb::wal::LogEnd;
 use waldb::{Db, DbOptions, Error};
-
-/// Every file under `dir` (recursively) with its bytes and length, and every directory.
-fn tree(dir: &Path) -> BTreeMap<PathBuf, Option<Vec<u8>>> {
-    let mut out = BTreeMap::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        out.insert(d.clone(), None);
-        for entry in std::fs::read_dir(&d).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                todo.push(path);
-            } else {
-                out.insert(path.clone(), Some(std::fs::read(&path).unwrap()));
-            }
-        }
-    }
-    out
-}
 
 fn options() -> DbOptions {
     DbOptions::default().with_segment_bytes(64 << 10).with_auto_checkpoint_bytes(None)

@@ -208,3 +208,22 @@ pub fn lay_out<D: Disk + Clone>(disk: &D, dir: &Path, opts: WalOptions, payloads
 mod block_on;
 #[allow(unused_imports)] // not every test file awaits
 pub use block_on::block_on;
+
+/// Every file and directory under `dir` on the real disk (recursively), with each file's bytes
+/// (`None` for a directory): to check that something wrote nothing.
+pub fn tree(dir: &Path) -> std::collections::BTreeMap<PathBuf, Option<Vec<u8>>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        out.insert(d.clone(), None);
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                todo.push(path);
+            } else {
+                out.insert(path.clone(), Some(std::fs::read(&path).unwrap()));
+            }
+        }
+    }
+    out
+}

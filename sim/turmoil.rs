@@ -37,7 +37,7 @@ use turmoil::fs::shim::std::fs as tfs;
 use waldb::db::DbOptions;
 use waldb::sim::SimRng;
 use waldb::sim::history::History;
-use waldb::sim::workload::{self, Count, Observer, Runtime, Timing, scan_all};
+use waldb::sim::workload::{self, Counts, Observer, Runtime, Timing, scan_all};
 use waldb::wal::Driver;
 use waldb::{Clock, Db, Disk, DiskFile, OpenMode};
 
@@ -325,12 +325,8 @@ struct Outcome {
     crashes: u64,
     /// Recoveries checked against the history.
     recoveries_checked: u64,
-    acked: u64,
-    /// Commits that ended in an error after they were sequenced (unknown outcome).
-    unknown: u64,
-    conflicts: u64,
-    snapshots: u64,
-    checkpoints: u64,
+    /// What the workload's tasks did.
+    work: Counts,
     /// EIO and disk-full errors injected.
     faults_injected: u64,
     /// Transactions present at the last start.
@@ -343,11 +339,7 @@ impl Outcome {
         self.open_errors += o.open_errors;
         self.crashes += o.crashes;
         self.recoveries_checked += o.recoveries_checked;
-        self.acked += o.acked;
-        self.unknown += o.unknown;
-        self.conflicts += o.conflicts;
-        self.snapshots += o.snapshots;
-        self.checkpoints += o.checkpoints;
+        self.work.add(&o.work);
         self.faults_injected += o.faults_injected;
         self.present += o.present;
     }
@@ -461,16 +453,8 @@ impl Observer for Shared {
         &mut self.history
     }
 
-    fn count(&mut self, what: Count) {
-        let o = &mut self.out;
-        match what {
-            Count::Acked => o.acked += 1,
-            Count::Conflict => o.conflicts += 1,
-            Count::Unknown => o.unknown += 1,
-            Count::Snapshot => o.snapshots += 1,
-            Count::Checkpoint => o.checkpoints += 1,
-            _ => {}
-        }
+    fn counts(&mut self) -> &mut Counts {
+        &mut self.out.work
     }
 
     fn event(&mut self, event: String) {
@@ -613,18 +597,18 @@ fn turmoil_crash_and_bounce() {
         total.starts,
         total.open_errors,
         total.recoveries_checked,
-        total.acked,
-        total.unknown,
-        total.conflicts,
-        total.snapshots,
-        total.checkpoints,
+        total.work.acked,
+        total.work.unknown,
+        total.work.conflicts,
+        total.work.snapshots,
+        total.work.checkpoints,
         total.faults_injected,
     );
     if seeds.len() >= 20 {
         // A campaign that acknowledged nothing, crashed nothing or checked nothing proves nothing.
-        assert!(total.acked > 0 && total.recoveries_checked > total.crashes / 2, "{total:?}");
-        assert!(total.conflicts > 0 && total.unknown > 0 && total.faults_injected > 0, "{total:?}");
-        assert!(total.checkpoints > 0 && total.snapshots > 0, "{total:?}");
+        assert!(total.work.acked > 0 && total.recoveries_checked > total.crashes / 2, "{total:?}");
+        assert!(total.work.conflicts > 0 && total.work.unknown > 0 && total.faults_injected > 0, "{total:?}");
+        assert!(total.work.checkpoints > 0 && total.work.snapshots > 0, "{total:?}");
     }
 }
 
@@ -633,7 +617,7 @@ fn turmoil_is_deterministic() {
     for seed in [5, 12] {
         let a = run_seed(seed).unwrap_or_else(|f| panic!("{f}"));
         assert_eq!(Ok(a.clone()), run_seed(seed), "seed {seed} ran twice differently");
-        assert!(a.acked > 0, "seed {seed} acknowledged nothing: {a:?}");
+        assert!(a.work.acked > 0, "seed {seed} acknowledged nothing: {a:?}");
     }
 }
 

@@ -34,28 +34,39 @@ pub trait Runtime: Clone + Send + Sync + 'static {
     fn sleep(&self, duration: Duration) -> impl Future<Output = ()> + Send;
 }
 
-/// A count the tasks report.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// What the tasks did, counted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum Count {
-    /// A transaction acknowledged.
-    Acked,
-    /// A transaction refused for a conflict (nothing written).
-    Conflict,
-    /// A transaction whose commit failed after it was sequenced (outcome unknown).
-    Unknown,
-    /// A snapshot checked.
-    Snapshot,
-    /// A checkpoint written.
-    Checkpoint,
+pub struct Counts {
+    /// Transactions acknowledged.
+    pub acked: u64,
+    /// Transactions refused for a conflict (nothing written).
+    pub conflicts: u64,
+    /// Transactions whose commit failed after they were sequenced (outcome unknown).
+    pub unknown: u64,
+    /// Snapshots checked.
+    pub snapshots: u64,
+    /// Checkpoints written.
+    pub checkpoints: u64,
+}
+
+impl Counts {
+    /// Adds `o` to these.
+    pub fn add(&mut self, o: &Counts) {
+        self.acked += o.acked;
+        self.conflicts += o.conflicts;
+        self.unknown += o.unknown;
+        self.snapshots += o.snapshots;
+        self.checkpoints += o.checkpoints;
+    }
 }
 
 /// The harness's shared state, as the tasks see it.
 pub trait Observer: Send + 'static {
     /// What was committed, and the checks against it.
     fn history(&mut self) -> &mut History;
-    /// Counts one `what`.
-    fn count(&mut self, what: Count);
+    /// Where the tasks count what they did.
+    fn counts(&mut self) -> &mut Counts;
     /// Notes an event in the harness's log of the seed.
     fn event(&mut self, event: String);
     /// Fails the seed: a check did not hold.
@@ -146,13 +157,13 @@ pub async fn writer<D, C, O, R>(
             Ok(lsn) => {
                 let visible = db.get(&txn_key(&name, 0)).ok().flatten().is_some();
                 let mut s = lock(&shared);
-                s.count(Count::Acked);
+                s.counts().acked += 1;
                 if !visible {
                     return s.fail(format!("{name} acknowledged at LSN {lsn} but not visible to its writer"));
                 }
                 s.history().acknowledged(&name);
             }
-            Err(Error::Conflict { .. }) if !sequenced => lock(&shared).count(Count::Conflict),
+            Err(Error::Conflict { .. }) if !sequenced => lock(&shared).counts().conflicts += 1,
             Err(e) => {
                 let mut s = lock(&shared);
                 // A sequenced commit that fails says its outcome is unknown; one refused
@@ -161,7 +172,7 @@ pub async fn writer<D, C, O, R>(
                     return s.fail(format!("{name}: commit failed with {e}: the wrong outcome"));
                 }
                 if sequenced {
-                    s.count(Count::Unknown);
+                    s.counts().unknown += 1;
                 }
                 s.event(format!("{name}: commit failed: {e}"));
                 return;
@@ -187,7 +198,7 @@ where
         let Ok(pairs) = scan_all(&db) else { return };
         let mut s = lock(&shared);
         match s.history().check_snapshot(&settled, &pairs) {
-            Ok(()) => s.count(Count::Snapshot),
+            Ok(()) => s.counts().snapshots += 1,
             Err(e) => return s.fail(format!("snapshot: {e}")),
         }
     }
@@ -208,7 +219,7 @@ where
         let mut s = lock(&shared);
         match r {
             Ok(r) => {
-                s.count(Count::Checkpoint);
+                s.counts().checkpoints += 1;
                 s.event(format!("checkpoint at LSN {:?}: {} entries", r.lsn, r.entries));
             }
             Err(e) => {

@@ -69,7 +69,7 @@ use std::time::Duration;
 
 use waldb::db::{DbOptions, Pair};
 use waldb::sim::history::History;
-use waldb::sim::workload::{self, Count, Observer, Runtime, Timing, scan_all};
+use waldb::sim::workload::{self, Counts, Observer, Runtime, Timing, scan_all};
 use waldb::sim::{FaultOp, SimConfig, SimDisk, SimFaults, SimFile, SimRng};
 use waldb::wal::Driver;
 use waldb::{Clock, Db, Disk, DiskFile, OpenMode};
@@ -227,16 +227,9 @@ pub struct Outcome {
     pub open_errors: u64,
     /// Crashes of the disk, each with a kill of the node.
     pub crashes: u64,
-    /// Transactions acknowledged.
-    pub acked: u64,
-    /// Transactions whose commit ended in an error after they were sequenced (unknown outcome).
-    pub unknown: u64,
-    /// Transactions refused for a conflict.
-    pub conflicts: u64,
-    /// Snapshots the reader checked.
-    pub snapshots: u64,
-    /// Checkpoints written.
-    pub checkpoints: u64,
+    /// What the workload's tasks did: acknowledged, unknown and conflicting commits, snapshots
+    /// and checkpoints.
+    pub work: Counts,
     /// Recoveries checked against the history (node starts and the final one).
     pub recoveries_checked: u64,
     /// Transactions found present by the final check.
@@ -255,11 +248,7 @@ impl Outcome {
         self.starts += o.starts;
         self.open_errors += o.open_errors;
         self.crashes += o.crashes;
-        self.acked += o.acked;
-        self.unknown += o.unknown;
-        self.conflicts += o.conflicts;
-        self.snapshots += o.snapshots;
-        self.checkpoints += o.checkpoints;
+        self.work.add(&o.work);
         self.recoveries_checked += o.recoveries_checked;
         self.present += o.present;
         self.faults_injected += o.faults_injected;
@@ -405,16 +394,8 @@ impl Observer for Shared {
         &mut self.history
     }
 
-    fn count(&mut self, what: Count) {
-        let o = &mut self.out;
-        match what {
-            Count::Acked => o.acked += 1,
-            Count::Conflict => o.conflicts += 1,
-            Count::Unknown => o.unknown += 1,
-            Count::Snapshot => o.snapshots += 1,
-            Count::Checkpoint => o.checkpoints += 1,
-            _ => {}
-        }
+    fn counts(&mut self) -> &mut Counts {
+        &mut self.out.work
     }
 
     fn event(&mut self, event: String) {

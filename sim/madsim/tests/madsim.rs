@@ -45,22 +45,22 @@ fn madsim_kill_and_restart() {
         total.starts,
         total.open_errors,
         total.recoveries_checked,
-        total.acked,
-        total.unknown,
-        total.conflicts,
-        total.snapshots,
-        total.checkpoints,
+        total.work.acked,
+        total.work.unknown,
+        total.work.conflicts,
+        total.work.snapshots,
+        total.work.checkpoints,
         total.faults_injected,
         total.corrupt_opens_refused,
     );
     if seeds.len() >= 20 {
         // A campaign that acknowledged nothing, crashed nothing or checked nothing proves nothing.
         assert!(
-            total.acked > 0 && total.crashes > 0 && total.recoveries_checked > total.crashes,
+            total.work.acked > 0 && total.crashes > 0 && total.recoveries_checked > total.crashes,
             "{total:?}"
         );
-        assert!(total.conflicts > 0 && total.unknown > 0 && total.faults_injected > 0, "{total:?}");
-        assert!(total.checkpoints > 0 && total.snapshots > 0, "{total:?}");
+        assert!(total.work.conflicts > 0 && total.work.unknown > 0 && total.faults_injected > 0, "{total:?}");
+        assert!(total.work.checkpoints > 0 && total.work.snapshots > 0, "{total:?}");
     }
 }
 
@@ -70,7 +70,7 @@ fn madsim_is_deterministic() {
         let a = run_seed(seed).unwrap_or_else(|f| panic!("{f}"));
         let b = run_seed(seed).unwrap_or_else(|f| panic!("{f}"));
         assert_eq!(a, b, "seed {seed} ran twice differently");
-        assert!(a.acked > 0, "seed {seed} acknowledged nothing: {a:?}");
+        assert!(a.work.acked > 0, "seed {seed} acknowledged nothing: {a:?}");
     }
 }
 

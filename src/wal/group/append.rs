@@ -11,6 +11,7 @@
 use super::*;
 
 impl<D: Disk, C: Clock> Shared<D, C> {
+    #[inline]
     pub(super) fn check_record(&self, len: usize) -> Result<()> {
         if len as u64 > self.record_payload_max {
             return Err(Error::TooLarge {
@@ -23,6 +24,7 @@ impl<D: Disk, C: Clock> Shared<D, C> {
     }
 
     /// `Err` if the log takes no more appends.
+    #[inline]
     pub(super) fn check_usable(&self) -> Result<()> {
         if self.poisoned.load(SeqCst) {
             let cause = lock(&self.state).failed.clone().expect("poisoned has a cause");
@@ -34,14 +36,17 @@ impl<D: Disk, C: Clock> Shared<D, C> {
         Ok(())
     }
 
+    #[inline]
     pub(super) fn is_closing(&self) -> bool {
         self.reserved.load(SeqCst) & CLOSED != 0
     }
 
+    #[inline]
     pub(super) fn degraded(&self) -> bool {
         self.thread_dead.load(SeqCst)
     }
 
+    #[inline]
     pub(super) fn submit(
         this: &Arc<Self>,
         records: u32,
@@ -97,6 +102,7 @@ impl<D: Disk, C: Clock> Shared<D, C> {
 
     /// Reserves room for `records` records of `bytes` encoded bytes, waiting while the queue is
     /// full.
+    #[inline]
     pub(super) fn reserve(&self, records: u64, bytes: u64) -> Result<()> {
         let b = &self.config.batch;
         let (max_records, max_bytes) = (u64::from(b.queue_records_max), b.queue_bytes_max);
@@ -158,6 +164,7 @@ impl<D: Disk, C: Clock> Shared<D, C> {
     }
 
     /// Counts a push (or a withdrawn reservation) and wakes a leader waiting for one.
+    #[inline]
     pub(super) fn note_queue_event(&self) {
         if self.queue_events.fetch_add(2, SeqCst) & 1 == 1 {
             let _st = lock(&self.state);

@@ -16,6 +16,7 @@ use super::*;
 
 impl<D: Disk, C: Clock> Shared<D, C> {
     /// Whether a committer may run steps itself.
+    #[inline]
     pub(super) fn may_lead(&self) -> bool {
         self.degraded() || self.config.driver != Driver::Thread
     }

@@ -51,6 +51,10 @@
 //! | `preparer.rs` | the next segment, prepared ahead |
 //! | `queue.rs`, `ticket.rs`, `config.rs`, `stats.rs`, `handon.rs`, `yielding.rs` | the queue, tickets, options, counters, and the two measured switches of the policies |
 //!
+//! The small methods an append calls in another of these files are `#[inline]`: a release
+//! build may put each file in a codegen unit of its own, and the hint keeps them inlinable
+//! where they were when the files were one.
+//!
 //! ## Guarantees
 //!
 //! - **Durable before acknowledged.** A [`Durability::Sync`] ticket resolves `Ok` only after a

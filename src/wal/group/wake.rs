@@ -14,6 +14,7 @@ use super::*;
 impl<D: Disk, C: Clock> Shared<D, C> {
     /// Whether a record appended with `durability` needs the background thread to step:
     /// `Sync` ones are written by their own waiters unless a dedicated thread runs the steps.
+    #[inline]
     pub(super) fn needs_kick(&self, durability: Durability) -> bool {
         !matches!(durability, Durability::Sync) || self.config.driver == Driver::Thread
     }
@@ -42,6 +43,7 @@ impl<D: Disk, C: Clock> Shared<D, C> {
     /// wake a thread that lingers for more of them; it is written when the lingering ends. A
     /// `Buffered` record whose window is no longer than the lingering wakes it, so that its
     /// sync is not late.
+    #[inline]
     pub(super) fn kick_for(&self, durability: Durability) {
         if self.config.driver == Driver::Manual {
             return;

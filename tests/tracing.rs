@@ -1,5 +1,5 @@
-//! The `tracing` events a user's subscriber sees: an open reports how recovery ended and what
-//! it loaded (`info`), a failed sync reports once that the log is poisoned (`error`). One test
+//! The `tracing` spans and events a user's subscriber sees: an open and a checkpoint are spans
+//! and report what they did, a failed sync reports once that the log is poisoned (`error`). One test
 //! in its own binary: tracing caches each event's interest when it is first reached, and a test
 //! running beside it on another thread, with no subscriber, could reach it first.
 
@@ -27,7 +27,9 @@ impl tracing::Subscriber for Events {
     fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
         true
     }
-    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+    fn new_span(&self, span: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        let meta = span.metadata();
+        self.0.lock().unwrap().push((*meta.level(), format!("span {}", meta.name())));
         tracing::span::Id::from_u64(1)
     }
     fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
@@ -41,15 +43,22 @@ impl tracing::Subscriber for Events {
     fn exit(&self, _: &tracing::span::Id) {}
 }
 
-/// An open logs how recovery ended and what it loaded (`info`); a failed sync logs, once, that
-/// the log is poisoned (`error`).
+/// An open is a span and logs how recovery ended and what it loaded (`info`); a checkpoint is
+/// a span and logs what it wrote (`debug`); a failed sync logs, once, that the log is poisoned
+/// (`error`).
 #[test]
-fn an_open_and_a_poisoned_log_are_traced() {
+fn an_open_a_checkpoint_and_a_poisoned_log_are_traced() {
     let events = Events::default();
     tracing::subscriber::with_default(events.clone(), || {
         let disk = SimDisk::new(5);
         let options = DbOptions::default().with_segment_bytes(64 << 10).with_driver(Driver::Manual);
         let (db, _) = Db::open_with(disk.clone(), SystemClock::new(), "/db".as_ref(), options).unwrap();
+        let mut txn = db.begin().unwrap();
+        txn.put(b"first", b"v").unwrap();
+        let commit = txn.commit();
+        db.flush_step().unwrap();
+        commit.wait().unwrap();
+        db.checkpoint().unwrap();
         disk.fail_nth_with(FaultOp::Sync, 1, std::io::ErrorKind::Other);
         for key in [&b"a"[..], b"b"] {
             let mut txn = db.begin().unwrap();
@@ -63,7 +72,10 @@ fn an_open_and_a_poisoned_log_are_traced() {
     let count = |level: tracing::Level, text: &str| {
         events.iter().filter(|(l, m)| *l == level && m.contains(text)).count()
     };
+    assert_eq!(count(tracing::Level::INFO, "span waldb::open"), 1, "{events:?}");
     assert_eq!(count(tracing::Level::INFO, "database opened"), 1, "{events:?}");
     assert_eq!(count(tracing::Level::INFO, "log recovered"), 1, "{events:?}");
+    assert_eq!(count(tracing::Level::DEBUG, "span waldb::checkpoint"), 1, "{events:?}");
+    assert_eq!(count(tracing::Level::DEBUG, "checkpoint written"), 1, "{events:?}");
     assert_eq!(count(tracing::Level::ERROR, "poisoned"), 1, "once, at the first failure: {events:?}");
 }

@@ -372,6 +372,8 @@ impl<D: Disk + Clone, C: Clock + Clone> Db<D, C> {
     ///
     /// As [`Db::open_opts`].
     pub fn open_with(disk: D, clock: C, dir: &Path, options: DbOptions) -> Result<(Self, OpenReport)> {
+        // The open's events (recovery, the report) are inside this span.
+        let _span = tracing::info_span!("waldb::open", dir = %dir.display()).entered();
         options.validate()?;
         create_dir_durable(&disk, dir)?;
         let lock_path = dir.join(LOCK_FILE);
@@ -960,6 +962,7 @@ impl<D: Disk + Clone, C: Clock + Clone> Inner<D, C> {
     }
 
     fn checkpoint(&self) -> Result<CheckpointReport> {
+        let _span = tracing::debug_span!("waldb::checkpoint", dir = %self.dir.display()).entered();
         if self.closed.load(SeqCst) {
             return Err(Error::Closed);
         }

@@ -71,9 +71,10 @@
 //!
 //! ## Logging
 //!
-//! waldb emits [`tracing`](https://docs.rs/tracing) events: opens and recoveries at `info`,
-//! checkpoints at `debug`, a poisoned log and background failures at `error`, slow syncs at
-//! `warn`. They cost nothing when no subscriber listens.
+//! waldb emits [`tracing`](https://docs.rs/tracing) spans and events: an open (span
+//! `waldb::open`) and its recovery at `info`, torn tails and slow syncs at `warn`, checkpoints
+//! (span `waldb::checkpoint`) at `debug`, a poisoned log and background failures at `error`.
+//! They cost nothing when no subscriber listens.
 
 // `as` casts that can truncate are bugs waiting in a decoder; tests may cast freely.
 #![warn(clippy::cast_possible_truncation)]

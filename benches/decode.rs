@@ -69,11 +69,7 @@ fn codec(c: &mut Criterion) {
 fn recover(c: &mut Criterion) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("wal");
-    let opts = WalOptions {
-        segment_bytes: 8 << 20,
-        record_payload_bytes_max: Some(1 << 20),
-        ..WalOptions::default()
-    };
+    let opts = WalOptions::default().with_segment_bytes(8 << 20).with_record_payload_bytes_max(Some(1 << 20));
     let (mut w, _) = LogWriter::open(StdDisk, &dir, opts).unwrap();
     let payload = vec![3u8; 4096];
     let mut bytes = 0u64;

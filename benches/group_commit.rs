@@ -32,12 +32,10 @@ use waldb::wal::{Driver, Durability, PrepareAhead, RecordKind, Wal, WalBatch, Wa
 const RECORD: usize = 100;
 
 fn wal_config(driver: Driver, segment_bytes: u64, prepare: PrepareAhead) -> WalConfig {
-    WalConfig {
-        log: WalOptions { segment_bytes, ..WalOptions::default() },
-        driver,
-        prepare_ahead: prepare,
-        ..WalConfig::default()
-    }
+    WalConfig::default()
+        .with_log(WalOptions::default().with_segment_bytes(segment_bytes))
+        .with_driver(driver)
+        .with_prepare_ahead(prepare)
 }
 
 fn waldb_run(root: &Path, config: WalConfig, committers: usize, seconds: f64) -> (Run, waldb::wal::WalStats) {

@@ -7,11 +7,8 @@ use waldb::{StdDisk, TxnId};
 fn main() -> waldb::Result<()> {
     let dir = std::env::args().nth(1).unwrap_or_else(|| "waldb-example".to_owned());
     let wal = std::path::Path::new(&dir).join("wal");
-    let opts = WalOptions {
-        segment_bytes: 64 * 1024,
-        record_payload_bytes_max: Some(16 * 1024),
-        ..WalOptions::default()
-    };
+    let opts =
+        WalOptions::default().with_segment_bytes(64 * 1024).with_record_payload_bytes_max(Some(16 * 1024));
     let (mut log, report) = LogWriter::open(StdDisk, &wal, opts)?;
     println!("recovered {} records, end {:?}", report.records, report.end);
     for i in 0..5u64 {

@@ -7,8 +7,7 @@
 use std::path::Path;
 use waldb::wal::decode::HeaderDecoded;
 use waldb::wal::{
-    self, DecodeLimits, Decoded, LogEnd, LogWriter, ReadOptions, RecordKind, RecordMeta, RecoveryMode,
-    WalOptions,
+    self, DecodeLimits, Decoded, LogEnd, LogWriter, RecordKind, RecordMeta, RecoveryMode, WalOptions,
 };
 use waldb::{Disk, DiskFile, Error, Lsn, OpenMode, SegmentId};
 
@@ -109,7 +108,10 @@ pub fn join_files(files: &[(u64, Vec<u8>)]) -> Vec<u8> {
 
 /// The options the harness reads and writes with.
 pub fn recover_opts(mode: RecoveryMode) -> WalOptions {
-    WalOptions { segment_bytes: 4096, record_payload_bytes_max: Some(1024), recovery: mode }
+    WalOptions::default()
+        .with_segment_bytes(4096)
+        .with_record_payload_bytes_max(Some(1024))
+        .with_recovery(mode)
 }
 
 /// `wal_recover`: the recovery reader, then a writer, over a directory built from the input.
@@ -131,7 +133,7 @@ pub fn wal_recover<D: Disk + Clone>(disk: D, dir: &Path, data: &[u8]) {
         f.write_all_at(bytes, 0).expect("write");
     }
     let read = |mode: RecoveryMode| {
-        let opts = ReadOptions { mode, ..recover_opts(mode).read_options() };
+        let opts = recover_opts(mode).read_options().with_mode(mode);
         wal::read_log(disk.clone(), dir, opts)
     };
     let strict = read(RecoveryMode::Strict);

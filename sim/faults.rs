@@ -25,7 +25,7 @@ fn interrupted_preparation_is_completed_not_refused() {
     let file = prepare_segment(&disk, dir, SegmentId(1), 4096).expect("the retry completes it");
     assert_eq!(file.len().unwrap(), 4096);
     // And the log works on top of it, across a crash.
-    let opts = WalOptions { segment_bytes: 4096, ..WalOptions::default() };
+    let opts = WalOptions::default().with_segment_bytes(4096);
     let (mut w, _) = LogWriter::open(disk.clone(), dir, opts).unwrap();
     let lsn = w.append(RecordKind::Unknown(0x80), b"x").unwrap();
     w.sync().unwrap();
@@ -60,7 +60,7 @@ fn segment_with_data_is_never_overwritten() {
 #[test]
 fn failed_sync_poisons_and_names_the_cause() {
     let disk = SimDisk::new(3);
-    let opts = WalOptions { segment_bytes: 4096, ..WalOptions::default() };
+    let opts = WalOptions::default().with_segment_bytes(4096);
     let (mut w, _) = LogWriter::open(disk.clone(), Path::new(DIR), opts).unwrap();
     w.append(RecordKind::Unknown(0x80), b"a").unwrap();
     w.sync().unwrap();
@@ -87,13 +87,10 @@ fn failed_sync_poisons_and_names_the_cause() {
 #[test]
 fn disk_full_is_storage_full_and_loses_nothing_synced() {
     let disk = SimDisk::new(4);
-    let opts = WalOptions { segment_bytes: 4096, ..WalOptions::default() };
+    let opts = WalOptions::default().with_segment_bytes(4096);
     let (mut w, _) = LogWriter::open(disk.clone(), Path::new(DIR), opts).unwrap();
     let mut synced = w.sync().unwrap();
-    disk.set_faults(waldb::sim::SimFaults {
-        capacity_bytes: Some(disk.used_bytes() + 9000),
-        ..Default::default()
-    });
+    disk.set_faults(waldb::sim::SimFaults::default().with_capacity_bytes(Some(disk.used_bytes() + 9000)));
     let err = loop {
         if let Err(e) = w.append(RecordKind::Unknown(0x80), &[5u8; 600]) {
             break e;

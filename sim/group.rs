@@ -30,15 +30,14 @@ use crate::support::{Trace, seeds};
 const DIR: &str = "/db/wal";
 
 fn small_log() -> WalOptions {
-    WalOptions {
-        segment_bytes: 4096,
-        record_payload_bytes_max: Some(512),
-        recovery: RecoveryMode::TolerateTornTail,
-    }
+    WalOptions::default()
+        .with_segment_bytes(4096)
+        .with_record_payload_bytes_max(Some(512))
+        .with_recovery(RecoveryMode::TolerateTornTail)
 }
 
 fn manual(log: WalOptions) -> WalConfig {
-    WalConfig { log, driver: Driver::Manual, ..WalConfig::default() }
+    WalConfig::default().with_log(log).with_driver(Driver::Manual)
 }
 
 /// Polls a ticket once without blocking.
@@ -116,8 +115,7 @@ struct Run {
 /// `None`), and checks invariants 1–5.
 fn run(seed: u64, crash_after: Option<usize>, trace: &mut Trace) -> Run {
     let mut rng = SimRng::new(seed ^ 0x6C0F_FEE5);
-    let config =
-        SimConfig { sector_bytes: if rng.below(2) == 0 { 512 } else { 4096 }, ..SimConfig::default() };
+    let config = SimConfig::default().with_sector_bytes(if rng.below(2) == 0 { 512 } else { 4096 });
     let disk = SimDisk::with_config(seed, config);
     let clock = SimClock::new();
     let log = small_log();
@@ -331,7 +329,7 @@ fn disk_full_at_rotation_poisons_and_reopen_resumes() {
     let (wal, _) = Wal::open_with(disk.clone(), SimClock::new(), Path::new(DIR), manual(log)).unwrap();
     // The first record starts segment 1 (prepared at open) and requests segment 2.
     let mut acked = wal.append(RecordKind::Txn, &txn(0, 300)).unwrap().wait().unwrap();
-    disk.set_faults(SimFaults { capacity_bytes: Some(disk.used_bytes()), ..SimFaults::default() });
+    disk.set_faults(SimFaults::default().with_capacity_bytes(Some(disk.used_bytes())));
     assert!(wal.prepare_step().is_err(), "no room for the next segment");
     assert!(wal.stats().healthy, "a failed preparation does not poison");
     let mut failure = None;
@@ -390,12 +388,10 @@ fn thread_death_fails_or_degrades() {
     for degrade in [false, true] {
         let disk = SimDisk::new(9);
         let log = small_log();
-        let config = WalConfig {
-            log,
-            driver: Driver::Thread,
-            degrade_on_thread_death: degrade,
-            ..WalConfig::default()
-        };
+        let config = WalConfig::default()
+            .with_log(log)
+            .with_driver(Driver::Thread)
+            .with_degrade_on_thread_death(degrade);
         let (wal, _) = Wal::open_with(disk.clone(), SimClock::new(), Path::new(DIR), config).unwrap();
         wal.append(RecordKind::Txn, &txn(0, 20)).unwrap().wait().unwrap();
         wal.plant_panic(PlantedPanic::InThread);

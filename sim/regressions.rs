@@ -9,11 +9,10 @@ use waldb::{Disk, Lsn};
 const DIR: &str = "/db/wal";
 
 fn opts() -> WalOptions {
-    WalOptions {
-        segment_bytes: 8192,
-        record_payload_bytes_max: Some(1024),
-        recovery: RecoveryMode::TolerateTornTail,
-    }
+    WalOptions::default()
+        .with_segment_bytes(8192)
+        .with_record_payload_bytes_max(Some(1024))
+        .with_recovery(RecoveryMode::TolerateTornTail)
 }
 
 fn append_synced(w: &mut LogWriter<SimDisk>, n: u8) -> Lsn {
@@ -103,7 +102,7 @@ fn regression_seed_36_a_sync_after_recovery_skipped_lsns_returns() {
         // A crash that loses the second record and keeps the third: recovery cuts the log
         // after the first, and the third's LSN is never reused.
         disk.crash();
-        let config = WalConfig { log: opts(), driver: Driver::Manual, ..WalConfig::default() };
+        let config = WalConfig::default().with_log(opts()).with_driver(Driver::Manual);
         let (wal, report) =
             match Wal::open_with(disk.clone(), waldb::SystemClock::new(), Path::new(DIR), config) {
                 Ok(x) => x,
@@ -239,7 +238,7 @@ fn regression_seed_181515_a_first_epoch_cut_short_by_a_full_disk_does_not_brick_
         // Room for 1 to 11 of the epoch's 12 bytes, then the disk is full.
         for room in 1..12u64 {
             let disk = SimDisk::new(seed);
-            disk.set_faults(SimFaults { capacity_bytes: Some(room), ..SimFaults::default() });
+            disk.set_faults(SimFaults::default().with_capacity_bytes(Some(room)));
             let e = Db::open_with(disk.clone(), SimClock::new(), dir, options()).unwrap_err();
             assert!(
                 e.to_string().contains("EPOCH"),

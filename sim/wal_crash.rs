@@ -43,26 +43,21 @@ struct Appended {
 fn run_seed(seed: u64) -> Outcome {
     let mut rng = SimRng::new(seed ^ 0xA5A5_5A5A_DEAD_BEEF);
     let faulty = rng.below(4) == 0;
-    let config = SimConfig {
-        sector_bytes: if rng.below(2) == 0 { 512 } else { 4096 },
-        faults: if faulty {
-            SimFaults {
-                capacity_bytes: if rng.below(2) == 0 { Some(20_000 + rng.below(100_000)) } else { None },
-                io_error_probability: [0.0, 0.01, 0.03, 0.01],
-                failed_sync_drops_writes: true,
-                ..SimFaults::default()
-            }
+    let config = SimConfig::default()
+        .with_sector_bytes(if rng.below(2) == 0 { 512 } else { 4096 })
+        .with_faults(if faulty {
+            SimFaults::default()
+                .with_capacity_bytes(if rng.below(2) == 0 { Some(20_000 + rng.below(100_000)) } else { None })
+                .with_io_error_probability([0.0, 0.01, 0.03, 0.01])
+                .with_failed_sync_drops_writes(true)
         } else {
             SimFaults::default()
-        },
-        ..SimConfig::default()
-    };
+        });
     let disk = SimDisk::with_config(seed, config);
-    let opts = WalOptions {
-        segment_bytes: 4096 * (1 + rng.below(4)),
-        record_payload_bytes_max: Some(2048),
-        recovery: RecoveryMode::TolerateTornTail,
-    };
+    let opts = WalOptions::default()
+        .with_segment_bytes(4096 * (1 + rng.below(4)))
+        .with_record_payload_bytes_max(Some(2048))
+        .with_recovery(RecoveryMode::TolerateTornTail);
     let dir = Path::new(DIR);
     let mut outcome = Outcome::default();
     let mut trace = Trace::new("wal_crash");

@@ -80,6 +80,24 @@
 #![warn(clippy::cast_possible_truncation)]
 #![cfg_attr(test, allow(clippy::cast_possible_truncation))]
 
+/// `with_` setters for an options struct that is `#[non_exhaustive]` (so that options can be
+/// added without breaking callers, who build it from `Default` with these):
+/// `with_setters!(Ty { with_a: a: TypeOfA; ... })`.
+macro_rules! with_setters {
+    ($ty:ident { $($name:ident: $field:ident: $t:ty;)* }) => {
+        impl $ty {
+            $(
+                #[doc = concat!("Sets [`", stringify!($ty), "::", stringify!($field), "`].")]
+                #[must_use]
+                pub fn $name(mut self, $field: $t) -> Self {
+                    self.$field = $field;
+                    self
+                }
+            )*
+        }
+    };
+}
+
 pub mod clock;
 pub mod db;
 pub mod disk;

@@ -35,16 +35,15 @@ fn model(f: impl Fn() + Sync + Send + 'static) {
 }
 
 fn config(driver: Driver) -> WalConfig {
-    WalConfig {
-        log: WalOptions {
-            segment_bytes: 4096,
-            record_payload_bytes_max: Some(256),
-            recovery: RecoveryMode::TolerateTornTail,
-        },
-        driver,
-        prepare_ahead: PrepareAhead::Inline,
-        ..WalConfig::default()
-    }
+    WalConfig::default()
+        .with_log(
+            WalOptions::default()
+                .with_segment_bytes(4096)
+                .with_record_payload_bytes_max(Some(256))
+                .with_recovery(RecoveryMode::TolerateTornTail),
+        )
+        .with_driver(driver)
+        .with_prepare_ahead(PrepareAhead::Inline)
 }
 
 fn open(disk: &SimDisk, driver: Driver) -> Arc<Wal<SimDisk, SimClock>> {

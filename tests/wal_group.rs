@@ -16,16 +16,12 @@ use waldb::wal::{
 use waldb::{Clock, Disk, Error, Lsn, StdDisk, SystemClock};
 
 fn config(driver: Driver) -> WalConfig {
-    WalConfig {
-        log: WalOptions { segment_bytes: 64 << 10, ..WalOptions::default() },
-        driver,
-        ..WalConfig::default()
-    }
+    WalConfig::default().with_log(WalOptions::default().with_segment_bytes(64 << 10)).with_driver(driver)
 }
 
 /// Reads `dir` strictly and returns (LSN, payload) pairs.
 fn recovered<D: Disk + Clone>(disk: &D, dir: &Path, log: WalOptions) -> Vec<(Lsn, Vec<u8>)> {
-    let opts = waldb::wal::ReadOptions { mode: RecoveryMode::Strict, ..log.read_options() };
+    let opts = log.read_options().with_mode(RecoveryMode::Strict);
     let (records, _) = read_log(disk.clone(), dir, opts).expect("the log reads strictly");
     records.into_iter().map(|r| (r.lsn, r.payload)).collect()
 }
@@ -410,10 +406,7 @@ fn reopen_continues_the_lsns() {
 #[test]
 fn rotation_across_many_segments_prepares_ahead() {
     let tmp = tempfile::tempdir().unwrap();
-    let cfg = WalConfig {
-        log: WalOptions { segment_bytes: 16 << 10, ..WalOptions::default() },
-        ..WalConfig::default()
-    };
+    let cfg = WalConfig::default().with_log(WalOptions::default().with_segment_bytes(16 << 10));
     let (wal, _) = Wal::open(tmp.path(), cfg).unwrap();
     let wal = Arc::new(wal);
     let handles: Vec<_> = (0..4)
@@ -528,7 +521,7 @@ fn flusher_thread_panic_on_real_files() {
     use waldb::wal::group::PlantedPanic;
     for degrade in [false, true] {
         let tmp = tempfile::tempdir().unwrap();
-        let cfg = WalConfig { degrade_on_thread_death: degrade, ..config(Driver::Thread) };
+        let cfg = config(Driver::Thread).with_degrade_on_thread_death(degrade);
         let (wal, _) = Wal::open(tmp.path(), cfg).unwrap();
         let first = wal.append(RecordKind::Txn, &payload(0, 50)).unwrap().wait().unwrap();
         wal.plant_panic(PlantedPanic::InThread);

@@ -69,11 +69,8 @@ fn zero_length_payload<D: Disk + Clone>(disk: D, dir: &Path) {
 
 /// Records much larger than a page, across rotations; a cut inside one is a torn tail.
 fn records_larger_than_a_page<D: Disk + Clone>(disk: D, dir: &Path) {
-    let opts = WalOptions {
-        segment_bytes: 64 * 1024,
-        record_payload_bytes_max: Some(40 * 1024),
-        ..WalOptions::default()
-    };
+    let opts =
+        WalOptions::default().with_segment_bytes(64 * 1024).with_record_payload_bytes_max(Some(40 * 1024));
     let payloads: Vec<Vec<u8>> = (0..7).map(|i| txn_payload(i, 9_000 + i * 4_000)).collect();
     let written = write_log(&disk, dir, opts, &payloads, 1);
     let (records, _) = read(&disk, dir, opts, RecoveryMode::Strict).unwrap();
@@ -344,9 +341,9 @@ fn limits_are_enforced<D: Disk + Clone>(disk: D, dir: &Path) {
     let lsn = w.append(RecordKind::Unknown(0x80), &[1u8; 2048]).unwrap();
     assert_eq!(lsn, Lsn(1), "the refused append took no LSN");
     w.close().unwrap();
-    let bad = WalOptions { segment_bytes: 4096, record_payload_bytes_max: Some(4096), ..opts };
+    let bad = opts.with_segment_bytes(4096).with_record_payload_bytes_max(Some(4096));
     assert!(matches!(LogWriter::open(disk.clone(), dir, bad), Err(Error::InvalidConfig { .. })));
-    let bad = WalOptions { segment_bytes: 100, ..opts };
+    let bad = opts.with_segment_bytes(100);
     assert!(matches!(LogWriter::open(disk, dir, bad), Err(Error::InvalidConfig { .. })));
 }
 

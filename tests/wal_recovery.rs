@@ -20,8 +20,7 @@ const MODES: [RecoveryMode; 3] =
 /// Writes `sizes` in sessions (closing and reopening the writer at each `reopen` index), syncing
 /// every `sync_every` records, and reads everything back in every mode.
 fn round_trip<D: Disk + Clone>(disk: D, dir: &Path, sizes: &[usize], sync_every: usize, reopen: &[usize]) {
-    let opts =
-        WalOptions { segment_bytes: 8192, record_payload_bytes_max: Some(6000), ..WalOptions::default() };
+    let opts = WalOptions::default().with_segment_bytes(8192).with_record_payload_bytes_max(Some(6000));
     let mut written: Written = Vec::new();
     let mut start = 0;
     let mut bounds: Vec<usize> = reopen.iter().copied().filter(|&r| r < sizes.len()).collect();

@@ -348,11 +348,10 @@ fn locate_log_dir(path: &Path) -> Result<PathBuf, Error> {
 fn read_options() -> ReadOptions {
     // Stop at the first bad point whatever it is, so that the report says what it is. Accept any
     // record the format allows: the limit a database was opened with is not known here.
-    ReadOptions {
-        mode: RecoveryMode::PointInTime,
-        record_payload_bytes_max: format::RECORD_PAYLOAD_BYTES_LIMIT,
-        segment_bytes_max: format::SEGMENT_BYTES_MAX,
-    }
+    ReadOptions::default()
+        .with_mode(RecoveryMode::PointInTime)
+        .with_record_payload_bytes_max(format::RECORD_PAYLOAD_BYTES_LIMIT)
+        .with_segment_bytes_max(format::SEGMENT_BYTES_MAX)
 }
 
 /// Standard output, whose failures (a closed pipe) are errors rather than panics.

@@ -100,6 +100,22 @@ pub const DEFAULT_VALUE_BYTES_MAX: u32 = 4 << 20;
 /// one put of a key of `k` and a value of `v` bytes takes `k + v + TXN_ONE_PUT_BYTES`.
 const TXN_ONE_PUT_BYTES: u32 = 12 + 9;
 
+with_setters!(DbOptions {
+    with_durability: durability: Durability;
+    with_batch: batch: BatchConfig;
+    with_driver: driver: Driver;
+    with_segment_bytes: segment_bytes: u64;
+    with_recovery: recovery: RecoveryMode;
+    with_isolation: isolation: Isolation;
+    with_key_bytes_max: key_bytes_max: Option<u32>;
+    with_value_bytes_max: value_bytes_max: Option<u32>;
+    with_txn_bytes_max: txn_bytes_max: Option<u32>;
+    with_auto_checkpoint_bytes: auto_checkpoint_bytes: Option<u64>;
+    with_checkpoint_bytes_max: checkpoint_bytes_max: u64;
+    with_txn_retries_max: txn_retries_max: u32;
+    with_txn_backoff_max: txn_backoff_max: Duration;
+});
+
 impl Default for DbOptions {
     fn default() -> Self {
         DbOptions {
@@ -120,51 +136,7 @@ impl Default for DbOptions {
     }
 }
 
-/// A `with_` setter for each field: `DbOptions` is `#[non_exhaustive]`, so that options can
-/// be added without breaking callers.
-macro_rules! setters {
-    ($($(#[$doc:meta])* $name:ident: $field:ident: $ty:ty;)*) => {
-        $(
-            $(#[$doc])*
-            #[must_use]
-            pub fn $name(mut self, $field: $ty) -> Self {
-                self.$field = $field;
-                self
-            }
-        )*
-    };
-}
-
 impl DbOptions {
-    setters! {
-        /// Sets [`DbOptions::durability`].
-        with_durability: durability: Durability;
-        /// Sets [`DbOptions::batch`].
-        with_batch: batch: BatchConfig;
-        /// Sets [`DbOptions::driver`].
-        with_driver: driver: Driver;
-        /// Sets [`DbOptions::segment_bytes`].
-        with_segment_bytes: segment_bytes: u64;
-        /// Sets [`DbOptions::recovery`].
-        with_recovery: recovery: RecoveryMode;
-        /// Sets [`DbOptions::isolation`].
-        with_isolation: isolation: Isolation;
-        /// Sets [`DbOptions::key_bytes_max`] (`None`: the default, which follows the others).
-        with_key_bytes_max: key_bytes_max: Option<u32>;
-        /// Sets [`DbOptions::value_bytes_max`] (`None`: the default, which follows the others).
-        with_value_bytes_max: value_bytes_max: Option<u32>;
-        /// Sets [`DbOptions::txn_bytes_max`] (`None`: the default, which follows the segment size).
-        with_txn_bytes_max: txn_bytes_max: Option<u32>;
-        /// Sets [`DbOptions::auto_checkpoint_bytes`] (`None`: no automatic checkpoints).
-        with_auto_checkpoint_bytes: auto_checkpoint_bytes: Option<u64>;
-        /// Sets [`DbOptions::checkpoint_bytes_max`].
-        with_checkpoint_bytes_max: checkpoint_bytes_max: u64;
-        /// Sets [`DbOptions::txn_retries_max`].
-        with_txn_retries_max: txn_retries_max: u32;
-        /// Sets [`DbOptions::txn_backoff_max`].
-        with_txn_backoff_max: txn_backoff_max: Duration;
-    }
-
     /// The size limits in force: each one set, and for each left `None` its default, lowered
     /// to what the segment size and the other limits allow.
     pub fn limits(&self) -> Limits {

@@ -58,6 +58,7 @@ pub struct CrashWeights {
 
 /// How a [`SimDisk`] behaves.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct SimConfig {
     /// The unit of a torn write in bytes: 512 or 4096 on real hardware. A power of two.
     pub sector_bytes: u32,
@@ -66,6 +67,12 @@ pub struct SimConfig {
     /// The faults to inject.
     pub faults: SimFaults,
 }
+
+with_setters!(SimConfig {
+    with_sector_bytes: sector_bytes: u32;
+    with_crash: crash: CrashWeights;
+    with_faults: faults: SimFaults;
+});
 
 impl Default for SimConfig {
     fn default() -> Self {
@@ -105,6 +112,7 @@ impl FaultOp {
 
 /// The faults a [`SimDisk`] injects.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct SimFaults {
     /// Total bytes all files may hold; `None` for unlimited.
     pub capacity_bytes: Option<u64>,
@@ -119,6 +127,13 @@ pub struct SimFaults {
     /// structural check finds it, after a crash.
     pub misdirected_write_probability: f64,
 }
+
+with_setters!(SimFaults {
+    with_capacity_bytes: capacity_bytes: Option<u64>;
+    with_io_error_probability: io_error_probability: [f64; 4];
+    with_failed_sync_drops_writes: failed_sync_drops_writes: bool;
+    with_misdirected_write_probability: misdirected_write_probability: f64;
+});
 
 impl Default for SimFaults {
     fn default() -> Self {

@@ -84,6 +84,7 @@ pub enum RecoveryMode {
 
 /// Options for reading a log.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ReadOptions {
     /// How to treat damage.
     pub mode: RecoveryMode,
@@ -92,6 +93,12 @@ pub struct ReadOptions {
     /// Segment files larger than this are refused without being read.
     pub segment_bytes_max: u64,
 }
+
+with_setters!(ReadOptions {
+    with_mode: mode: RecoveryMode;
+    with_record_payload_bytes_max: record_payload_bytes_max: u32;
+    with_segment_bytes_max: segment_bytes_max: u64;
+});
 
 impl Default for ReadOptions {
     fn default() -> Self {

@@ -61,11 +61,12 @@ pub const DEFAULT_RECORD_PAYLOAD_BYTES_MAX: u32 = 16 * 1024 * 1024;
 /// ```
 /// use waldb::wal::WalOptions;
 /// // Setting the segment size alone is always consistent: the record maximum follows it.
-/// let opts = WalOptions { segment_bytes: 1 << 20, ..WalOptions::default() };
+/// let opts = WalOptions::default().with_segment_bytes(1 << 20);
 /// assert!(opts.validate().is_ok());
 /// assert_eq!(opts.record_payload_bytes_max(), (1 << 20) / 4 - 26);
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct WalOptions {
     /// Size of each segment file, between [`format::SEGMENT_BYTES_MIN`] and
     /// [`format::SEGMENT_BYTES_MAX`]. Default 64 MiB.
@@ -78,6 +79,12 @@ pub struct WalOptions {
     /// How to treat a damaged log at open.
     pub recovery: RecoveryMode,
 }
+
+with_setters!(WalOptions {
+    with_segment_bytes: segment_bytes: u64;
+    with_record_payload_bytes_max: record_payload_bytes_max: Option<u32>;
+    with_recovery: recovery: RecoveryMode;
+});
 
 impl Default for WalOptions {
     fn default() -> Self {

@@ -33,15 +33,14 @@ macro_rules! on_both_disks {
 
 /// Small segments, so that short logs span several of them.
 pub fn small_opts() -> WalOptions {
-    WalOptions {
-        segment_bytes: 4096,
-        record_payload_bytes_max: Some(2048),
-        recovery: RecoveryMode::TolerateTornTail,
-    }
+    WalOptions::default()
+        .with_segment_bytes(4096)
+        .with_record_payload_bytes_max(Some(2048))
+        .with_recovery(RecoveryMode::TolerateTornTail)
 }
 
 pub fn read_opts(opts: WalOptions, mode: RecoveryMode) -> ReadOptions {
-    ReadOptions { mode, ..opts.read_options() }
+    opts.read_options().with_mode(mode)
 }
 
 /// A deterministic payload of `len` bytes for record number `i`.

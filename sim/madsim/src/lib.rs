@@ -423,7 +423,7 @@ fn faults_for_life(rng: &mut SimRng, disk: &SimDisk) -> SimFaults {
             p[FaultOp::Sync.index()] = 0.01;
             p[FaultOp::SyncDir.index()] = 0.01;
             let capacity = (n == 3).then(|| disk.used_bytes() + (64 << 10) * (1 + rng.below(8)));
-            SimFaults { io_error_probability: p, capacity_bytes: capacity, ..SimFaults::default() }
+            SimFaults::default().with_io_error_probability(p).with_capacity_bytes(capacity)
         }
     }
 }
@@ -535,8 +535,7 @@ impl std::fmt::Display for Failure {
 /// The first broken invariant, as a [`Failure`].
 pub fn run_seed(seed: u64) -> Result<Outcome, Failure> {
     let mut rng = SimRng::new(seed);
-    let config =
-        SimConfig { sector_bytes: if rng.below(2) == 0 { 512 } else { 4096 }, ..SimConfig::default() };
+    let config = SimConfig::default().with_sector_bytes(if rng.below(2) == 0 { 512 } else { 4096 });
     let shared = Arc::new(Mutex::new(Shared {
         seed,
         disk: SimDisk::with_config(seed, config),

@@ -38,6 +38,7 @@ pub enum Durability {
 /// arrive while a sync is in flight ride the next one (natural group commit). `linger` is the
 /// only timer, and it is off except in [`BatchConfig::throughput`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct BatchConfig {
     /// The most encoded bytes one flush writes (at least one record is always taken).
     pub batch_bytes_max: u64,
@@ -59,6 +60,15 @@ pub struct BatchConfig {
     /// The most encoded bytes that may wait in the queue; an append beyond it waits.
     pub queue_bytes_max: u64,
 }
+
+with_setters!(BatchConfig {
+    with_batch_bytes_max: batch_bytes_max: u64;
+    with_batch_records_max: batch_records_max: u32;
+    with_linger: linger: Duration;
+    with_write_behind: write_behind: Duration;
+    with_queue_records_max: queue_records_max: u32;
+    with_queue_bytes_max: queue_bytes_max: u64;
+});
 
 /// The largest `queue_records_max` (the queue's counter packs records and bytes in 64 bits).
 pub const QUEUE_RECORDS_LIMIT: u32 = (1 << 23) - 1;
@@ -165,6 +175,7 @@ pub enum Driver {
 
 /// Everything a [`Wal`](super::Wal) is opened with.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct WalConfig {
     /// Segment size, record limit and recovery mode of the log files.
     pub log: WalOptions,
@@ -182,6 +193,15 @@ pub struct WalConfig {
     /// rotation creates it inline, on the commit path.
     pub prepare_ahead: PrepareAhead,
 }
+
+with_setters!(WalConfig {
+    with_log: log: WalOptions;
+    with_batch: batch: BatchConfig;
+    with_durability: durability: Durability;
+    with_driver: driver: Driver;
+    with_degrade_on_thread_death: degrade_on_thread_death: bool;
+    with_prepare_ahead: prepare_ahead: PrepareAhead;
+});
 
 /// Whether the next segment is prepared ahead of need (see [`WalConfig::prepare_ahead`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]

@@ -22,7 +22,36 @@
 //!
 //! A user who wants only a durable log needs [`Wal`] (group commit) or [`LogWriter`] and
 //! [`read_log`] (one writer), their options, and the payload helpers ([`encode_txn`],
-//! [`decode_txn`]). The codecs and segment helpers (`encode`, `decode`, `segment`) stay public
+//! [`decode_txn`]):
+//!
+//! ```
+//! use std::time::Duration;
+//! use waldb::TxnId;
+//! use waldb::wal::{Durability, Op, RecordKind, Wal, WalConfig, WalOptions, decode_txn, encode_txn, read_log};
+//!
+//! # fn main() -> waldb::Result<()> {
+//! # let tmp = tempfile::tempdir().unwrap();
+//! # let dir = tmp.path().join("wal");
+//! let config = WalConfig::default().with_log(WalOptions::default().with_segment_bytes(1 << 20));
+//! let (wal, _recovered) = Wal::open(&dir, config)?; // recovers what is there first
+//!
+//! // Many threads may append at once; each `Sync` append waits for the sync that covers it,
+//! // and appends that arrive during a sync share the next one.
+//! let mut payload = Vec::new();
+//! encode_txn(&mut payload, TxnId(1), &[Op::Put { key: b"k", value: b"v" }]);
+//! let lsn = wal.append(RecordKind::Txn, &payload)?.wait()?; // durable here
+//! let every = Duration::from_millis(10);
+//! wal.append_with(RecordKind::Txn, &payload, Durability::Buffered { every })?; // acked at once
+//! wal.close()?; // drains, syncs, stops the threads
+//!
+//! let (records, report) = read_log(waldb::StdDisk, &dir, config.log.read_options())?;
+//! assert_eq!(records.len(), 2);
+//! assert_eq!(records[0].lsn, lsn);
+//! assert_eq!(decode_txn(&records[0].payload).unwrap().op_count(), 1);
+//! assert_eq!(report.last_lsn, Some(records[1].lsn));
+//! # Ok(()) }
+//! ```
+//! The codecs and segment helpers (`encode`, `decode`, `segment`) stay public
 //! for the fuzzers, the tool and tests that build logs byte by byte, and are hidden from these
 //! docs.
 //!

@@ -8,7 +8,7 @@
 //!
 //! - **No false negatives.** Every key added answers "maybe": its k probes are set when the
 //!   filter is built, and nothing clears a bit.
-//! - **False positives bounded by the size.** With 10 bits per key and k = 7, about 1 % of
+//! - **False positives bounded by the size.** With 10 bits per key and k = 6 probes, about 1 % of
 //!   absent keys answer "maybe" (checked by a test over 100,000 keys).
 //! - **Never wrong on bad bytes.** A filter that cannot be read (too short, k = 0 or k over
 //!   [`PROBES_MAX`], a length that does not fit) answers "maybe" for every key: a damaged

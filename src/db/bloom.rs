@@ -149,9 +149,13 @@ mod tests {
         /// Any bytes read as a filter give an answer, never a panic; bytes that are not a
         /// filter answer "maybe".
         #[test]
-        fn any_bytes_are_a_filter_or_maybe(bytes in proptest::collection::vec(any::<u8>(), 0..64), key in any::<u64>()) {
+        fn any_bytes_are_a_filter_or_maybe(
+            bytes in proptest::collection::vec(any::<u8>(), 0..64),
+            key in any::<u64>(),
+        ) {
             let answer = may_contain(&bytes, key);
-            let readable = bytes.len() > BITS_BYTES_MIN && (1..=PROBES_MAX).contains(bytes.last().unwrap());
+            let readable =
+                bytes.len() > BITS_BYTES_MIN && (1..=PROBES_MAX).contains(bytes.last().unwrap());
             prop_assert!(readable || answer);
         }
     }

@@ -1,7 +1,8 @@
 //! `ReadOnlyDb` writes nothing and works beside a live owner: every file of the directory is
 //! byte for byte the same after it read (a healthy log, a torn tail, a segment of garbage);
 //! a missing directory is an error and is not created; beside an owner that goes on
-//! committing, the view holds every commit visible when it was opened and none after.
+//! committing, the view holds every commit visible when it was opened and none after; a
+//! checkpoint the owner takes in the middle of the load does not make it fail.
 
 mod common;
 
@@ -116,5 +117,74 @@ fn a_view_beside_a_live_owner_sees_what_was_visible_and_blocks_nothing() {
     let later = ReadOnlyDb::open_with(&waldb::StdDisk, tmp.path(), &options()).unwrap();
     assert_eq!(later.scan(..).unwrap().len(), 40);
     assert_eq!(later.checkpoint_lsn(), Some(db.visible_lsn()));
+    db.close().unwrap();
+}
+
+/// A checkpoint the live owner takes in the middle of a read-only load — after the load read
+/// the old state and listed the log's segments, before it reads them — removes segments the
+/// load then finds missing; the open loads again from the new checkpoint and sees everything.
+#[cfg(feature = "sim")]
+#[test]
+fn a_checkpoint_during_a_read_only_load_is_survived() {
+    use std::io;
+    use std::sync::{Arc, Mutex};
+    use waldb::sim::{SimDisk, SimFile};
+    use waldb::{Disk, OpenMode};
+
+    type Hook = Arc<Mutex<Option<Box<dyn FnOnce() + Send>>>>;
+
+    /// `SimDisk` whose first listing of `/db/wal` runs the hook once the listing is taken.
+    #[derive(Clone)]
+    struct Racing(SimDisk, Hook);
+
+    impl Disk for Racing {
+        type File = SimFile;
+        fn open(&self, path: &Path, mode: OpenMode) -> io::Result<SimFile> {
+            self.0.open(path, mode)
+        }
+        fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+            self.0.create_dir_all(path)
+        }
+        fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
+            let names = self.0.list_dir(path)?;
+            if path.ends_with("wal")
+                && let Some(hook) = self.1.lock().unwrap().take()
+            {
+                hook();
+            }
+            Ok(names)
+        }
+        fn is_dir(&self, path: &Path) -> bool {
+            self.0.is_dir(path)
+        }
+        fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+            self.0.rename(from, to)
+        }
+        fn remove_file(&self, path: &Path) -> io::Result<()> {
+            self.0.remove_file(path)
+        }
+        fn sync_dir(&self, path: &Path) -> io::Result<()> {
+            self.0.sync_dir(path)
+        }
+    }
+
+    let disk = SimDisk::new(11);
+    let dir = Path::new("/db");
+    let small = DbOptions::default().with_segment_bytes(16 << 10).with_auto_checkpoint_bytes(None);
+    let (db, _) = Db::open_with(disk.clone(), waldb::SystemClock::new(), dir, small).unwrap();
+    for i in 0..300u32 {
+        db.transact(|txn| txn.put(&i.to_be_bytes(), &[7; 100])).unwrap();
+    }
+    assert!(db.stats().wal.rotations > 2, "the log spans several segments");
+    let owner = db.clone();
+    let hook: Hook = Arc::new(Mutex::new(Some(Box::new(move || {
+        let report = owner.checkpoint().unwrap();
+        assert!(report.segments_removed > 0, "{report:?}");
+    }))));
+    let racing = Racing(disk.clone(), Arc::clone(&hook));
+    let view = ReadOnlyDb::open_with(&racing, dir, &small).unwrap();
+    assert!(hook.lock().unwrap().is_none(), "the checkpoint ran during the load");
+    assert_eq!(view.checkpoint_lsn(), Some(db.visible_lsn()), "loaded again, from the new checkpoint");
+    assert_eq!(view.scan(..).unwrap().len(), 300);
     db.close().unwrap();
 }

@@ -12,6 +12,9 @@ use crate::error::{Error, Result};
 use crate::types::Lsn;
 use crate::wal::RecoveryReport;
 
+/// Loads [`ReadOnlyDb::open_with`] tries before it returns a load's error (see there).
+const LOAD_TRIES: u32 = 3;
+
 /// A database opened for reading only: the state its files hold, loaded without writing to
 /// them.
 ///
@@ -22,8 +25,8 @@ use crate::wal::RecoveryReport;
 ///   running process holds. Its view is the state on disk when it was opened: commits that
 ///   process acknowledged later, or had not yet written, are not in it. A record being written
 ///   at that moment reads as a torn tail and is left out. A checkpoint taken meanwhile can
-///   remove the log segments the open was reading: the open then fails, and a second one sees
-///   the new checkpoint.
+///   remove the log segments the open was reading: the open then loads again (three loads at
+///   most), from the new checkpoint.
 /// - **A prefix, as recovery would load it.** The state is that of the first K commits in LSN
 ///   order, as [`Db::open`](super::Db::open) would load it (without cutting anything).
 ///
@@ -70,7 +73,9 @@ impl ReadOnlyDb {
     ///
     /// [`Error::NotWaldb`] if `dir` is missing or holds no `wal/` directory (nothing is created);
     /// [`Error::Corrupt`], [`Error::UnsupportedVersion`] or [`Error::Io`] as
-    /// [`Db::open`](super::Db::open) reports them.
+    /// [`Db::open`](super::Db::open) reports them — for a corrupt or unreadable file, after
+    /// three loads, since a checkpoint a live owner takes during a load can remove the segments
+    /// it reads.
     pub fn open_with<D: Disk + Clone>(disk: &D, dir: &Path, options: &DbOptions) -> Result<Self> {
         let not_waldb = |reason: &str| Error::NotWaldb { path: dir.to_path_buf(), reason: reason.to_owned() };
         if !disk.is_dir(dir) {
@@ -79,8 +84,18 @@ impl ReadOnlyDb {
         if !disk.is_dir(&dir.join(WAL_DIR)) {
             return Err(not_waldb("it holds no wal/ directory"));
         }
-        let Loaded { memtable, checkpoint, txns_replayed, reached, wal, .. } =
-            load::load(disk, dir, options)?;
+        let mut tries = 0;
+        let Loaded { memtable, checkpoint, txns_replayed, reached, wal, .. } = loop {
+            tries += 1;
+            match load::load(disk, dir, options) {
+                Ok(loaded) => break loaded,
+                // A checkpoint a live owner took meanwhile may have removed segments this load
+                // was reading (a missing file, or a log that now starts after the checkpoint
+                // read): the next load reads the new checkpoint. Real damage fails every time.
+                Err(e) if tries < LOAD_TRIES && (e.is_corrupt() || matches!(e, Error::Io { .. })) => {}
+                Err(e) => return Err(e),
+            }
+        };
         Ok(ReadOnlyDb { memtable, lsn: reached, checkpoint, txns_replayed, wal, limits: options.limits() })
     }
 

@@ -63,11 +63,15 @@ impl Progress {
         self.started.elapsed()
     }
 
-    /// Prints `text` on stderr without tearing the bar.
+    /// Prints `text` on stderr without tearing the bar (a closed stderr is ignored: the tool
+    /// never panics on its output).
     pub(crate) fn println(&self, text: &str) {
+        let print = || {
+            let _ = writeln!(std::io::stderr(), "{text}");
+        };
         match &self.bar {
-            Some(bar) => bar.suspend(|| eprintln!("{text}")),
-            None => eprintln!("{text}"),
+            Some(bar) => bar.suspend(print),
+            None => print(),
         }
     }
 }

@@ -229,3 +229,147 @@ pub fn checkpoint_decode(data: &[u8]) {
     again.extend_from_slice(&body);
     assert_eq!(again, file, "a decoded checkpoint re-encodes to its bytes");
 }
+
+/// A table entry, owned: key, LSN, value or deletion.
+pub type OwnedEntry = (Vec<u8>, Lsn, Option<Vec<u8>>);
+
+/// `table_decode`: the sorted table's decoders on arbitrary bytes, and on tables the builder made.
+///
+/// Input: byte 0 picks the limits (bits 0–1: key maximum, bits 2–3: value maximum) and the mode
+/// (bit 7).
+/// - Bit 7 clear: the rest is a table file. Properties: a decoded table's entries rise strictly
+///   across blocks and are within the limits, their count is the footer's, and built again (with
+///   other block sizes) they decode to the same entries.
+/// - Bit 7 set: the rest describes entries (see [`table_entries`]) and a change; the builder
+///   makes a table of them, which must decode to exactly those entries, and the table with one
+///   byte changed must be refused.
+pub fn table_decode(data: &[u8]) {
+    use waldb::db::table::{self, BuildOptions, TableBuilder, TableLimits, format};
+    let Some((&params, rest)) = data.split_first() else { return };
+    let maxima = [0u32, 8, 4096, u32::MAX];
+    let limits = TableLimits {
+        key_bytes_max: maxima[usize::from(params & 3)],
+        value_bytes_max: maxima[usize::from((params >> 2) & 3)],
+    };
+    let build = |entries: &[OwnedEntry], block_bytes: u32| {
+        let mut b = TableBuilder::new(BuildOptions { block_bytes, bloom_bits_per_key: 10 });
+        let mut out = Vec::new();
+        for (k, l, v) in entries {
+            b.add(k, *l, v.as_deref());
+            out.extend(b.take_ready());
+        }
+        let (tail, meta) = b.finish();
+        out.extend(tail);
+        assert_eq!(meta.file_bytes, out.len() as u64);
+        out
+    };
+    let entries_of = |t: &table::DecodedTable<'_>| -> Vec<OwnedEntry> {
+        t.blocks
+            .iter()
+            .flat_map(|b| (0..b.len()).map(move |i| b.entry(i)))
+            .map(|e| (e.key.to_vec(), e.lsn, e.value.map(<[u8]>::to_vec)))
+            .collect()
+    };
+    if params & 0x80 == 0 {
+        let Ok(t) = table::decode(rest, &limits) else { return };
+        let entries = entries_of(&t);
+        assert_eq!(entries.len() as u64, t.footer.entry_count);
+        for w in entries.windows(2) {
+            assert!(format::compare_entries((&w[0].0, w[0].1), (&w[1].0, w[1].1)).is_lt(), "entries rise");
+        }
+        for (k, _, v) in &entries {
+            assert!(k.len() as u64 <= u64::from(limits.key_bytes_max));
+            assert!(v.as_ref().is_none_or(|v| v.len() as u64 <= u64::from(limits.value_bytes_max)));
+        }
+        for block_bytes in [1, 4096] {
+            let again = build(&entries, block_bytes);
+            let t2 = table::decode(&again, &limits).expect("a rebuilt table decodes");
+            assert_eq!(entries_of(&t2), entries, "rebuilt with {block_bytes}-byte blocks");
+        }
+        return;
+    }
+    let (entries, block_bytes, change) = table_entries(rest);
+    if entries.is_empty() {
+        return;
+    }
+    let wide = TableLimits { key_bytes_max: u32::MAX, value_bytes_max: u32::MAX };
+    let bytes = build(&entries, block_bytes);
+    let t = table::decode(&bytes, &wide).expect("a built table decodes");
+    assert_eq!(entries_of(&t), entries, "a built table holds what it was built from");
+    let within = entries.iter().all(|(k, _, v)| {
+        k.len() as u64 <= u64::from(limits.key_bytes_max)
+            && v.as_ref().is_none_or(|v| v.len() as u64 <= u64::from(limits.value_bytes_max))
+    });
+    assert_eq!(table::decode(&bytes, &limits).is_ok(), within, "the limits decide, and only they");
+    if let Some((at, xor)) = change {
+        let mut bad = bytes.clone();
+        let at = at % bad.len();
+        bad[at] ^= xor;
+        assert!(table::decode(&bad, &wide).is_err(), "a change at byte {at} (^{xor:#x}) was accepted");
+    }
+}
+
+/// Entries for [`table_decode`]'s second mode, from bytes: a block size, a change (byte offset
+/// and a non-zero mask), then per entry a key length (0–31), the key, an LSN byte, a tag byte
+/// (0: deletion, otherwise a value of `tag % 32` bytes) and the value. Sorted and without
+/// repeated (key, LSN) pairs, as a table holds them.
+pub fn table_entries(data: &[u8]) -> (Vec<OwnedEntry>, u32, Option<(usize, u8)>) {
+    let mut it = data.iter().copied();
+    let block_bytes = 1 + u32::from(it.next().unwrap_or(0)) * 4;
+    let change = match (it.next(), it.next(), it.next()) {
+        (Some(a), Some(b), Some(x)) if x != 0 => Some((usize::from(a) << 8 | usize::from(b), x)),
+        _ => None,
+    };
+    let mut map = std::collections::BTreeMap::new();
+    while let Some(key_len) = it.next() {
+        let key: Vec<u8> = it.by_ref().take(usize::from(key_len % 32)).collect();
+        let (Some(lsn), Some(tag)) = (it.next(), it.next()) else { break };
+        let value = (tag != 0).then(|| it.by_ref().take(usize::from(tag % 32)).collect::<Vec<u8>>());
+        map.insert((key, std::cmp::Reverse(u64::from(lsn))), value);
+    }
+    let entries = map.into_iter().map(|((k, l), v)| (k, Lsn(l.0), v)).collect();
+    (entries, block_bytes, change)
+}
+
+/// `manifest_decode`: the manifest decoder on arbitrary bytes.
+///
+/// Input: byte 0 picks the key limit (bits 0–1) and, with bit 7, repairs the body size and the
+/// checksums of the rest before decoding, so that the fuzzer also explores the records behind
+/// them. The rest is the file.
+/// Properties: a decoded manifest re-encodes to exactly its bytes, and describes a well-formed
+/// tree: levels in range, ids unique and below the next id, ranges ordered and within the log
+/// LSN, level 0 in flush order, deeper levels disjoint and sorted.
+pub fn manifest_decode(data: &[u8]) {
+    use waldb::db::manifest::{self, LEVELS, MANIFEST_HEADER_BYTES, ManifestLimits, hdr};
+    let Some((&params, file)) = data.split_first() else { return };
+    let limits = ManifestLimits { key_bytes_max: [0u32, 8, 4096, u32::MAX][usize::from(params & 3)] };
+    let mut file = file.to_vec();
+    if params & 0x80 != 0 && file.len() >= MANIFEST_HEADER_BYTES {
+        let Ok(body_len) = u32::try_from(file.len() - MANIFEST_HEADER_BYTES) else { return };
+        let body_crc = crc32c::crc32c(&file[MANIFEST_HEADER_BYTES..]);
+        file[hdr::BODY_BYTES].copy_from_slice(&body_len.to_le_bytes());
+        file[hdr::BODY_CRC].copy_from_slice(&body_crc.to_le_bytes());
+        let crc = crc32c::crc32c(&file[..hdr::HEADER_CRC.start]);
+        file[hdr::HEADER_CRC].copy_from_slice(&crc.to_le_bytes());
+    }
+    let Ok(m) = manifest::decode(&file, &limits) else { return };
+    assert_eq!(manifest::encode(&m), file, "a decoded manifest re-encodes to its bytes");
+    assert!(m.generation > 0);
+    let mut ids = std::collections::BTreeSet::new();
+    for (i, t) in m.tables.iter().enumerate() {
+        assert!(t.level < LEVELS && t.id < m.next_table_id && ids.insert(t.id));
+        assert!(t.smallest <= t.largest && t.min_lsn <= t.max_lsn && t.max_lsn <= m.log_lsn);
+        assert!(t.entry_count > 0);
+        assert!(t.smallest.len() as u64 <= u64::from(limits.key_bytes_max));
+        assert!(t.largest.len() as u64 <= u64::from(limits.key_bytes_max));
+        if let Some(p) = i.checked_sub(1).map(|j| &m.tables[j]) {
+            assert!(p.level <= t.level);
+            if p.level == t.level && t.level == 0 {
+                assert!(p.max_lsn < t.min_lsn, "level 0 in flush order");
+            }
+            if p.level == t.level && t.level > 0 {
+                assert!(p.largest < t.smallest, "deeper levels disjoint and sorted");
+            }
+        }
+    }
+}

@@ -98,3 +98,124 @@ fn record_table_matches_the_code() {
     assert_eq!(b[32], 2);
     assert_eq!(&b[40..], b"xyz");
 }
+
+#[test]
+fn table_footer_matches_the_code() {
+    use waldb::db::table::format::{self as t, BlockHandle, Footer, foot};
+    let rows = table(&doc(), "### Table footer (72 bytes");
+    check(
+        &rows,
+        &[
+            ("magic", foot::MAGIC),
+            ("version", foot::VERSION),
+            ("flags", foot::FLAGS),
+            ("index_offset", foot::INDEX_OFFSET),
+            ("index_len", foot::INDEX_LEN),
+            ("filter_len", foot::FILTER_LEN),
+            ("filter_offset", foot::FILTER_OFFSET),
+            ("entry_count", foot::ENTRY_COUNT),
+            ("min_lsn", foot::MIN_LSN),
+            ("max_lsn", foot::MAX_LSN),
+            ("reserved", foot::RESERVED),
+            ("footer_crc", foot::FOOTER_CRC),
+        ],
+    );
+    assert_eq!(t::FOOTER_BYTES, 72);
+    let f = Footer {
+        index: BlockHandle { offset: 0x0102, len: 0x03 },
+        filter: BlockHandle { offset: 0x0405, len: 0x06 },
+        entry_count: 0x0708,
+        min_lsn: Lsn(0x090A),
+        max_lsn: Lsn(0x0B0C),
+    };
+    let b = t::encode_footer(&f);
+    assert_eq!(&b[0..8], b"WALDBTBL");
+    assert_eq!(b[8..12], 1u32.to_le_bytes());
+    assert_eq!(b[16..24], 0x0102u64.to_le_bytes());
+    assert_eq!(b[24..28], 0x03u32.to_le_bytes());
+    assert_eq!(b[28..32], 0x06u32.to_le_bytes());
+    assert_eq!(b[32..40], 0x0405u64.to_le_bytes());
+    assert_eq!(b[40..48], 0x0708u64.to_le_bytes());
+    assert_eq!(b[48..56], 0x090Au64.to_le_bytes());
+    assert_eq!(b[56..64], 0x0B0Cu64.to_le_bytes());
+    assert_eq!(b[68..72], crc32c::crc32c(&b[..68]).to_le_bytes());
+}
+
+/// The entry encoding of a data block, byte by byte, as the document describes it.
+#[test]
+fn table_entries_are_encoded_as_documented() {
+    use waldb::db::table::format::encode_entry;
+    let mut b = Vec::new();
+    encode_entry(&mut b, b"key", Lsn(300), Some(b"v"));
+    // key_len 3, "key", lsn 300 = 0xAC 0x02, tag 2 (one byte plus one), "v".
+    assert_eq!(b, [3, b'k', b'e', b'y', 0xAC, 0x02, 2, b'v']);
+    b.clear();
+    encode_entry(&mut b, b"", Lsn(1), None);
+    assert_eq!(b, [0, 1, 0], "an empty key, LSN 1, a deletion");
+}
+
+#[test]
+fn manifest_tables_match_the_code() {
+    use waldb::TxnId;
+    use waldb::db::manifest::{self, Manifest, TableRecord, hdr};
+    let rows = table(&doc(), "### Manifest header (64 bytes");
+    check(
+        &rows,
+        &[
+            ("magic", hdr::MAGIC),
+            ("version", hdr::VERSION),
+            ("flags", hdr::FLAGS),
+            ("generation", hdr::GENERATION),
+            ("log_lsn", hdr::LOG_LSN),
+            ("next_table_id", hdr::NEXT_TABLE_ID),
+            ("next_txn_id", hdr::NEXT_TXN_ID),
+            ("table_count", hdr::TABLE_COUNT),
+            ("body_bytes", hdr::BODY_BYTES),
+            ("body_crc", hdr::BODY_CRC),
+            ("header_crc", hdr::HEADER_CRC),
+        ],
+    );
+    assert_eq!(manifest::MANIFEST_HEADER_BYTES, 64);
+    let m = Manifest {
+        generation: 0x01,
+        log_lsn: Lsn(0x0203),
+        next_table_id: 0x0405,
+        next_txn_id: TxnId(0x0607),
+        tables: vec![TableRecord {
+            id: 0x0809,
+            level: 2,
+            file_bytes: 0x0A0B,
+            entry_count: 0x0C0D,
+            min_lsn: Lsn(0x0E),
+            max_lsn: Lsn(0x0F),
+            smallest: b"ab".as_slice().into(),
+            largest: b"xyz".as_slice().into(),
+        }],
+    };
+    let b = manifest::encode(&m);
+    assert_eq!(&b[0..8], b"WALDBMAN");
+    assert_eq!(b[16..24], 0x01u64.to_le_bytes());
+    assert_eq!(b[24..32], 0x0203u64.to_le_bytes());
+    assert_eq!(b[32..40], 0x0405u64.to_le_bytes());
+    assert_eq!(b[40..48], 0x0607u64.to_le_bytes());
+    assert_eq!(b[48..52], 1u32.to_le_bytes());
+    assert_eq!(b[52..56], ((b.len() - 64) as u32).to_le_bytes());
+    let rows = table(&doc(), "### Table record (49 bytes");
+    let r = &b[64..];
+    assert_eq!(manifest::TABLE_RECORD_FIXED_BYTES + 2 + 3, r.len());
+    let field = |name: &str| {
+        let row = rows.iter().find(|row| row.2 == name).unwrap_or_else(|| panic!("no row for {name}"));
+        &r[row.0..row.0 + row.1]
+    };
+    assert_eq!(field("id"), 0x0809u64.to_le_bytes());
+    assert_eq!(field("level"), [2]);
+    assert_eq!(field("file_bytes"), 0x0A0Bu64.to_le_bytes());
+    assert_eq!(field("entry_count"), 0x0C0Du64.to_le_bytes());
+    assert_eq!(field("min_lsn"), 0x0Eu64.to_le_bytes());
+    assert_eq!(field("max_lsn"), 0x0Fu64.to_le_bytes());
+    assert_eq!(field("smallest_len"), 2u32.to_le_bytes());
+    assert_eq!(&r[45..47], b"ab");
+    assert_eq!(&r[47..51], 3u32.to_le_bytes());
+    assert_eq!(&r[51..], b"xyz");
+    assert_eq!(rows.len(), 8, "{rows:?}");
+}

@@ -58,16 +58,18 @@
 //! `LOCK` (the owner lock), `EPOCH` (12 bytes: the open count and its CRC-32C), `checkpoint`
 //! (see [`checkpoint`]), `wal/` (the segments). The formats are in `docs/FORMAT.md`.
 
-// The sorted tables' filters (issue 31); the tables that use them come next.
-#[cfg_attr(not(test), allow(dead_code))]
 mod bloom;
 pub mod checkpoint;
 mod key;
 mod load;
+#[doc(hidden)] // public for the fuzzers and the tests; the database's own format
+pub mod manifest;
 mod memtable;
 mod options;
 mod read_only;
 mod snapshots;
+#[doc(hidden)] // public for the fuzzers and the tests; the database's own format
+pub mod table;
 mod txn;
 
 pub use key::Key;

@@ -1,0 +1,240 @@
+//! The sorted tables against a model: every version a table is built from is read back by `get`
+//! at every snapshot, by iterators over every kind of bound in both directions, and by the full
+//! decoder; any changed byte is refused; an absent key costs almost no block read.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::path::Path;
+use std::sync::Arc;
+
+use proptest::prelude::*;
+use waldb::db::table::{self, BuildOptions, Table, TableBuilder, TableEntry, TableLimits, TableWriter};
+use waldb::{Disk, Key, Lsn, OpenMode, StdDisk};
+
+const LIMITS: TableLimits = TableLimits { key_bytes_max: 64, value_bytes_max: 256 };
+
+/// Entries as a table holds them: (key, newest first) → value or deletion.
+type Model = BTreeMap<(Vec<u8>, std::cmp::Reverse<u64>), Option<Vec<u8>>>;
+
+fn entries(model: &Model) -> impl Iterator<Item = (&[u8], Lsn, Option<&[u8]>)> {
+    model.iter().map(|((k, l), v)| (k.as_slice(), Lsn(l.0), v.as_deref()))
+}
+
+fn build_bytes(model: &Model, options: BuildOptions) -> Vec<u8> {
+    let mut b = TableBuilder::new(options);
+    let mut out = Vec::new();
+    for (k, l, v) in entries(model) {
+        b.add(k, l, v);
+        out.extend(b.take_ready());
+    }
+    let (rest, meta) = b.finish();
+    out.extend(rest);
+    assert_eq!(meta.file_bytes, out.len() as u64);
+    assert_eq!(meta.entry_count, model.len() as u64);
+    out
+}
+
+fn write_table(dir: &Path, model: &Model, options: BuildOptions) -> Table<<StdDisk as Disk>::File> {
+    let path = dir.join("t.sst");
+    let mut w = TableWriter::create(&StdDisk, &path, options).unwrap();
+    for (k, l, v) in entries(model) {
+        w.add(k, l, v).unwrap();
+    }
+    let meta = w.finish().unwrap();
+    assert_eq!(meta.smallest.as_ref(), model.keys().next().unwrap().0.as_slice());
+    assert_eq!(meta.largest.as_ref(), model.keys().next_back().unwrap().0.as_slice());
+    let file = StdDisk.open(&path, OpenMode::Read).unwrap();
+    Table::open(file, &path, LIMITS).unwrap()
+}
+
+fn owned(k: &[u8], l: u64, v: &Option<Vec<u8>>) -> TableEntry {
+    TableEntry { key: Key::new(k), lsn: Lsn(l), value: v.as_deref().map(Arc::from) }
+}
+
+fn model_strategy() -> impl Strategy<Value = Model> {
+    // Keys over a small alphabet share prefixes and repeat; some pass the 16 inline bytes.
+    let key = prop::collection::vec(prop::sample::select(&b"abc"[..]), 0..20);
+    let version = (1u64..40, prop::option::weighted(0.8, prop::collection::vec(any::<u8>(), 0..40)));
+    prop::collection::btree_map(
+        key,
+        prop::collection::btree_map(version.prop_map(|(l, v)| (l, v)), Just(()), 1..4),
+        1..60,
+    )
+    .prop_map(|m| {
+        let mut out = Model::new();
+        for (k, versions) in m {
+            for ((l, v), ()) in versions {
+                out.insert((k.clone(), std::cmp::Reverse(l)), v);
+            }
+        }
+        out
+    })
+}
+
+fn bound_strategy() -> impl Strategy<Value = Bound<Vec<u8>>> {
+    let key = prop::collection::vec(prop::sample::select(&b"abcd"[..]), 0..6);
+    prop_oneof![Just(Bound::Unbounded), key.clone().prop_map(Bound::Included), key.prop_map(Bound::Excluded)]
+}
+
+fn borrow(b: &Bound<Vec<u8>>) -> Bound<&[u8]> {
+    b.as_ref().map(Vec::as_slice)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn a_table_reads_back_what_it_was_built_from(
+        model in model_strategy(),
+        block_bytes in 16u32..600,
+        ranges in prop::collection::vec((bound_strategy(), bound_strategy(), prop::collection::vec(any::<bool>(), 0..80)), 1..6),
+    ) {
+        let options = BuildOptions { block_bytes, bloom_bits_per_key: 10 };
+        let bytes = build_bytes(&model, options);
+        let decoded = table::decode(&bytes, &LIMITS).expect("a built table decodes");
+        let all: Vec<_> = decoded.blocks.iter().flat_map(|b| (0..b.len()).map(move |i| b.entry(i))).collect();
+        prop_assert_eq!(all.len(), model.len());
+        for (e, (k, l, v)) in all.iter().zip(entries(&model)) {
+            prop_assert_eq!((e.key, e.lsn, e.value), (k, l, v));
+        }
+
+        let tmp = tempfile::tempdir().unwrap();
+        let t = write_table(tmp.path(), &model, options);
+        prop_assert_eq!(std::fs::read(tmp.path().join("t.sst")).unwrap(), bytes, "the writer writes the builder's bytes");
+        // `get` at every snapshot, for every key and some absent ones.
+        let mut keys: Vec<Vec<u8>> = model.keys().map(|(k, _)| k.clone()).collect();
+        keys.extend([b"d".to_vec(), b"ab\0".to_vec(), b"zzz".to_vec()]);
+        for k in &keys {
+            for at in 0..42u64 {
+                let want = model
+                    .range((k.clone(), std::cmp::Reverse(at))..)
+                    .next()
+                    .filter(|((mk, _), _)| mk == k)
+                    .map(|((mk, l), v)| owned(mk, l.0, v));
+                prop_assert_eq!(t.get(k, Lsn(at)).unwrap(), want, "key {:?} at {}", k, at);
+            }
+        }
+        // Iterators: forward, backward, and both ends in turn, over every kind of bound.
+        for (lo, hi, turns) in &ranges {
+            let range = (borrow(lo), borrow(hi));
+            let inside = |k: &Vec<u8>| std::ops::RangeBounds::contains(&range, &k.as_slice());
+            let want: Vec<TableEntry> =
+                model.iter().filter(|((k, _), _)| inside(k)).map(|((k, l), v)| owned(k, l.0, v)).collect();
+            let fwd: Vec<_> = t.iter(range).map(Result::unwrap).collect();
+            prop_assert_eq!(&fwd, &want);
+            let mut bwd: Vec<_> = t.iter(range).rev().map(Result::unwrap).collect();
+            bwd.reverse();
+            prop_assert_eq!(&bwd, &want);
+            let mut it = t.iter(range);
+            let mut deque: std::collections::VecDeque<_> = want.iter().cloned().collect();
+            for &back in turns.iter().chain(std::iter::repeat_n(&false, want.len() + 1)) {
+                let (got, expected) = if back {
+                    (it.next_back(), deque.pop_back())
+                } else {
+                    (it.next(), deque.pop_front())
+                };
+                prop_assert_eq!(got.map(Result::unwrap), expected);
+            }
+        }
+    }
+}
+
+fn sample_model(keys: usize, versions: u64) -> Model {
+    let mut m = Model::new();
+    for i in 0..keys {
+        for l in 0..versions {
+            let value = (l % 3 != 2).then(|| format!("value {i} at {l}").into_bytes());
+            m.insert((format!("key{i:06}").into_bytes(), std::cmp::Reverse(l * 1000 + i as u64 + 1)), value);
+        }
+    }
+    m
+}
+
+#[test]
+fn every_changed_byte_of_a_table_is_refused() {
+    let model = sample_model(40, 2);
+    let options = BuildOptions { block_bytes: 256, bloom_bits_per_key: 10 };
+    let bytes = build_bytes(&model, options);
+    let decoded = table::decode(&bytes, &LIMITS).unwrap();
+    assert!(decoded.blocks.len() > 5, "several blocks: {}", decoded.blocks.len());
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("t.sst");
+    for at in 0..bytes.len() {
+        for flip in [0x01u8, 0x80, 0xff] {
+            let mut bad = bytes.clone();
+            bad[at] ^= flip;
+            assert!(
+                table::decode(&bad, &LIMITS).is_err(),
+                "decode accepted a change at byte {at} (^{flip:#x})"
+            );
+            // The reader refuses it too: at open, or at the latest when it reads the block.
+            std::fs::write(&path, &bad).unwrap();
+            let file = StdDisk.open(&path, OpenMode::Read).unwrap();
+            let refused = match Table::open(file, &path, LIMITS) {
+                Err(e) => {
+                    assert!(e.is_corrupt() || matches!(e, waldb::Error::UnsupportedVersion { .. }), "{e}");
+                    true
+                }
+                Ok(t) => t.iter((Bound::Unbounded, Bound::Unbounded)).any(|r| r.is_err()),
+            };
+            assert!(refused, "the reader accepted a change at byte {at} (^{flip:#x})");
+        }
+    }
+    // And a cut anywhere.
+    for len in 0..bytes.len() {
+        assert!(table::decode(&bytes[..len], &LIMITS).is_err(), "a table cut to {len} bytes");
+    }
+}
+
+#[test]
+fn an_absent_key_costs_almost_no_block_read() {
+    let model = sample_model(20_000, 1);
+    let tmp = tempfile::tempdir().unwrap();
+    let t = write_table(tmp.path(), &model, BuildOptions::default());
+    for i in (0..20_000).step_by(97) {
+        assert!(t.get(format!("key{i:06}").as_bytes(), Lsn(u64::MAX)).unwrap().is_some());
+    }
+    let before = t.block_reads();
+    let probes = 20_000u64;
+    for i in 0..probes {
+        assert_eq!(t.get(format!("absent{i:06}").as_bytes(), Lsn(u64::MAX)).unwrap(), None);
+    }
+    let reads = t.block_reads() - before;
+    // About 1 % false positives at 10 bits per key; 2 % leaves room for this key set's luck.
+    assert!(reads * 50 <= probes, "{reads} block reads for {probes} absent keys");
+}
+
+#[test]
+fn a_future_version_is_refused_with_its_number() {
+    use waldb::db::table::format::{FOOTER_BYTES, foot};
+    let bytes = build_bytes(&sample_model(3, 1), BuildOptions::default());
+    let mut newer = bytes.clone();
+    let at = newer.len() - FOOTER_BYTES;
+    newer[at + foot::VERSION.start..at + foot::VERSION.end].copy_from_slice(&2u32.to_le_bytes());
+    let crc = crc32c::crc32c(&newer[at..at + foot::FOOTER_CRC.start]);
+    newer[at + foot::FOOTER_CRC.start..].copy_from_slice(&crc.to_le_bytes());
+    assert_eq!(table::decode(&newer, &LIMITS).unwrap_err(), table::TableError::UnsupportedVersion(2));
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("t.sst");
+    std::fs::write(&path, &newer).unwrap();
+    let e = Table::open(StdDisk.open(&path, OpenMode::Read).unwrap(), &path, LIMITS).unwrap_err();
+    assert!(matches!(e, waldb::Error::UnsupportedVersion { found: 2, supported: 1, .. }), "{e}");
+}
+
+#[test]
+fn entries_over_the_limits_are_refused() {
+    let mut model = Model::new();
+    model.insert((vec![b'k'; 65], std::cmp::Reverse(1)), Some(b"v".to_vec()));
+    let bytes = build_bytes(&model, BuildOptions::default());
+    assert!(table::decode(&bytes, &TableLimits { key_bytes_max: 65, value_bytes_max: 1 }).is_ok());
+    assert!(table::decode(&bytes, &TableLimits { key_bytes_max: 64, value_bytes_max: 1 }).is_err());
+    assert!(table::decode(&bytes, &TableLimits { key_bytes_max: 65, value_bytes_max: 0 }).is_err());
+}
+
+#[test]
+#[should_panic(expected = "out of order")]
+fn the_builder_refuses_entries_out_of_order() {
+    let mut b = TableBuilder::new(BuildOptions::default());
+    b.add(b"a", Lsn(1), None);
+    b.add(b"a", Lsn(2), None); // versions of a key go newest first
+}

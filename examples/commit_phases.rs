@@ -114,7 +114,7 @@ fn run<D: Disk + Clone>(disk: D) {
     );
     let dir = root.join("commit-phases");
     let _ = std::fs::remove_dir_all(&dir);
-    let mut options = waldb::DbOptions::default().with_auto_checkpoint_bytes(None);
+    let mut options = waldb::DbOptions::default().with_memtable_bytes(None);
     options.segment_bytes = seg << 20;
     if std::env::var_os("THREAD").is_some() {
         options.driver = waldb::wal::Driver::Thread;

@@ -188,48 +188,6 @@ pub fn wal_recover<D: Disk + Clone>(disk: D, dir: &Path, data: &[u8]) {
     }
 }
 
-/// `checkpoint_decode`: the checkpoint decoder on arbitrary bytes.
-///
-/// Input: byte 0 picks the limits (bits 0–1: key maximum, bits 2–3: value maximum) and, with
-/// bit 7, repairs the sizes and checksums of the rest before decoding, so that the fuzzer also
-/// explores the entries behind the checksums. The rest is the file.
-/// Properties: a decoded checkpoint re-encodes to exactly its bytes, its keys rise strictly,
-/// every key and value is within the limits, and the entry count matches.
-pub fn checkpoint_decode(data: &[u8]) {
-    use waldb::db::checkpoint::{self, CheckpointLimits, hdr};
-    let Some((&params, file)) = data.split_first() else { return };
-    let maxima = [0u32, 8, 4096, u32::MAX];
-    let limits = CheckpointLimits {
-        key_bytes_max: maxima[usize::from(params & 3)],
-        value_bytes_max: maxima[usize::from((params >> 2) & 3)],
-    };
-    let mut file = file.to_vec();
-    if params & 0x80 != 0 && file.len() >= checkpoint::CHECKPOINT_HEADER_BYTES {
-        let body_len = (file.len() - checkpoint::CHECKPOINT_HEADER_BYTES) as u64;
-        let body_crc = crc32c::crc32c(&file[checkpoint::CHECKPOINT_HEADER_BYTES..]);
-        file[hdr::BODY_BYTES].copy_from_slice(&body_len.to_le_bytes());
-        file[hdr::BODY_CRC].copy_from_slice(&body_crc.to_le_bytes());
-        let crc = crc32c::crc32c(&file[..hdr::HEADER_CRC.start]);
-        file[hdr::HEADER_CRC].copy_from_slice(&crc.to_le_bytes());
-    }
-    let Ok(c) = checkpoint::decode(&file, &limits) else { return };
-    let mut body = Vec::new();
-    let mut prev: Option<Vec<u8>> = None;
-    let mut count = 0u64;
-    for (k, v) in c.entries() {
-        assert!(k.len() as u64 <= u64::from(limits.key_bytes_max));
-        assert!(v.len() as u64 <= u64::from(limits.value_bytes_max));
-        assert!(prev.as_deref().is_none_or(|p| p < k), "keys rise strictly");
-        prev = Some(k.to_vec());
-        checkpoint::encode_entry(&mut body, k, v);
-        count += 1;
-    }
-    assert_eq!(count, c.header.entry_count);
-    let mut again = checkpoint::encode_header(&c.header).to_vec();
-    again.extend_from_slice(&body);
-    assert_eq!(again, file, "a decoded checkpoint re-encodes to its bytes");
-}
-
 /// A table entry, owned: key, LSN, value or deletion.
 pub type OwnedEntry = (Vec<u8>, Lsn, Option<Vec<u8>>);
 

@@ -135,7 +135,7 @@ fn regression_seeds_1_and_3_a_commit_resolves_only_once_visible() {
     use waldb::{Db, SimClock};
 
     let disk = SimDisk::new(3);
-    let options = DbOptions::default().with_driver(Driver::Manual).with_auto_checkpoint_bytes(None);
+    let options = DbOptions::default().with_driver(Driver::Manual).with_memtable_bytes(None);
     let (db, _) = Db::open_with(disk, SimClock::new(), Path::new("/db"), options).unwrap();
     let poll = |c: &mut waldb::Commit<SimDisk, SimClock>| {
         std::pin::Pin::new(c).poll(&mut Context::from_waker(Waker::noop()))

@@ -354,7 +354,7 @@ fn options() -> DbOptions {
         .with_key_bytes_max(Some(64))
         .with_value_bytes_max(Some(1024))
         .with_txn_bytes_max(Some(16 << 10))
-        .with_auto_checkpoint_bytes(None)
+        .with_memtable_bytes(None)
 }
 
 /// The host's software: open, check, then run the flusher, writers, reader and checkpointer

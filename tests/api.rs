@@ -13,7 +13,7 @@ use waldb::{Commit, ConflictOn, Db, DbOptions, Durability, Error, SimClock, Syst
 fn options() -> DbOptions {
     DbOptions::default()
         .with_segment_bytes(64 << 10)
-        .with_auto_checkpoint_bytes(None)
+        .with_memtable_bytes(None)
         .with_txn_backoff_max(Duration::from_millis(1))
 }
 

@@ -19,7 +19,7 @@ fn small() -> DbOptions {
         .with_key_bytes_max(Some(1 << 10))
         .with_value_bytes_max(Some(8 << 10))
         .with_txn_bytes_max(Some(16 << 10))
-        .with_auto_checkpoint_bytes(None)
+        .with_memtable_bytes(None)
 }
 
 /// Every live pair visible now, as strings.
@@ -198,7 +198,7 @@ fn checkpoints_compact_the_log_and_recovery_uses_them() {
 #[test]
 fn automatic_checkpoints_run_by_bytes_committed() {
     let tmp = tempfile::tempdir().unwrap();
-    let opts = small().with_auto_checkpoint_bytes(Some(32 << 10));
+    let opts = small().with_memtable_bytes(Some(32 << 10));
     let (db, _) = Db::open_opts(tmp.path(), opts).unwrap();
     for i in 0..400u32 {
         let mut t = db.begin().unwrap();

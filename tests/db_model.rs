@@ -85,7 +85,7 @@ fn options() -> DbOptions {
         .with_value_bytes_max(Some(64))
         .with_txn_bytes_max(Some(1024))
         .with_isolation(Isolation::Serializable)
-        .with_auto_checkpoint_bytes(None)
+        .with_memtable_bytes(None)
 }
 
 fn open(disk: &SimDisk) -> Db<SimDisk, SystemClock> {

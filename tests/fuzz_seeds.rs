@@ -41,11 +41,6 @@ fn wal_decode_seeds_hold() {
 }
 
 #[test]
-fn checkpoint_decode_seeds_hold() {
-    replay("checkpoint_decode", harness::checkpoint_decode);
-}
-
-#[test]
 fn table_decode_seeds_hold() {
     replay("table_decode", harness::table_decode);
 }
@@ -111,35 +106,6 @@ fn generate_fuzz_seeds() {
     h.extend(wal::encode_segment_header(&header));
     put("wal_decode", "segment_header", &h);
     put("wal_decode", "zeros", &[params, 0, 0, 0, 0, 0, 0, 0, 0]);
-
-    // checkpoint_decode: files written by a database; byte 0 = limits 4096/4096 (0b1010), and
-    // one seed with the repair bit.
-    for (name, keys, value_len) in [("empty", 0usize, 0usize), ("small", 3, 10), ("many", 40, 100)] {
-        let tmp = tempfile::tempdir().unwrap();
-        let options = waldb::DbOptions::default().with_auto_checkpoint_bytes(None);
-        let (db, _) = waldb::Db::open_opts(tmp.path(), options).unwrap();
-        let mut t = db.begin().unwrap();
-        t.put(b"seed", b"").unwrap();
-        for i in 0..keys {
-            t.put(format!("key{i:03}").as_bytes(), &vec![b'v'; value_len]).unwrap();
-        }
-        if keys == 0 {
-            t.delete(b"seed").unwrap();
-        }
-        t.commit_blocking().unwrap();
-        db.checkpoint().unwrap();
-        db.close().unwrap();
-        let file = std::fs::read(tmp.path().join("checkpoint")).unwrap();
-        let mut seed = vec![0b1010u8];
-        seed.extend_from_slice(&file);
-        put("checkpoint_decode", name, &seed);
-        if keys == 3 {
-            seed[0] |= 0x80;
-            put("checkpoint_decode", "small_repaired", &seed);
-            seed.truncate(seed.len() - 4);
-            put("checkpoint_decode", "truncated_repaired", &seed);
-        }
-    }
 
     // table_decode: tables from the builder (byte 0 = limits 4096/4096, 0b1010), raw; and
     // entry descriptions for the second mode (bit 7).

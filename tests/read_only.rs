@@ -14,7 +14,7 @@ use waldb::wal::LogEnd;
 use waldb::{Db, DbOptions, Error};
 
 fn options() -> DbOptions {
-    DbOptions::default().with_segment_bytes(64 << 10).with_auto_checkpoint_bytes(None)
+    DbOptions::default().with_segment_bytes(64 << 10).with_memtable_bytes(None)
 }
 
 /// A database with `n` committed keys, closed.
@@ -170,7 +170,7 @@ fn a_checkpoint_during_a_read_only_load_is_survived() {
 
     let disk = SimDisk::new(11);
     let dir = Path::new("/db");
-    let small = DbOptions::default().with_segment_bytes(16 << 10).with_auto_checkpoint_bytes(None);
+    let small = DbOptions::default().with_segment_bytes(16 << 10).with_memtable_bytes(None);
     let (db, _) = Db::open_with(disk.clone(), waldb::SystemClock::new(), dir, small).unwrap();
     for i in 0..300u32 {
         db.transact(|txn| txn.put(&i.to_be_bytes(), &[7; 100])).unwrap();

@@ -87,7 +87,7 @@ fn run_and_kill(dir: &std::path::Path, kill: Kill, extra: &[&str]) -> Vec<(Strin
 
 /// Checks the database in `dir` against every ACK so far.
 fn check(dir: &std::path::Path, acked: &BTreeMap<String, u64>) {
-    let options = DbOptions::default().with_auto_checkpoint_bytes(None);
+    let options = DbOptions::default().with_memtable_bytes(None);
     let (db, report) = Db::open_opts(dir, options).expect("the database opens after a kill");
     let pairs = db.scan(..).unwrap();
     // Transaction name → (k its values claim, indexes present).

@@ -76,6 +76,6 @@ fn an_open_a_checkpoint_and_a_poisoned_log_are_traced() {
     assert_eq!(count(tracing::Level::INFO, "database opened"), 1, "{events:?}");
     assert_eq!(count(tracing::Level::INFO, "log recovered"), 1, "{events:?}");
     assert_eq!(count(tracing::Level::DEBUG, "span waldb::checkpoint"), 1, "{events:?}");
-    assert_eq!(count(tracing::Level::DEBUG, "checkpoint written"), 1, "{events:?}");
+    assert_eq!(count(tracing::Level::DEBUG, "flushed"), 1, "{events:?}");
     assert_eq!(count(tracing::Level::ERROR, "poisoned"), 1, "once, at the first failure: {events:?}");
 }

@@ -20,7 +20,7 @@ pub fn key(thread: usize, n: u64) -> [u8; 16] {
 
 /// Database options with automatic checkpoints off, so that no figure includes one by chance.
 pub fn db_options() -> waldb::DbOptions {
-    waldb::DbOptions::default().with_auto_checkpoint_bytes(None)
+    waldb::DbOptions::default().with_memtable_bytes(None)
 }
 
 /// A number from the environment, or `default`.

@@ -4,12 +4,12 @@
 //! waldb get <dir> <key> [--hex] [--json]      prints the value (exit 4 if absent)
 //! waldb scan <dir> [<from> [<to>]] [--limit N] [--hex] [--json]
 //!                                    `key<TAB>value` lines in key order, `from` ≤ key < `to`
-//! waldb stats <dir> [--json]         keys, LSNs, checkpoint, log segments and records, log end
+//! waldb stats <dir> [--json]         keys, LSNs, the tables' LSN, log segments and records, log end
 //! waldb wal dump <dir> [--json]      every record: segment, offset, LSN, type, size, operations
 //! waldb wal verify <dir> [--json]    records, first and last LSN, and how the log ends
 //! waldb put <dir> <key> <value> [--hex]   one transaction; prints its LSN (creates the database)
 //! waldb del <dir> <key> [--hex]           one transaction; prints its LSN
-//! waldb checkpoint <dir>                  writes a checkpoint and compacts the log
+//! waldb checkpoint <dir>                  flushes the memtables to sorted tables, removes the log they cover
 //! waldb stress <dir> --writers N --seconds S [--durability sync|buffered] [--value-size B]
 //! waldb bench [<dir>] [--seconds S]
 //! waldb sim --seeds N [--from S] [--faults mixed|none|all] [--verbose]   (feature `sim`)
@@ -131,7 +131,7 @@ enum Command {
         #[command(flatten)]
         output: Output,
     },
-    /// Print what the database holds: keys, LSNs, checkpoint, log. Read-only: writes nothing,
+    /// Print what the database holds: keys, LSNs, the tables' LSN, log. Read-only: writes nothing,
     /// takes no lock.
     Stats {
         /// The database directory.
@@ -139,7 +139,8 @@ enum Command {
         #[command(flatten)]
         output: Output,
     },
-    /// Write a checkpoint and remove the log segments it covers.
+    /// Flush everything committed to sorted tables and remove the log segments they cover
+    /// (a checkpoint: the next open replays nothing).
     Checkpoint {
         /// The database directory.
         dir: PathBuf,
@@ -254,7 +255,7 @@ fn seconds(s: &str) -> Result<f64, String> {
 const EXIT_HEALTHY: u8 = 0;
 /// The log ends in a torn tail (`wal dump`, `wal verify`).
 const EXIT_TORN_TAIL: u8 = 1;
-/// Corruption: the log or a checkpoint is damaged where a crash cannot explain it.
+/// Corruption: the log, the manifest or a table is damaged where a crash cannot explain it.
 const EXIT_CORRUPT: u8 = 2;
 /// Anything else that stopped the command (a missing directory, an I/O error, a lock held).
 const EXIT_CANNOT_CHECK: u8 = 3;

@@ -241,11 +241,24 @@ pub(crate) struct Memtable {
     /// The LSN at the front of `reclaim` (`u64::MAX` when it is empty), written under its
     /// lock: [`Memtable::may_reclaim`] reads it without the lock.
     reclaim_front: AtomicU64,
+    /// Bytes of keys and values inserted, with [`VERSION_OVERHEAD_BYTES`] per version: what
+    /// decides when the memtable is full. Reclamation does not lower it (a full memtable is
+    /// flushed, and the flush writes what is left).
+    bytes: AtomicU64,
 }
+
+/// What a version costs in memory besides its key and value: the skip-list node or the
+/// version's slot, the key's inline head, the value's reference count.
+pub(crate) const VERSION_OVERHEAD_BYTES: u64 = 64;
 
 impl Default for Memtable {
     fn default() -> Self {
-        Memtable { map: SkipMap::new(), reclaim: Mutex::default(), reclaim_front: AtomicU64::new(u64::MAX) }
+        Memtable {
+            map: SkipMap::new(),
+            reclaim: Mutex::default(),
+            reclaim_front: AtomicU64::new(u64::MAX),
+            bytes: AtomicU64::new(0),
+        }
     }
 }
 
@@ -321,6 +334,8 @@ impl Memtable {
             "versions of a key are inserted in LSN order"
         );
         let shadows = !versions.as_slice().is_empty() || value.is_none();
+        let bytes = key.len() as u64 + value.as_ref().map_or(0, |v| v.len() as u64) + VERSION_OVERHEAD_BYTES;
+        self.bytes.fetch_add(bytes, Relaxed);
         versions.push(Version { lsn, value });
         drop(versions);
         if shadows {
@@ -333,8 +348,67 @@ impl Memtable {
     }
 
     /// The value of `key` in the snapshot at `at`: `None` if absent or deleted.
+    #[cfg(test)]
     pub(crate) fn get(&self, key: &[u8], at: Lsn) -> Option<Value> {
-        self.find(key).and_then(|e| e.value().read(at)).flatten()
+        self.lookup(key, at).flatten()
+    }
+
+    /// The newest version of `key` at or below `at`: `None` if the memtable holds none (an
+    /// older layer may), `Some(None)` if it is a deletion.
+    pub(crate) fn lookup(&self, key: &[u8], at: Lsn) -> Option<Option<Value>> {
+        self.find(key).and_then(|e| e.value().read(at))
+    }
+
+    /// Bytes inserted (see the field's docs).
+    pub(crate) fn bytes(&self) -> u64 {
+        self.bytes.load(Relaxed)
+    }
+
+    /// For each key in `range` with a version at or below `at`, in key order: the key and that
+    /// version (`None`: a deletion).
+    pub(crate) fn versions_at<'a>(
+        &'a self,
+        range: (Bound<&[u8]>, Bound<&[u8]>),
+        at: Lsn,
+    ) -> impl Iterator<Item = (Key, Option<Value>)> + 'a {
+        let first = match range.0 {
+            Bound::Included(k) => self.map.lower_bound::<dyn KeyView>(Bound::Included(&Probe::new(k))),
+            Bound::Excluded(k) => self.map.lower_bound::<dyn KeyView>(Bound::Excluded(&Probe::new(k))),
+            Bound::Unbounded => self.map.front(),
+        };
+        let end: Bound<Box<[u8]>> = range.1.map(Box::from);
+        let mut next = first;
+        std::iter::from_fn(move || {
+            loop {
+                let entry = next.take()?;
+                let inside = match &end {
+                    Bound::Included(e) => **entry.key() <= **e,
+                    Bound::Excluded(e) => **entry.key() < **e,
+                    Bound::Unbounded => true,
+                };
+                if !inside {
+                    return None;
+                }
+                next = entry.next();
+                if let Some(version) = entry.value().read(at) {
+                    return Some((entry.key().clone(), version));
+                }
+            }
+        })
+    }
+
+    /// Every version in the memtable, in table order (keys ascending, each key's versions
+    /// newest first), dropping those no snapshot at or above `horizon` can read: for a flush.
+    pub(crate) fn for_each_version(&self, horizon: Lsn, mut f: impl FnMut(&Key, Lsn, Option<&Value>)) {
+        for entry in self.map.iter() {
+            let versions = entry.value().lock();
+            let all = versions.as_slice();
+            // Everything above the horizon, and the newest version at or below it.
+            let keep_from = all.iter().rposition(|v| v.lsn <= horizon).unwrap_or(0);
+            for v in all[keep_from..].iter().rev() {
+                f(entry.key(), v.lsn, v.value.as_ref());
+            }
+        }
     }
 
     /// The value of `key` as of the visible LSN, read with no registered snapshot: `visible`
@@ -398,20 +472,6 @@ impl Memtable {
             }
         }
         out
-    }
-
-    /// Calls `f` for every live pair of the snapshot at `at`, in key order.
-    pub(crate) fn for_each_at(
-        &self,
-        at: Lsn,
-        mut f: impl FnMut(&[u8], &Value) -> crate::Result<()>,
-    ) -> crate::Result<()> {
-        for entry in self.map.iter() {
-            if let Some(Some(value)) = entry.value().read(at) {
-                f(entry.key(), &value)?;
-            }
-        }
-        Ok(())
     }
 
     /// Whether [`Memtable::reclaim`] at a horizon at or below `lsn` may find work: a lock-free

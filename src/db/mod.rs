@@ -1,5 +1,5 @@
 //! The database: transactions over a multi-version memtable, made durable by the group-commit
-//! log, recovered from a checkpoint plus the log.
+//! log; full memtables flushed to sorted tables; recovered from the tables plus the log.
 //!
 //! ```text
 //!  begin ─▶ snapshot = visible LSN          reads: memtable at the snapshot, own writes first
@@ -38,9 +38,14 @@
 //!   then when that one is durable. Every commit is visible when it resolves, so a committer
 //!   always reads its own writes. Under `Buffered`, readers can see commits that a crash within
 //!   the `every` window takes back — the same bounded loss the committer accepted.
-//! - **Atomic, prefix-consistent**: a transaction is one WAL record. Recovery loads the newest
-//!   checkpoint and replays the records above its LSN in order: the state is that of the first
-//!   K commits for some K covering every acknowledged `Sync` commit.
+//! - **Atomic, prefix-consistent**: a transaction is one WAL record. Recovery opens the sorted
+//!   tables the manifest names and replays the log records above the manifest's LSN in order:
+//!   the state is that of the first K commits for some K covering every acknowledged `Sync`
+//!   commit.
+//! - **Larger than memory**: a memtable that reaches [`DbOptions::memtable_bytes`] is frozen and
+//!   flushed to a sorted table in the background ([`flush`](self#files)); reads consult the
+//!   memtables, then the tables newest first ([`view`](self#files)). Memory holds the memtables
+//!   (at most [`DbOptions::memtables_max`]) and each table's index and filter.
 //! - **Isolation**: reads come from the snapshot taken at [`Db::begin`]; readers never block
 //!   writers. [`Isolation::Serializable`] (the default) validates the read set, the scanned
 //!   ranges and the write set against every commit after the snapshot; [`Isolation::Snapshot`]
@@ -55,11 +60,19 @@
 //!
 //! # Files
 //!
-//! `LOCK` (the owner lock), `EPOCH` (12 bytes: the open count and its CRC-32C), `checkpoint`
-//! (see [`checkpoint`]), `wal/` (the segments). The formats are in `docs/FORMAT.md`.
+//! `LOCK` (the owner lock), `EPOCH` (12 bytes: the open count and its CRC-32C), `MANIFEST`
+//! (the live tables and the LSN they hold, [`manifest`]), `tables/` (the sorted tables,
+//! [`table`]), `wal/` (the segments). The formats are in `docs/FORMAT.md`. A directory with a
+//! `checkpoint` file (the whole-state format of earlier releases) is refused with
+//! [`Error::UnsupportedVersion`].
+//!
+//! The code, by job: `view.rs` (the layers a read consults), `flush.rs` (freezing and
+//! flushing, the background flusher, write stalls), `load.rs` (what an open reads),
+//! `memtable.rs`, `txn.rs` (transactions and the commit's serial step), `snapshots.rs` (the
+//! horizon), `table/` and `manifest.rs` (the files).
 
 mod bloom;
-pub mod checkpoint;
+mod flush;
 mod key;
 mod load;
 #[doc(hidden)] // public for the fuzzers and the tests; the database's own format
@@ -71,6 +84,7 @@ mod snapshots;
 #[doc(hidden)] // public for the fuzzers and the tests; the database's own format
 pub mod table;
 mod txn;
+mod view;
 
 pub use key::Key;
 pub use options::{DbOptions, Isolation, Limits};
@@ -81,17 +95,17 @@ use std::collections::VecDeque;
 use std::ops::{Bound, RangeBounds};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use crate::clock::{Clock, SystemClock};
 use crate::disk::{Disk, DiskFile, OpenMode, StdDisk};
 use crate::error::{Error, IoContext, Result};
 use crate::types::{Lsn, TxnId};
-use crate::wal::segment::{create_dir_durable, remove_durable, remove_segments_through};
+use crate::wal::segment::create_dir_durable;
 use crate::wal::{LogWriter, RecoveryReport, Wal, WalStats};
-use checkpoint::CheckpointHeader;
-use memtable::Memtable;
+use flush::{Mailbox, TreeState};
 use snapshots::Snapshots;
+use view::View;
 
 /// A key and its value, as scans return them: the value shared with the database, the key
 /// too if it is longer than 16 bytes (a shorter [`Key`] is copied inline). A scan allocates
@@ -102,28 +116,25 @@ pub type Pair = (Key, Arc<[u8]>);
 pub const LOCK_FILE: &str = "LOCK";
 /// Name of the epoch file.
 pub const EPOCH_FILE: &str = "EPOCH";
-/// Name of the checkpoint file.
-pub const CHECKPOINT_FILE: &str = "checkpoint";
-/// Name of a checkpoint being written.
-pub const CHECKPOINT_TEMP_FILE: &str = "checkpoint.tmp";
 /// Name of the log directory inside a database directory.
 pub const WAL_DIR: &str = "wal";
 
 /// Bits of a transaction id that count within one epoch.
 const TXN_COUNTER_BITS: u32 = 44;
 const TXN_COUNTER_MASK: u64 = (1 << TXN_COUNTER_BITS) - 1;
-/// Bytes of checkpoint entries buffered before each write.
-const CHECKPOINT_CHUNK_BYTES: usize = 1 << 20;
 
 /// What opening a database found and did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct OpenReport {
-    /// The LSN of the checkpoint loaded, if any.
+    /// The LSN up to which the sorted tables hold every commit (the manifest's), if the
+    /// database has a manifest: the log was replayed above it.
     pub checkpoint_lsn: Option<Lsn>,
-    /// Entries loaded from it.
-    pub checkpoint_entries: u64,
-    /// Transactions replayed from the log (records above the checkpoint).
+    /// Sorted tables opened.
+    pub tables: u64,
+    /// Table files no manifest named (left by a crash during a flush), removed.
+    pub orphans_removed: u64,
+    /// Transactions replayed from the log (records above the tables' LSN).
     pub txns_replayed: u64,
     /// The log's recovery report: records read, how it ended (a cut torn tail is
     /// [`LogEnd::TornTail`](crate::wal::LogEnd::TornTail) with what was dropped).
@@ -134,15 +145,16 @@ pub struct OpenReport {
     pub epoch: u64,
 }
 
-/// What [`Db::checkpoint`] did.
+/// What [`Db::checkpoint`] (a flush) did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct CheckpointReport {
-    /// The LSN it covers; `None` if nothing was committed since the last one.
+    /// The LSN up to which the tables now hold every commit; `None` if nothing was committed
+    /// since the last flush.
     pub lsn: Option<Lsn>,
-    /// Live keys written.
+    /// Entries (versions and deletions) written to tables.
     pub entries: u64,
-    /// Size of the file.
+    /// Bytes of the tables written.
     pub bytes: u64,
     /// WAL segments removed.
     pub segments_removed: u64,
@@ -160,14 +172,26 @@ pub struct DbStats {
     pub commits: u64,
     /// Commits refused with [`Error::Conflict`].
     pub conflicts: u64,
-    /// Keys in the memtable (live, deleted, or not yet visible).
+    /// Keys in the memtables, active and frozen (live, deleted, or not yet visible).
     pub keys: u64,
-    /// Checkpoints taken since open.
+    /// Flushes of a memtable to a table since open ([`Db::checkpoint`] or in the background).
     pub checkpoints: u64,
-    /// The LSN of the newest checkpoint on disk.
+    /// The LSN up to which the tables hold every commit (the manifest's).
     pub checkpoint_lsn: Option<Lsn>,
-    /// The error of the last automatic checkpoint, if it failed.
+    /// The error of the last flush, until one succeeds.
     pub last_checkpoint_error: Option<String>,
+    /// Bytes in the active memtable (keys, values and 64 per version).
+    pub memtable_bytes: u64,
+    /// Frozen memtables waiting for their flush.
+    pub frozen_memtables: u64,
+    /// Memtables frozen because they were full (a checkpoint's freeze is not counted).
+    pub freezes: u64,
+    /// Sorted tables, in all levels.
+    pub tables: u64,
+    /// Commits that waited for a flush (a write stall: `memtables_max` reached).
+    pub stalls: u64,
+    /// Time commits spent in write stalls.
+    pub stall_time: std::time::Duration,
 }
 
 /// An embedded transactional key-value store. Cheap to clone (clones share the database).
@@ -287,27 +311,6 @@ fn contains(range: &(OwnedBound, OwnedBound), key: &[u8]) -> bool {
     (borrowed(&range.0), borrowed(&range.1)).contains(key)
 }
 
-/// The automatic checkpointer's mailbox. The thread holds it and a weak reference to the
-/// database, so that it never keeps a dropped database (and its lock) alive.
-#[derive(Default)]
-struct AutoCheckpoint {
-    state: Mutex<AutoState>,
-    changed: Condvar,
-}
-
-#[derive(Default)]
-struct AutoState {
-    requested: bool,
-    shutdown: bool,
-}
-
-impl AutoCheckpoint {
-    fn shut_down(&self) {
-        lock(&self.state).shutdown = true;
-        self.changed.notify_all();
-    }
-}
-
 pub(crate) struct Inner<D: Disk + Clone, C: Clock + Clone> {
     dir: PathBuf,
     disk: D,
@@ -317,7 +320,13 @@ pub(crate) struct Inner<D: Disk + Clone, C: Clock + Clone> {
     /// For the waits of [`Db::transact`] between attempts.
     clock: C,
     wal: Wal<D, C>,
-    memtable: Memtable,
+    /// The layers reads consult ([`view`]): replaced whole, never changed in place. A freeze
+    /// replaces it under the sequencer's lock.
+    view: RwLock<Arc<View<D::File>>>,
+    /// The generation of the current view's active memtable ([`View::generation`]), written
+    /// under the sequencer's lock: a commit checks under it that it claimed its places in the
+    /// active memtable.
+    active_generation: AtomicU64,
     sequencer: Mutex<Sequencer>,
     /// The LSN of the last commit whose versions are all in the memtable: written under the
     /// sequencer's lock once they are.
@@ -333,12 +342,18 @@ pub(crate) struct Inner<D: Disk + Clone, C: Clock + Clone> {
     snapshots: Snapshots,
     next_txn: AtomicU64,
     epoch: Mutex<u64>,
-    /// Serialises checkpoints; holds the LSN of the newest one.
-    checkpointing: Mutex<Option<Lsn>>,
-    bytes_since_checkpoint: AtomicU64,
-    auto: Arc<AutoCheckpoint>,
-    auto_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
-    last_checkpoint_error: Mutex<Option<String>>,
+    /// The manifest in force; serialises flushes ([`flush`]).
+    tree: Mutex<TreeState>,
+    /// The flusher's mailbox, where stalled commits wait too.
+    mailbox: Arc<Mailbox>,
+    flush_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// The error of the last flush, until one succeeds.
+    last_flush_error: Mutex<Option<Error>>,
+    /// Memtables frozen because they were full.
+    freezes: AtomicU64,
+    /// Commits that waited for a flush, and how long in all.
+    stalls: AtomicU64,
+    stall_nanos: AtomicU64,
     commits: AtomicU64,
     conflicts: AtomicU64,
     checkpoints: AtomicU64,
@@ -370,8 +385,9 @@ impl Db {
 }
 
 impl<D: Disk + Clone, C: Clock + Clone> Db<D, C> {
-    /// Opens the database in `dir` on `disk` with `clock`: takes the lock, bumps the epoch, loads
-    /// the newest checkpoint, replays the log above it, and resumes the log.
+    /// Opens the database in `dir` on `disk` with `clock`: takes the lock, bumps the epoch,
+    /// reads the manifest and opens its tables, removes orphaned tables, replays the log above
+    /// the manifest's LSN, and resumes the log.
     ///
     /// # Errors
     ///
@@ -398,37 +414,26 @@ impl<D: Disk + Clone, C: Clock + Clone> Db<D, C> {
         if !lock_file.try_lock().ctx("lock", &lock_path)? {
             return Err(Error::Locked { path: lock_path });
         }
+        load::refuse_old_format(&disk, dir)?;
         let epoch = bump_epoch(&disk, dir)?;
 
-        // The newest checkpoint.
-        let temp = dir.join(CHECKPOINT_TEMP_FILE);
-        match disk.remove_file(&temp) {
-            Ok(()) => disk.sync_dir(dir).ctx("sync_dir", dir)?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::io("remove", &temp, e)),
-        }
         let size_limits = options.limits();
         let wal_dir = dir.join(WAL_DIR);
         create_dir_durable(&disk, &wal_dir)?;
-        let load::Loaded {
-            memtable,
-            checkpoint,
-            checkpoint_entries,
-            txns_replayed,
-            reached,
-            next_txn_floor,
-            wal: report,
-        } = load::load(&disk, dir, &options)?;
-        let cp_lsn = checkpoint.unwrap_or(Lsn::ZERO);
-        let cp_path = dir.join(CHECKPOINT_FILE);
+        let load::Loaded { view, manifest, txns_replayed, reached, next_txn_floor, wal: report } =
+            load::load(&disk, dir, &options)?;
+        let orphans_removed = manifest::remove_orphans(&disk, dir, manifest.as_ref())?;
+        let log_lsn = manifest.as_ref().map_or(Lsn::ZERO, |m| m.log_lsn);
+        let had_manifest = manifest.is_some();
+        let tables = manifest.as_ref().map_or(0, |m| m.tables.len() as u64);
         let wal_options = options.wal_options();
         let writer = LogWriter::resume(disk.clone(), &wal_dir, wal_options, &report)?;
-        if writer.next_lsn() <= cp_lsn {
+        if writer.next_lsn() <= log_lsn {
             return Err(Error::corrupt(
-                &cp_path,
+                dir.join(manifest::MANIFEST_FILE),
                 0,
                 format!(
-                    "the checkpoint covers LSN {cp_lsn}, beyond the end of the log ({})",
+                    "the tables hold up to LSN {log_lsn}, beyond the end of the log ({})",
                     writer.next_lsn()
                 ),
             ));
@@ -442,7 +447,8 @@ impl<D: Disk + Clone, C: Clock + Clone> Db<D, C> {
             limits: size_limits,
             clock,
             wal,
-            memtable,
+            view: RwLock::new(Arc::new(view)),
+            active_generation: AtomicU64::new(0),
             sequencer: Mutex::new(Sequencer::default()),
             sequenced: AtomicU64::new(reached.0),
             range_checks: AtomicU64::new(0),
@@ -451,11 +457,13 @@ impl<D: Disk + Clone, C: Clock + Clone> Db<D, C> {
             snapshots: Snapshots::new(),
             next_txn: AtomicU64::new(first_txn),
             epoch: Mutex::new(epoch),
-            checkpointing: Mutex::new(checkpoint),
-            bytes_since_checkpoint: AtomicU64::new(0),
-            auto: Arc::new(AutoCheckpoint::default()),
-            auto_thread: Mutex::new(None),
-            last_checkpoint_error: Mutex::new(None),
+            tree: Mutex::new(TreeState::new(manifest)),
+            mailbox: Arc::new(Mailbox::default()),
+            flush_thread: Mutex::new(None),
+            last_flush_error: Mutex::new(None),
+            freezes: AtomicU64::new(0),
+            stalls: AtomicU64::new(0),
+            stall_nanos: AtomicU64::new(0),
             commits: AtomicU64::new(0),
             conflicts: AtomicU64::new(0),
             checkpoints: AtomicU64::new(0),
@@ -463,18 +471,25 @@ impl<D: Disk + Clone, C: Clock + Clone> Db<D, C> {
             close_result: Mutex::new(None),
             _lock: lock_file,
         });
-        if options.auto_checkpoint_bytes.is_some() {
+        if options.memtable_bytes.is_some() && options.driver != crate::wal::Driver::Manual {
             let weak = Arc::downgrade(&inner);
-            let mailbox = Arc::clone(&inner.auto);
+            let mailbox = Arc::clone(&inner.mailbox);
             let handle = std::thread::Builder::new()
-                .name("waldb-checkpoint".into())
-                .spawn(move || auto_checkpoint_loop(&mailbox, &weak))
-                .map_err(|e| Error::io("spawn", "waldb-checkpoint", e))?;
-            *lock(&inner.auto_thread) = Some(handle);
+                .name("waldb-flush".into())
+                .spawn(move || flush::flush_loop(&mailbox, &weak))
+                .map_err(|e| Error::io("spawn", "waldb-flush", e))?;
+            *lock(&inner.flush_thread) = Some(handle);
         }
+        // A log replayed past the memtable's size is flushed as soon as it can be.
+        if inner.active_full(&inner.view()) {
+            let _seq = lock(&inner.sequencer);
+            inner.freeze(reached);
+        }
+        inner.mailbox.request();
         let report = OpenReport {
-            checkpoint_lsn: checkpoint,
-            checkpoint_entries,
+            checkpoint_lsn: had_manifest.then_some(log_lsn),
+            tables,
+            orphans_removed,
             txns_replayed,
             wal: report,
             lsn: reached,
@@ -483,7 +498,8 @@ impl<D: Disk + Clone, C: Clock + Clone> Db<D, C> {
         tracing::info!(
             dir = %dir.display(),
             checkpoint_lsn = report.checkpoint_lsn.map(|l| l.0),
-            checkpoint_entries = report.checkpoint_entries,
+            tables = report.tables,
+            orphans_removed = report.orphans_removed,
             txns_replayed = report.txns_replayed,
             lsn = report.lsn.0,
             epoch,
@@ -581,7 +597,17 @@ impl<D: Disk + Clone, C: Clock + Clone> Db<D, C> {
     /// [`Error::TooLarge`] for a key over the limit.
     pub fn get(&self, key: &[u8]) -> Result<Option<Arc<[u8]>>> {
         self.inner.check_key(key)?;
-        Ok(self.inner.memtable.get_latest(key, || self.visible_lsn()))
+        let view = self.inner.view();
+        if !view.has_lower() {
+            return Ok(view.active.get_latest(key, || self.visible_lsn()));
+        }
+        // Below the memtable, versions are dropped by flushes and compactions up to the
+        // horizon: read at a registered snapshot.
+        let shard = self.inner.next_txn.load(SeqCst);
+        let at = self.inner.take_snapshot(shard);
+        let found = view.get(key, at);
+        self.inner.release_snapshot(shard, at);
+        found
     }
 
     /// Every live pair with a key in `range`, in key order, from a snapshot of everything
@@ -619,9 +645,9 @@ impl<D: Disk + Clone, C: Clock + Clone> Db<D, C> {
         // Any shard will do: the next transaction id spreads scans like transactions.
         let shard = self.inner.next_txn.load(SeqCst);
         let at = self.inner.take_snapshot(shard);
-        let out = self.inner.memtable.range(bounds, at, limit);
+        let out = self.inner.view().range(bounds, at, limit);
         self.inner.release_snapshot(shard, at);
-        Ok(out)
+        out
     }
 
     /// The size limits in force ([`DbOptions::limits`]).
@@ -645,15 +671,19 @@ impl<D: Disk + Clone, C: Clock + Clone> Db<D, C> {
         Ok(lsn)
     }
 
-    /// Writes a checkpoint of everything visible now and removes the WAL segments it covers.
-    /// See [`checkpoint`] for the steps and why a crash at any of them loses nothing.
+    /// Flushes everything committed so far to sorted tables and removes the WAL segments they
+    /// cover: the memtable is frozen and every frozen memtable written as a table, named by a
+    /// durable manifest (see [`flush`](self#files) for the steps and why a crash at any of them
+    /// loses nothing). Flushes also happen on their own when a memtable fills
+    /// ([`DbOptions::memtable_bytes`]): call this before a backup, or to make the next open
+    /// replay nothing.
     ///
     /// # Errors
     ///
-    /// [`Error::Io`] or [`Error::StorageFull`] for a failed file operation (the previous
-    /// checkpoint and the log stay valid); [`Error::Poisoned`] if the log failed.
+    /// [`Error::Io`] or [`Error::StorageFull`] for a failed file operation (the tables and the
+    /// log stay valid); [`Error::Poisoned`] if the log failed.
     pub fn checkpoint(&self) -> Result<CheckpointReport> {
-        self.inner.checkpoint()
+        self.inner.flush_all()
     }
 
     /// Runs one flusher step of the log (for [`Driver::Manual`](crate::wal::Driver::Manual):
@@ -686,10 +716,23 @@ impl<D: Disk + Clone, C: Clock + Clone> Db<D, C> {
             visible_lsn: self.visible_lsn(),
             commits: i.commits.load(SeqCst),
             conflicts: i.conflicts.load(SeqCst),
-            keys: i.memtable.key_count() as u64,
+            keys: {
+                let view = i.view();
+                let frozen: usize = view.frozen.iter().map(|f| f.memtable.key_count()).sum();
+                (view.active.key_count() + frozen) as u64
+            },
             checkpoints: i.checkpoints.load(SeqCst),
-            checkpoint_lsn: *lock(&i.checkpointing),
-            last_checkpoint_error: lock(&i.last_checkpoint_error).clone(),
+            checkpoint_lsn: {
+                let tree = lock(&i.tree);
+                (tree.manifest.generation > 0).then_some(tree.manifest.log_lsn)
+            },
+            last_checkpoint_error: lock(&i.last_flush_error).as_ref().map(ToString::to_string),
+            memtable_bytes: i.view().active.bytes(),
+            frozen_memtables: i.view().frozen.len() as u64,
+            freezes: i.freezes.load(SeqCst),
+            tables: i.view().levels.iter().map(|l| l.len() as u64).sum(),
+            stalls: i.stalls.load(SeqCst),
+            stall_time: std::time::Duration::from_nanos(i.stall_nanos.load(SeqCst)),
         }
     }
 
@@ -703,7 +746,7 @@ impl<D: Disk + Clone, C: Clock + Clone> Db<D, C> {
         &self.inner.options
     }
 
-    /// Stops automatic checkpoints, drains and syncs the log, and returns its durable LSN or
+    /// Stops the background flusher, drains and syncs the log, and returns its durable LSN or
     /// the first error. Later calls return the same result; transactions begun afterwards get
     /// [`Error::Closed`]. The directory stays locked until every handle and transaction is
     /// dropped.
@@ -801,32 +844,6 @@ fn write_epoch<F: DiskFile>(file: &F, path: &Path, epoch: u64) -> Result<()> {
     b[8..].copy_from_slice(&crc.to_le_bytes());
     file.write_all_at(&b, 0).ctx("write", path)?;
     file.sync_all().ctx("sync_all", path)
-}
-
-fn auto_checkpoint_loop<D: Disk + Clone, C: Clock + Clone>(
-    mailbox: &AutoCheckpoint,
-    weak: &std::sync::Weak<Inner<D, C>>,
-) {
-    loop {
-        {
-            let mut m = lock(&mailbox.state);
-            while !m.requested && !m.shutdown {
-                m = mailbox.changed.wait(m).unwrap_or_else(std::sync::PoisonError::into_inner);
-            }
-            if m.shutdown {
-                return;
-            }
-            m.requested = false;
-        }
-        let Some(inner) = weak.upgrade() else { return };
-        if let Err(e) = inner.checkpoint() {
-            tracing::error!(dir = %inner.dir.display(), error = %e, "automatic checkpoint failed");
-            *lock(&inner.last_checkpoint_error) = Some(e.to_string());
-            if matches!(e, Error::Poisoned { .. } | Error::Closed) {
-                return;
-            }
-        }
-    }
 }
 
 impl<D: Disk + Clone, C: Clock + Clone> Inner<D, C> {
@@ -937,119 +954,35 @@ impl<D: Disk + Clone, C: Clock + Clone> Inner<D, C> {
         }
     }
 
-    /// Reclaims the versions no snapshot can read any more.
+    /// The current view.
+    fn view(&self) -> Arc<View<D::File>> {
+        Arc::clone(&self.view.read().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+
+    /// Reclaims the versions of the active memtable that no snapshot can read any more.
     fn maintain(&self) {
         // The horizon is at or below the visible LSN: when nothing is noted at or below that,
         // there is nothing to reclaim, and the snapshot registry is not visited.
-        if !self.memtable.may_reclaim(Lsn(self.visible.load(SeqCst))) {
+        let view = self.view();
+        if !view.active.may_reclaim(Lsn(self.visible.load(SeqCst))) {
             return;
         }
         let horizon = self.horizon();
-        let dead = self.memtable.reclaim(horizon);
+        let dead = view.active.reclaim(horizon);
         if !dead.is_empty() {
             let _seq = lock(&self.sequencer);
-            self.memtable.remove_dead(&dead, horizon);
+            // A key left with a lone deletion is removed only while nothing lies below its
+            // memtable: an older version below would read again without the deletion.
+            let current = self.view();
+            if Arc::ptr_eq(&current.active, &view.active) && !current.has_lower() {
+                view.active.remove_dead(&dead, horizon);
+            }
         }
     }
 
-    /// Notes `bytes` committed; wakes the automatic checkpointer past its threshold.
-    fn note_committed(&self, bytes: u64) {
+    /// Notes a commit acknowledged.
+    fn note_committed(&self) {
         self.commits.fetch_add(1, SeqCst);
-        let Some(every) = self.options.auto_checkpoint_bytes else { return };
-        let total = self.bytes_since_checkpoint.fetch_add(bytes, SeqCst) + bytes;
-        if total >= every {
-            let mut m = lock(&self.auto.state);
-            if !m.requested {
-                m.requested = true;
-                self.auto.changed.notify_all();
-            }
-        }
-    }
-
-    fn checkpoint(&self) -> Result<CheckpointReport> {
-        let _span = tracing::debug_span!("waldb::checkpoint", dir = %self.dir.display()).entered();
-        if self.closed.load(SeqCst) {
-            return Err(Error::Closed);
-        }
-        let mut last = lock(&self.checkpointing);
-        // Everything visible must be durable before a checkpoint covers it: otherwise a crash
-        // could leave the log shorter than the checkpoint, and new commits would reuse LSNs
-        // the checkpoint claims.
-        self.wal.sync()?;
-        self.advance_visible();
-        let at = self.take_snapshot(0);
-        let result = self.write_checkpoint(at, *last);
-        self.release_snapshot(0, at);
-        let report = result?;
-        if report.lsn.is_some() {
-            *last = Some(at);
-            self.checkpoints.fetch_add(1, SeqCst);
-        }
-        tracing::debug!(
-            lsn = report.lsn.map(|l| l.0),
-            entries = report.entries,
-            bytes = report.bytes,
-            segments_removed = report.segments_removed,
-            "checkpoint written"
-        );
-        *lock(&self.last_checkpoint_error) = None;
-        Ok(report)
-    }
-
-    fn write_checkpoint(&self, at: Lsn, last: Option<Lsn>) -> Result<CheckpointReport> {
-        let wal_dir = self.dir.join(WAL_DIR);
-        if last == Some(at) || (last.is_none() && at == Lsn::ZERO) {
-            let segments_removed = remove_segments_through(&self.disk, &wal_dir, at)?;
-            return Ok(CheckpointReport { lsn: None, entries: 0, bytes: 0, segments_removed });
-        }
-        self.bytes_since_checkpoint.store(0, SeqCst);
-        let temp = self.dir.join(CHECKPOINT_TEMP_FILE);
-        match self.disk.remove_file(&temp) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::io("remove", &temp, e)),
-        }
-        let file = self.disk.open(&temp, OpenMode::CreateNew).ctx("create", &temp)?;
-        let mut buf = Vec::with_capacity(CHECKPOINT_CHUNK_BYTES + 1024);
-        let mut offset = checkpoint::CHECKPOINT_HEADER_BYTES as u64;
-        let mut crc = 0u32;
-        let mut entries = 0u64;
-        let written = self.memtable.for_each_at(at, |k, v| {
-            checkpoint::encode_entry(&mut buf, k, v);
-            entries += 1;
-            if buf.len() >= CHECKPOINT_CHUNK_BYTES {
-                crc = crc32c::crc32c_append(crc, &buf);
-                file.write_all_at(&buf, offset).ctx("write", &temp)?;
-                offset += buf.len() as u64;
-                buf.clear();
-            }
-            Ok(())
-        });
-        let finish = written.and_then(|()| {
-            crc = crc32c::crc32c_append(crc, &buf);
-            file.write_all_at(&buf, offset).ctx("write", &temp)?;
-            offset += buf.len() as u64;
-            let header = CheckpointHeader {
-                lsn: at,
-                next_txn_id: TxnId(self.next_txn.load(SeqCst)),
-                entry_count: entries,
-                body_bytes: offset - checkpoint::CHECKPOINT_HEADER_BYTES as u64,
-                body_crc: crc,
-            };
-            file.write_all_at(&checkpoint::encode_header(&header), 0).ctx("write", &temp)?;
-            file.sync_all().ctx("sync_all", &temp)?;
-            drop(file);
-            let path = self.dir.join(CHECKPOINT_FILE);
-            self.disk.rename(&temp, &path).ctx("rename", &temp)?;
-            self.disk.sync_dir(&self.dir).ctx("sync_dir", &self.dir)
-        });
-        if let Err(e) = finish {
-            // Best effort: a leftover temporary file is also removed at the next open.
-            let _ = remove_durable(&self.disk, &temp);
-            return Err(e);
-        }
-        let segments_removed = remove_segments_through(&self.disk, &wal_dir, at)?;
-        Ok(CheckpointReport { lsn: Some(at), entries, bytes: offset, segments_removed })
     }
 
     fn close(&self) -> Result<Lsn> {
@@ -1061,8 +994,8 @@ impl<D: Disk + Clone, C: Clock + Clone> Inner<D, C> {
             };
         }
         self.closed.store(true, SeqCst);
-        self.auto.shut_down();
-        if let Some(h) = lock(&self.auto_thread).take()
+        self.mailbox.shut_down();
+        if let Some(h) = lock(&self.flush_thread).take()
             && h.thread().id() != std::thread::current().id()
         {
             let _ = h.join();
@@ -1079,8 +1012,8 @@ impl<D: Disk + Clone, C: Clock + Clone> Inner<D, C> {
 
 impl<D: Disk + Clone, C: Clock + Clone> Drop for Inner<D, C> {
     fn drop(&mut self) {
-        // The checkpointer ends on its own; the log's own drop drains and syncs.
-        self.auto.shut_down();
+        // The flusher ends on its own; the log's own drop drains and syncs.
+        self.mailbox.shut_down();
     }
 }
 

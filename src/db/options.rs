@@ -63,12 +63,23 @@ pub struct DbOptions {
     /// quarter of it, see [`WalOptions::record_payload_bytes_max`]) if that is less. An
     /// explicit value must fit in one segment.
     pub txn_bytes_max: Option<u32>,
-    /// Take a checkpoint in the background once this many bytes of transactions were committed
-    /// since the last one. `None` disables automatic checkpoints ([`Db::checkpoint`](super::Db::checkpoint)
-    /// still works). Default 64 MiB.
-    pub auto_checkpoint_bytes: Option<u64>,
-    /// The largest checkpoint file read at open. Default 16 GiB.
-    pub checkpoint_bytes_max: u64,
+    /// The size at which the memtable is frozen and a new one takes the commits: the frozen one
+    /// is then flushed to a sorted table (in the background, or by the committer that finds
+    /// too many frozen under [`Driver::Manual`]). Counted as the bytes of the keys and values
+    /// inserted plus 64 bytes per version. `None`: never frozen on its own (only
+    /// [`Db::checkpoint`](super::Db::checkpoint) flushes; memory grows with the data).
+    /// Default 64 MiB; at least 512 B (tiny memtables are for tests: they flush all the time).
+    pub memtable_bytes: Option<u64>,
+    /// The most memtables held at once, the active one included: a commit that finds
+    /// `memtables_max - 1` frozen ones waiting for their flush waits for one to finish (a
+    /// write stall, counted in [`DbStats::stalls`](super::DbStats::stalls)). Default 3; at
+    /// least 2. Memory: up to `memtables_max × memtable_bytes` in memtables.
+    pub memtables_max: u32,
+    /// The size a sorted table's data blocks aim for. Default 4 KiB; 256 B to 1 MiB.
+    pub table_block_bytes: u32,
+    /// Bits per key of the sorted tables' bloom filters (about 1 % false positives at 10).
+    /// Default 10; 1 to 64.
+    pub bloom_bits_per_key: u32,
     /// How many times [`Db::transact`](super::Db::transact) runs a transaction again after a
     /// retryable failure ([`Error::is_retryable`]: a conflict) before it returns the error.
     /// Default 16.
@@ -110,8 +121,10 @@ with_setters!(DbOptions {
     with_key_bytes_max: key_bytes_max: Option<u32>;
     with_value_bytes_max: value_bytes_max: Option<u32>;
     with_txn_bytes_max: txn_bytes_max: Option<u32>;
-    with_auto_checkpoint_bytes: auto_checkpoint_bytes: Option<u64>;
-    with_checkpoint_bytes_max: checkpoint_bytes_max: u64;
+    with_memtable_bytes: memtable_bytes: Option<u64>;
+    with_memtables_max: memtables_max: u32;
+    with_table_block_bytes: table_block_bytes: u32;
+    with_bloom_bits_per_key: bloom_bits_per_key: u32;
     with_txn_retries_max: txn_retries_max: u32;
     with_txn_backoff_max: txn_backoff_max: Duration;
 });
@@ -128,8 +141,10 @@ impl Default for DbOptions {
             key_bytes_max: None,
             value_bytes_max: None,
             txn_bytes_max: None,
-            auto_checkpoint_bytes: Some(64 << 20),
-            checkpoint_bytes_max: 16 << 30,
+            memtable_bytes: Some(64 << 20),
+            memtables_max: 3,
+            table_block_bytes: 4096,
+            bloom_bits_per_key: 10,
             txn_retries_max: 16,
             txn_backoff_max: Duration::from_millis(20),
         }
@@ -156,6 +171,23 @@ impl DbOptions {
             segment_bytes: self.segment_bytes,
             record_payload_bytes_max: Some(self.limits().txn_bytes_max),
             recovery: self.recovery,
+        }
+    }
+
+    /// How the sorted tables are built.
+    pub(crate) fn build_options(&self) -> crate::db::table::BuildOptions {
+        crate::db::table::BuildOptions {
+            block_bytes: self.table_block_bytes,
+            bloom_bits_per_key: self.bloom_bits_per_key,
+        }
+    }
+
+    /// The bounds the tables and the manifest are read with.
+    pub(crate) fn table_limits(&self) -> crate::db::table::TableLimits {
+        let limits = self.limits();
+        crate::db::table::TableLimits {
+            key_bytes_max: limits.key_bytes_max,
+            value_bytes_max: limits.value_bytes_max,
         }
     }
 
@@ -190,8 +222,17 @@ impl DbOptions {
                 limits.txn_bytes_max, limits.key_bytes_max, limits.value_bytes_max
             ));
         }
-        if self.auto_checkpoint_bytes == Some(0) {
-            return bad("auto_checkpoint_bytes must be positive (or None)".into());
+        if self.memtable_bytes.is_some_and(|b| b < 512) {
+            return bad("memtable_bytes must be at least 512 B (or None)".into());
+        }
+        if self.memtables_max < 2 {
+            return bad("memtables_max must be at least 2: the active memtable and one being flushed".into());
+        }
+        if !(256..=crate::db::table::format::BLOCK_TARGET_BYTES_MAX).contains(&self.table_block_bytes) {
+            return bad("table_block_bytes must be between 256 B and 1 MiB".into());
+        }
+        if !(1..=64).contains(&self.bloom_bits_per_key) {
+            return bad("bloom_bits_per_key must be between 1 and 64".into());
         }
         if self.txn_backoff_max > Duration::from_secs(10) {
             return bad("txn_backoff_max above ten seconds is a configuration error".into());

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::load::{self, Loaded};
-use super::memtable::Memtable;
+use super::view::View;
 use super::{DbOptions, Limits, Pair, WAL_DIR};
 use crate::disk::{Disk, StdDisk};
 use crate::error::{Error, Result};
@@ -41,8 +41,8 @@ const LOAD_TRIES: u32 = 3;
 /// assert_eq!(view.lsn(), db.visible_lsn());
 /// # Ok(()) }
 /// ```
-pub struct ReadOnlyDb {
-    memtable: Memtable,
+pub struct ReadOnlyDb<D: Disk = StdDisk> {
+    view: View<D::File>,
     lsn: Lsn,
     checkpoint: Option<Lsn>,
     txns_replayed: u64,
@@ -50,7 +50,7 @@ pub struct ReadOnlyDb {
     limits: Limits,
 }
 
-impl std::fmt::Debug for ReadOnlyDb {
+impl<D: Disk> std::fmt::Debug for ReadOnlyDb<D> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ReadOnlyDb").field("lsn", &self.lsn).finish_non_exhaustive()
     }
@@ -65,7 +65,9 @@ impl ReadOnlyDb {
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         Self::open_with(&StdDisk, path.as_ref(), &DbOptions::default())
     }
+}
 
+impl<D: Disk + Clone> ReadOnlyDb<D> {
     /// Reads the database in `dir` on `disk`. `options` gives the recovery mode and the
     /// limits the files are checked against (those the database was written with, or larger).
     ///
@@ -76,7 +78,7 @@ impl ReadOnlyDb {
     /// [`Db::open`](super::Db::open) reports them — for a corrupt or unreadable file, after
     /// three loads, since a checkpoint a live owner takes during a load can remove the segments
     /// it reads.
-    pub fn open_with<D: Disk + Clone>(disk: &D, dir: &Path, options: &DbOptions) -> Result<Self> {
+    pub fn open_with(disk: &D, dir: &Path, options: &DbOptions) -> Result<Self> {
         let not_waldb = |reason: &str| Error::NotWaldb { path: dir.to_path_buf(), reason: reason.to_owned() };
         if !disk.is_dir(dir) {
             return Err(not_waldb("no such directory"));
@@ -85,7 +87,7 @@ impl ReadOnlyDb {
             return Err(not_waldb("it holds no wal/ directory"));
         }
         let mut tries = 0;
-        let Loaded { memtable, checkpoint, txns_replayed, reached, wal, .. } = loop {
+        let Loaded { view, manifest, txns_replayed, reached, wal, .. } = loop {
             tries += 1;
             match load::load(disk, dir, options) {
                 Ok(loaded) => break loaded,
@@ -96,7 +98,8 @@ impl ReadOnlyDb {
                 Err(e) => return Err(e),
             }
         };
-        Ok(ReadOnlyDb { memtable, lsn: reached, checkpoint, txns_replayed, wal, limits: options.limits() })
+        let checkpoint = manifest.map(|m| m.log_lsn);
+        Ok(ReadOnlyDb { view, lsn: reached, checkpoint, txns_replayed, wal, limits: options.limits() })
     }
 
     /// The LSN of the last commit in the view: it holds every commit up to it.
@@ -121,7 +124,7 @@ impl ReadOnlyDb {
 
     /// Keys in the view, live or deleted in the log above the checkpoint.
     pub fn key_count(&self) -> u64 {
-        self.memtable.key_count() as u64
+        self.view.active.key_count() as u64
     }
 
     /// Reads `key`.
@@ -134,7 +137,7 @@ impl ReadOnlyDb {
         if key.len() as u64 > u64::from(max) {
             return Err(Error::TooLarge { what: "key", len: key.len() as u64, max: u64::from(max) });
         }
-        Ok(self.memtable.get(key, self.lsn))
+        self.view.get(key, self.lsn)
     }
 
     /// Every live pair with a key in `range`, in key order.
@@ -154,6 +157,6 @@ impl ReadOnlyDb {
     pub fn scan_limit<'k, R: RangeBounds<&'k [u8]>>(&self, range: R, limit: usize) -> Result<Vec<Pair>> {
         let bounds: (Bound<&[u8]>, Bound<&[u8]>) =
             (range.start_bound().map(|k| *k), range.end_bound().map(|k| *k));
-        Ok(self.memtable.range(bounds, self.lsn, limit))
+        self.view.range(bounds, self.lsn, limit)
     }
 }

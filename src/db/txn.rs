@@ -12,6 +12,7 @@ use std::task::{Context, Poll};
 
 use super::Key;
 use super::memtable::Value;
+use super::view::View;
 use super::{Inner, Isolation, OwnedBound, Pair, borrowed, lock};
 use crate::clock::{Clock, SystemClock};
 use crate::disk::{Disk, StdDisk};
@@ -104,7 +105,7 @@ impl<D: Disk + Clone, C: Clock + Clone> Transaction<D, C> {
         if self.isolation == Isolation::Serializable && !self.reads.contains(key) {
             self.reads.insert(key.into());
         }
-        Ok(self.db.memtable.get(key, self.snapshot))
+        self.db.view().get(key, self.snapshot)
     }
 
     /// Sets `key` to `value` when the transaction commits.
@@ -185,7 +186,7 @@ impl<D: Disk + Clone, C: Clock + Clone> Transaction<D, C> {
         // Own deletions can hide at most this many of the snapshot's pairs.
         let own: Vec<(&Key, &Option<Value>)> = self.writes.range::<[u8], _>(bounds).collect();
         let hidden = own.iter().filter(|(_, v)| v.is_none()).count();
-        let base = self.db.memtable.range(bounds, self.snapshot, limit.saturating_add(hidden));
+        let base = self.db.view().range(bounds, self.snapshot, limit.saturating_add(hidden))?;
         let mut out: Vec<Pair> = Vec::with_capacity(limit.min(base.len() + own.len()));
         let (mut i, mut j) = (0, 0);
         while out.len() < limit && (i < base.len() || j < own.len()) {
@@ -245,7 +246,6 @@ impl<D: Disk + Clone, C: Clock + Clone> Transaction<D, C> {
     /// Commits with `durability` for this transaction only.
     pub fn commit_with(mut self, durability: Durability) -> Commit<D, C> {
         let db = Arc::clone(&self.db);
-        let bytes = self.payload_bytes;
         let (state, lsn) = match self.sequence(durability) {
             Ok(Some(ticket)) => {
                 let lsn = ticket.lsn();
@@ -255,7 +255,7 @@ impl<D: Disk + Clone, C: Clock + Clone> Transaction<D, C> {
             Err(e) => (State::Ready(Some(Err(e))), None),
         };
         self.finish();
-        Commit { db, state, bytes, lsn }
+        Commit { db, state, lsn }
     }
 
     /// Commits and blocks until the result is known: `commit().wait()`.
@@ -315,50 +315,117 @@ impl<D: Disk + Clone, C: Clock + Clone> Transaction<D, C> {
         payload.reserve(usize::try_from(self.payload_bytes).unwrap_or(0));
         encode_txn_ops(&mut payload, self.id, ops.clone());
         debug_assert_eq!(payload.len() as u64, self.payload_bytes);
+        let mut payload = Some(payload);
+        // The layers as of now. A freeze (under the sequencer's lock) replaces the active
+        // memtable: a commit that finds it replaced under the lock starts over.
+        loop {
+            let view = self.db.view();
+            if self.db.needs_room(&view) {
+                // Back-pressure: wait while too many memtables wait for their flush.
+                self.db.wait_for_room()?;
+                continue;
+            }
+            if let Some(done) = self.sequence_in(&view, durability, &mut payload) {
+                return done;
+            }
+        }
+    }
+
+    /// [`Transaction::sequence`] on `view`: `None` if a freeze replaced its active memtable
+    /// before the sequencer's lock was taken (nothing was done; try again on the new view).
+    fn sequence_in(
+        &mut self,
+        view: &View<D::File>,
+        durability: Durability,
+        payload: &mut Option<Vec<u8>>,
+    ) -> Option<Result<Option<Ticket>>> {
+        let ops = self.writes.iter().map(|(k, v)| match v {
+            Some(v) => Op::Put { key: k, value: v },
+            None => Op::Delete { key: k },
+        });
         let db = &*self.db;
         let serializable = self.isolation == Isolation::Serializable;
-        // The scanned ranges against the memtable, outside the lock: every commit at or below
-        // `watermark` has its versions there; those above it are checked under the lock.
-        let _checking =
-            (serializable && !self.ranges.is_empty()).then(|| RangeCheck::enter(&db.range_checks));
-        let watermark = Lsn(db.sequenced.load(SeqCst));
-        let ranges =
-            serializable.then(|| self.range_conflict(|r| db.memtable.first_written_after(r, self.snapshot)));
-        // The places of the keys read and written, outside the lock: one search per key (and a
-        // new key's node allocated) here, so that the serial step searches for none of them.
-        let read_slots: Vec<_> =
-            self.reads.iter().filter(|_| serializable).map(|k| db.memtable.slot(k)).collect();
-        let mut slots: Vec<_> = self.writes.keys().map(|k| db.memtable.claim(k)).collect();
-        let mut seq = super::lock_spinning(&db.sequencer);
-        // The points, under the lock: the newest version of a key is its last write.
-        slots.iter_mut().zip(self.writes.keys()).for_each(|(s, k)| db.memtable.confirm(s, k));
-        let written_after = |k: &[u8], newest: Option<Lsn>, on: ConflictOn| {
-            newest.filter(|l| *l > self.snapshot).map(|l| conflict_on_key(k, l, on))
+        let (mut seq, slots, conflict) = {
+            // The scanned ranges against the memtable, outside the lock: every commit at or below
+            // `watermark` has its versions there; those above it are checked under the lock.
+            let checking =
+                (serializable && !self.ranges.is_empty()).then(|| RangeCheck::enter(&db.range_checks));
+            let watermark = Lsn(db.sequenced.load(SeqCst));
+            let ranges = serializable
+                .then(|| self.range_conflict(|r| view.active.first_written_after(r, self.snapshot)));
+            // Below the active memtable nothing is written any more: the newest versions there,
+            // looked up now (they may need table reads), stay the newest under the lock unless a
+            // freeze moved the active memtable down, which is checked there.
+            let lower_ranges = if serializable && !self.ranges.is_empty() && view.has_lower() {
+                let found = self.ranges.iter().find_map(|(s, e)| {
+                    view.first_written_after_below_active((borrowed(s), borrowed(e)), self.snapshot)
+                        .map(|k| k.map(|k| range_conflict(&k)))
+                        .transpose()
+                });
+                match found.transpose() {
+                    Ok(c) => c,
+                    Err(e) => return Some(Err(e)),
+                }
+            } else {
+                None
+            };
+            let below = |k: &[u8]| if view.has_lower() { view.newest_lsn_below_active(k) } else { Ok(None) };
+            let lower_reads: Result<Vec<Option<Lsn>>> =
+                self.reads.iter().filter(|_| serializable).map(|k| below(k)).collect();
+            let lower_writes: Result<Vec<Option<Lsn>>> = self.writes.keys().map(|k| below(k)).collect();
+            let (lower_reads, lower_writes) = match (lower_reads, lower_writes) {
+                (Ok(r), Ok(w)) => (r, w),
+                (Err(e), _) | (_, Err(e)) => return Some(Err(e)),
+            };
+            // The places of the keys read and written, outside the lock: one search per key (and a
+            // new key's node allocated) here, so that the serial step searches for none of them.
+            let read_slots: Vec<_> =
+                self.reads.iter().filter(|_| serializable).map(|k| view.active.slot(k)).collect();
+            let mut slots: Vec<_> = self.writes.keys().map(|k| view.active.claim(k)).collect();
+            let seq = super::lock_spinning(&db.sequencer);
+            if db.active_generation.load(SeqCst) != view.generation {
+                view.active.release(slots);
+                return None;
+            }
+            // The points, under the lock: the newest version of a key is its last write.
+            slots.iter_mut().zip(self.writes.keys()).for_each(|(s, k)| view.active.confirm(s, k));
+            let written_after = |k: &[u8], newest: Option<Lsn>, on: ConflictOn| {
+                newest.filter(|l| *l > self.snapshot).map(|l| conflict_on_key(k, l, on))
+            };
+            let conflict = self
+                .reads
+                .iter()
+                .zip(&read_slots)
+                .zip(&lower_reads)
+                .find_map(|((k, s), lower)| {
+                    written_after(k, view.active.newest_lsn_in(s, k).or(*lower), ConflictOn::Read)
+                })
+                .or_else(|| {
+                    let mut writes = self.writes.keys().zip(&slots).zip(&lower_writes);
+                    writes.find_map(|((k, s), lower)| {
+                        written_after(k, s.newest_lsn().or(*lower), ConflictOn::Write)
+                    })
+                })
+                .or(ranges.flatten())
+                .or(lower_ranges)
+                .or_else(|| {
+                    if !serializable || self.ranges.is_empty() {
+                        return None;
+                    }
+                    match seq.range_written_above(&self.ranges, watermark) {
+                        Some(key) => key.map(range_conflict),
+                        // Entries above the watermark were dropped: the whole check again, here
+                        // (in the active memtable: the layers below were checked above).
+                        None => self.range_conflict(|r| view.active.first_written_after(r, self.snapshot)),
+                    }
+                });
+            drop(checking);
+            (seq, slots, conflict)
         };
-        let conflict = self
-            .reads
-            .iter()
-            .zip(&read_slots)
-            .find_map(|(k, s)| written_after(k, db.memtable.newest_lsn_in(s, k), ConflictOn::Read))
-            .or_else(|| {
-                let mut writes = self.writes.keys().zip(&slots);
-                writes.find_map(|(k, s)| written_after(k, s.newest_lsn(), ConflictOn::Write))
-            })
-            .or(ranges.flatten())
-            .or_else(|| {
-                if !serializable || self.ranges.is_empty() {
-                    return None;
-                }
-                match seq.range_written_above(&self.ranges, watermark) {
-                    Some(key) => key.map(range_conflict),
-                    // Entries above the watermark were dropped: the whole check again, here.
-                    None => self.range_conflict(|r| db.memtable.first_written_after(r, self.snapshot)),
-                }
-            });
         if let Some(found) = conflict {
-            db.memtable.release(slots);
+            view.active.release(slots);
             drop(seq);
-            return Err(self.conflict(found));
+            return Some(Err(self.conflict(found)));
         }
         let appended = if crate::mutation::active(crate::mutation::Mutation::TornTransaction) && ops.len() > 1
         {
@@ -370,22 +437,28 @@ impl<D: Disk + Clone, C: Clock + Clone> Transaction<D, C> {
             .try_fold(None, |_, t| t.map(Some))
             .map(|last| last.expect("more than one operation"))
         } else {
-            db.wal.append_owned_unkicked(RecordKind::Txn, payload, durability)
+            db.wal.append_owned_unkicked(RecordKind::Txn, payload.take().expect("appended once"), durability)
         };
         let ticket = match appended {
             Ok(ticket) => ticket,
             Err(e) => {
-                db.memtable.release(slots);
-                return Err(e);
+                view.active.release(slots);
+                return Some(Err(e));
             }
         };
         let lsn = ticket.lsn();
         debug_assert_eq!(slots.len(), self.writes.len());
         for ((k, v), slot) in self.writes.iter().zip(slots) {
-            db.memtable.insert_at(slot, k, lsn, v.clone());
+            view.active.insert_at(slot, k, lsn, v.clone());
         }
         lock(&db.pending).push_back((lsn, durability == Durability::Sync));
         db.sequenced.store(lsn.0, SeqCst);
+        // A full memtable is frozen here, between commits: no commit has claimed places in it
+        // and not yet inserted into them.
+        let froze = db.active_full(view) && db.freeze(lsn);
+        if froze {
+            db.freezes.fetch_add(1, SeqCst);
+        }
         // After the store: see `Sequencer` for why a commit that reads no checkers may note
         // nothing.
         if db.range_checks.load(SeqCst) > 0 {
@@ -396,7 +469,10 @@ impl<D: Disk + Clone, C: Clock + Clone> Transaction<D, C> {
         drop(seq);
         // Outside the sequencer: the wake-up of the background thread is a system call.
         db.wal.kick_if_waiting(durability);
-        Ok(Some(ticket))
+        if froze {
+            db.mailbox.request();
+        }
+        Some(Ok(Some(ticket)))
     }
 }
 
@@ -474,7 +550,6 @@ enum State {
 pub struct Commit<D: Disk + Clone = StdDisk, C: Clock + Clone = SystemClock> {
     db: Arc<Inner<D, C>>,
     state: State,
-    bytes: u64,
     /// The LSN the commit was sequenced at, if it was.
     lsn: Option<Lsn>,
 }
@@ -533,7 +608,7 @@ impl<D: Disk + Clone, C: Clock + Clone> Commit<D, C> {
             self.state = State::Blocked { lsn, ticket: self.db.wal.sync_ticket(blocker) };
             return None;
         }
-        self.db.note_committed(self.bytes);
+        self.db.note_committed();
         self.db.maintain();
         Some(Ok(lsn))
     }

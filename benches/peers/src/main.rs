@@ -108,7 +108,7 @@ struct WaldbStore(waldb::Db);
 
 impl WaldbStore {
     fn open(dir: &Path) -> Self {
-        let options = waldb::DbOptions::default().with_auto_checkpoint_bytes(None);
+        let options = waldb::DbOptions::default().with_memtable_bytes(None);
         let (db, _) = waldb::Db::open_opts(dir, options).unwrap();
         // Let the log prepare its next segment before the clock starts (its 64 MiB of zeros
         // would otherwise land inside the first timed second).

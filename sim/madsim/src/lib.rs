@@ -287,7 +287,7 @@ fn options() -> DbOptions {
         .with_key_bytes_max(Some(64))
         .with_value_bytes_max(Some(1024))
         .with_txn_bytes_max(Some(16 << 10))
-        .with_auto_checkpoint_bytes(None)
+        .with_memtable_bytes(None)
 }
 
 /// Checks a recovered state against the history (invariants 1–4 of the module docs).

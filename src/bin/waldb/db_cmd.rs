@@ -269,10 +269,10 @@ pub(crate) fn checkpoint(dir: &Path) -> Result<u8, Error> {
     let mut out = super::Out::new();
     match report.lsn {
         Some(lsn) => out.line(format_args!(
-            "checkpoint at LSN {lsn}: {} keys, {} bytes; {} segments removed",
+            "flushed through LSN {lsn}: {} entries, {} bytes of tables; {} segments removed",
             report.entries, report.bytes, report.segments_removed
         ))?,
-        None => out.line(format_args!("nothing new since the last checkpoint"))?,
+        None => out.line(format_args!("nothing new since the last flush"))?,
     }
     Ok(0)
 }

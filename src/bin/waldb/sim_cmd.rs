@@ -93,6 +93,8 @@ fn summary(t: &Outcome, seeds: u64, from: u64, elapsed: Duration) {
             ("conflicts refused (nothing written)", t.conflicts),
             ("reads equal to the model at their snapshot (4)", t.reads_checked),
             ("checkpoints", t.checkpoints),
+            ("memtables frozen when full", t.freezes),
+            ("memtables flushed to sorted tables", t.flushes),
             ("errors reported under faults", t.faults_hit),
             ("recoveries after silent corruption ending in a clear error (7)", t.corrupt_opens),
         ],

@@ -1,0 +1,390 @@
+//! Freezing a full memtable and flushing it to a sorted table: the only checkpoint (DESIGN.md §9).
+//!
+//! ```text
+//!  commit (sequencer's lock): active ≥ memtable_bytes ─▶ freeze: a new active memtable; the
+//!                             full one joins the frozen, newest first (a new view)
+//!  flusher: oldest frozen F ─▶ log durable and visible up to F.last ─▶ table written, synced,
+//!           its name made durable ─▶ manifest names it, log_lsn = F.last (durable) ─▶ view:
+//!           F out, the table in level 0 ─▶ log segments wholly ≤ F.last removed
+//! ```
+//!
+//! - **Nothing acknowledged is lost at any step.** Until the manifest that names the table is
+//!   durable, the old manifest and the log above its LSN hold everything (the table is an
+//!   orphan, removed at the next open); after, the table holds every commit up to `F.last` and
+//!   the log the rest. Segments are removed only after (`tests/db.rs` crashes every step).
+//! - **O(memtable).** A flush writes the frozen memtable's versions and a manifest of one record
+//!   per table; it never rewrites older data.
+//! - **Only unreadable versions are dropped.** A flush keeps every version above the horizon
+//!   (the oldest snapshot) and each key's newest at or below it, deletions included: the
+//!   layers below may hold older versions the deletion hides.
+//! - **Back-pressure, not growth.** A commit that finds `memtables_max - 1` frozen memtables
+//!   waits for a flush (a write stall, counted); under [`Driver::Manual`](crate::wal::Driver::Manual)
+//!   it flushes the oldest itself. A failed flush is retried by the background flusher; while
+//!   it fails, stalled commits return its error (nothing written).
+//! - **After a failed manifest write, no more.** Whether the new manifest is in force is then
+//!   unknown, so the tree stops changing until the database is reopened (as the log does
+//!   after a failed sync); commits go on until the memtables fill.
+
+use std::sync::atomic::Ordering::SeqCst;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use super::manifest::{self, Manifest};
+use super::memtable::Memtable;
+use super::table::{Table, TableWriter};
+use super::view::{Frozen, TableRef, View};
+use super::{CheckpointReport, Inner, WAL_DIR, lock};
+use crate::clock::Clock;
+use crate::disk::{Disk, OpenMode};
+use crate::error::{Error, IoContext, Result};
+use crate::types::{Lsn, TxnId};
+use crate::wal::Driver;
+use crate::wal::segment::remove_segments_through;
+
+/// The flusher's mailbox, and where stalled commits wait. The flusher thread holds it and a
+/// weak reference to the database, so that it never keeps a dropped database (and its lock)
+/// alive.
+#[derive(Default)]
+pub(super) struct Mailbox {
+    state: Mutex<MailState>,
+    /// The flusher waits here for work.
+    changed: Condvar,
+    /// Stalled commits wait here for a flush.
+    room: Condvar,
+}
+
+#[derive(Default)]
+struct MailState {
+    requested: bool,
+    shutdown: bool,
+}
+
+impl Mailbox {
+    /// Asks the flusher to flush what is frozen.
+    pub(super) fn request(&self) {
+        let mut m = lock(&self.state);
+        if !m.requested {
+            m.requested = true;
+            self.changed.notify_all();
+        }
+    }
+
+    pub(super) fn shut_down(&self) {
+        lock(&self.state).shutdown = true;
+        self.changed.notify_all();
+        self.room.notify_all();
+    }
+
+    fn made_room(&self) {
+        let _m = lock(&self.state);
+        self.room.notify_all();
+    }
+}
+
+/// The tree's durable description and what changes it, one change at a time.
+pub(super) struct TreeState {
+    /// The manifest in force on disk (generation 0: none written yet).
+    pub(super) manifest: Manifest,
+    /// Set when a manifest write failed: the tree changes no more (see the module docs).
+    pub(super) failed: Option<Arc<Error>>,
+}
+
+impl TreeState {
+    pub(super) fn new(manifest: Option<Manifest>) -> Self {
+        let manifest = manifest.unwrap_or(Manifest {
+            generation: 0,
+            log_lsn: Lsn::ZERO,
+            next_table_id: 1,
+            next_txn_id: TxnId(0),
+            tables: Vec::new(),
+        });
+        TreeState { manifest, failed: None }
+    }
+}
+
+/// What one flush did.
+struct Flushed {
+    lsn: Lsn,
+    entries: u64,
+    bytes: u64,
+    segments_removed: u64,
+}
+
+impl<D: Disk + Clone, C: Clock + Clone> Inner<D, C> {
+    fn write_view(&self) -> std::sync::RwLockWriteGuard<'_, Arc<View<D::File>>> {
+        self.view.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Freezes the active memtable, whose last commit is at `last`, if it holds anything.
+    /// Returns whether it did. The caller holds the sequencer's lock (no commit is between its
+    /// claims and its inserts) and asks the flusher afterwards, outside it.
+    pub(super) fn freeze(&self, last: Lsn) -> bool {
+        let mut w = self.write_view();
+        let cur = &**w;
+        if cur.active.bytes() == 0 {
+            return false;
+        }
+        let mut frozen = Vec::with_capacity(cur.frozen.len() + 1);
+        frozen.push(Arc::new(Frozen { memtable: Arc::clone(&cur.active), last }));
+        frozen.extend(cur.frozen.iter().cloned());
+        let generation = cur.generation + 1;
+        *w = Arc::new(View {
+            generation,
+            active: Arc::new(Memtable::new()),
+            frozen,
+            levels: cur.levels.clone(),
+        });
+        self.active_generation.store(generation, SeqCst);
+        true
+    }
+
+    /// Whether the active memtable is full.
+    pub(super) fn active_full(&self, view: &View<D::File>) -> bool {
+        self.options.memtable_bytes.is_some_and(|limit| view.active.bytes() >= limit)
+    }
+
+    /// Whether a commit on `view` must wait for a flush first ([`Inner::wait_for_room`]).
+    pub(super) fn needs_room(&self, view: &View<D::File>) -> bool {
+        view.frozen.len() >= (self.options.memtables_max - 1) as usize
+    }
+
+    /// Before a commit: waits while too many memtables are frozen (or, under
+    /// [`Driver::Manual`], flushes the oldest).
+    ///
+    /// # Errors
+    ///
+    /// The error of the failing flush, if flushes fail while the commit would wait; nothing
+    /// was written.
+    pub(super) fn wait_for_room(&self) -> Result<()> {
+        let max_frozen = (self.options.memtables_max - 1) as usize;
+        if self.view().frozen.len() < max_frozen {
+            return Ok(());
+        }
+        if self.options.driver == Driver::Manual || self.options.memtable_bytes.is_none() {
+            while self.view().frozen.len() >= max_frozen {
+                if self.flush_oldest()?.is_none() {
+                    break;
+                }
+            }
+            return Ok(());
+        }
+        let started = std::time::Instant::now();
+        self.stalls.fetch_add(1, SeqCst);
+        tracing::debug!(frozen = self.view().frozen.len(), "write stall: waiting for a flush");
+        let mut m = lock(&self.mailbox.state);
+        let result = loop {
+            if self.view().frozen.len() < max_frozen {
+                break Ok(());
+            }
+            if let Some(e) = lock(&self.last_flush_error).as_ref() {
+                break Err(e.clone_lossy());
+            }
+            if m.shutdown || self.closed.load(SeqCst) {
+                break Err(Error::Closed);
+            }
+            let (guard, _) = self
+                .mailbox
+                .room
+                .wait_timeout(m, Duration::from_millis(100))
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            m = guard;
+        };
+        drop(m);
+        let waited = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.stall_nanos.fetch_add(waited, SeqCst);
+        result
+    }
+
+    /// Freezes the active memtable and flushes every frozen one: [`Db::checkpoint`](super::Db::checkpoint).
+    pub(super) fn flush_all(&self) -> Result<CheckpointReport> {
+        let _span = tracing::debug_span!("waldb::checkpoint", dir = %self.dir.display()).entered();
+        if self.closed.load(SeqCst) {
+            return Err(Error::Closed);
+        }
+        {
+            let _seq = lock(&self.sequencer);
+            self.freeze(Lsn(self.sequenced.load(SeqCst)));
+        }
+        let mut report = CheckpointReport { lsn: None, entries: 0, bytes: 0, segments_removed: 0 };
+        while let Some(f) = self.flush_oldest()? {
+            report.lsn = Some(f.lsn);
+            report.entries += f.entries;
+            report.bytes += f.bytes;
+            report.segments_removed += f.segments_removed;
+        }
+        if report.lsn.is_none() {
+            // Nothing to flush: segments a crash kept from being removed go now.
+            let log_lsn = lock(&self.tree).manifest.log_lsn;
+            report.segments_removed = remove_segments_through(&self.disk, &self.dir.join(WAL_DIR), log_lsn)?;
+        }
+        tracing::debug!(
+            lsn = report.lsn.map(|l| l.0),
+            entries = report.entries,
+            bytes = report.bytes,
+            segments_removed = report.segments_removed,
+            "flushed"
+        );
+        Ok(report)
+    }
+
+    /// Flushes the oldest frozen memtable, if there is one (see the module docs for the steps).
+    fn flush_oldest(&self) -> Result<Option<Flushed>> {
+        let mut tree = lock(&self.tree);
+        if let Some(e) = &tree.failed {
+            return Err(e.clone_lossy());
+        }
+        let Some(f) = self.view().frozen.last().cloned() else { return Ok(None) };
+        // Every commit it holds must be durable before the manifest claims it, and visible
+        // before the horizon is read (which never passes the visible LSN).
+        if self.wal.durable_lsn() < f.last {
+            self.wal.sync()?;
+        }
+        self.advance_visible();
+        debug_assert!(self.visible.load(SeqCst) >= f.last.0, "flushing what is not visible");
+        let horizon = self.horizon();
+        let id = tree.manifest.next_table_id;
+        let path = manifest::table_path(&self.dir, id);
+        let table = match self.write_table(&f.memtable, horizon, &path) {
+            Ok(t) => t,
+            Err(e) => {
+                // Best effort: an orphan is also removed at the next open.
+                let _ = self.disk.remove_file(&path);
+                return Err(e);
+            }
+        };
+        let mut next = tree.manifest.clone();
+        next.generation += 1;
+        next.log_lsn = f.last;
+        next.next_txn_id = TxnId(self.next_txn.load(SeqCst));
+        let (entries, bytes) = table.as_ref().map_or((0, 0), |t| (t.record.entry_count, t.record.file_bytes));
+        if let Some(t) = &table {
+            next.next_table_id = id + 1;
+            let at = next.tables.iter().take_while(|r| r.level == 0).count();
+            next.tables.insert(at, t.record.clone());
+        }
+        if let Err(e) = manifest::write(&self.disk, &self.dir, &next) {
+            // Whether it is in force is unknown: the table stays (an orphan if it is not).
+            tracing::error!(dir = %self.dir.display(), error = %e, "manifest write failed: flushes stop until reopened");
+            tree.failed = Some(Arc::new(e.clone_lossy()));
+            return Err(e);
+        }
+        tree.manifest = next;
+        {
+            let mut w = self.write_view();
+            let cur = &**w;
+            let frozen = cur.frozen.iter().filter(|g| !Arc::ptr_eq(g, &f)).cloned().collect();
+            let mut levels = cur.levels.clone();
+            if let Some(t) = table {
+                levels[0].insert(0, Arc::new(t));
+            }
+            *w = Arc::new(View {
+                generation: cur.generation,
+                active: Arc::clone(&cur.active),
+                frozen,
+                levels,
+            });
+        }
+        self.checkpoints.fetch_add(1, SeqCst);
+        let segments_removed = remove_segments_through(&self.disk, &self.dir.join(WAL_DIR), f.last)?;
+        drop(tree);
+        self.mailbox.made_room();
+        Ok(Some(Flushed { lsn: f.last, entries, bytes, segments_removed }))
+    }
+
+    /// Writes the versions of `memtable` a snapshot at or above `horizon` can read to a table at
+    /// `path`, syncs it and its name, and opens it: `None` if there was nothing to write.
+    fn write_table(
+        &self,
+        memtable: &Memtable,
+        horizon: Lsn,
+        path: &std::path::Path,
+    ) -> Result<Option<TableRef<D::File>>> {
+        let mut w = TableWriter::create(&self.disk, path, self.options.build_options())?;
+        let mut failed = None;
+        memtable.for_each_version(horizon, |key, lsn, value| {
+            if failed.is_none()
+                && let Err(e) = w.add(key, lsn, value.map(|v| &**v))
+            {
+                failed = Some(e);
+            }
+        });
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        if w.is_empty() {
+            drop(w);
+            self.disk.remove_file(path).ctx("remove", path)?;
+            return Ok(None);
+        }
+        let meta = w.finish()?;
+        let dir = path.parent().expect("tables live in a directory");
+        self.disk.sync_dir(dir).ctx("sync_dir", dir)?;
+        let file = self.disk.open(path, OpenMode::Read).ctx("open", path)?;
+        let table = Table::open(file, path, self.options.table_limits())?;
+        let id = manifest::table_id(path.file_name().and_then(|n| n.to_str()).unwrap_or_default())
+            .expect("a table's own name");
+        let record = manifest::TableRecord {
+            id,
+            level: 0,
+            file_bytes: meta.file_bytes,
+            entry_count: meta.entry_count,
+            min_lsn: meta.min_lsn,
+            max_lsn: meta.max_lsn,
+            smallest: meta.smallest,
+            largest: meta.largest,
+        };
+        Ok(Some(TableRef { record, table }))
+    }
+}
+
+/// The background flusher: flushes what is frozen whenever asked; after a failure, tries again
+/// a second later (sooner if asked).
+pub(super) fn flush_loop<D: Disk + Clone, C: Clock + Clone>(
+    mailbox: &Mailbox,
+    weak: &std::sync::Weak<Inner<D, C>>,
+) {
+    let mut retry = false;
+    loop {
+        {
+            let mut m = lock(&mailbox.state);
+            while !m.requested && !m.shutdown {
+                if retry {
+                    let (guard, timeout) = mailbox
+                        .changed
+                        .wait_timeout(m, Duration::from_secs(1))
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    m = guard;
+                    if timeout.timed_out() {
+                        break;
+                    }
+                } else {
+                    m = mailbox.changed.wait(m).unwrap_or_else(std::sync::PoisonError::into_inner);
+                }
+            }
+            if m.shutdown {
+                return;
+            }
+            m.requested = false;
+        }
+        let Some(inner) = weak.upgrade() else { return };
+        retry = false;
+        loop {
+            match inner.flush_oldest() {
+                Ok(Some(_)) => *lock(&inner.last_flush_error) = None,
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::error!(dir = %inner.dir.display(), error = %e, "flush failed");
+                    let stop = matches!(e, Error::Poisoned { .. } | Error::Closed)
+                        || lock(&inner.tree).failed.is_some();
+                    *lock(&inner.last_flush_error) = Some(e);
+                    inner.mailbox.made_room();
+                    if stop {
+                        return;
+                    }
+                    retry = true;
+                    break;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,241 @@
+//! The layers a read consults, newest first: the active memtable, the frozen memtables, then
+//! the sorted tables level by level (DESIGN.md §9).
+//!
+//! ```text
+//!  View ── active memtable          commits insert here (under the sequencer's lock)
+//!       ── frozen memtables         newest first; immutable, each waiting for its flush
+//!       ── level 0 tables           newest first; flushed memtables, key ranges may overlap
+//!       ── level 1.. tables         by key, disjoint within a level
+//! ```
+//!
+//! - **Newer layers hold newer versions.** For any key, every version in a layer has a higher
+//!   LSN than every version of that key in the layers after it: a memtable is frozen whole under
+//!   the sequencer's lock and flushed oldest first, and compaction moves the oldest versions
+//!   down. So the version a snapshot reads is the first one at or below its LSN, searching the
+//!   layers in order, and a read stops at the first layer that has one.
+//! - **A view never changes.** A freeze, a flush or a compaction makes a new view and swaps it
+//!   in; a reader keeps the view it started with (its memtables and tables stay alive with it),
+//!   so a read never sees a layer half moved. Versions a flush or a compaction drops are only
+//!   those no live snapshot can read.
+//! - **Validation is exact across layers.** A key was written after a snapshot exactly when its
+//!   newest version, in whichever layer holds it, is above the snapshot: neither a flush nor a
+//!   compaction drops a key's newest version unless it is a deletion at or below the horizon
+//!   with nothing older beneath it, which no live snapshot can see as "after" it.
+
+use std::ops::Bound;
+use std::sync::Arc;
+
+use super::Pair;
+use super::key::Key;
+use super::manifest::TableRecord;
+use super::memtable::{Memtable, Value};
+use super::table::Table;
+use crate::disk::DiskFile;
+use crate::error::Result;
+use crate::types::Lsn;
+
+/// A memtable that takes no more commits, waiting for its flush.
+pub(crate) struct Frozen {
+    pub(crate) memtable: Arc<Memtable>,
+    /// The LSN of the last commit sequenced into it: every commit at or below it is in it or in
+    /// an older layer.
+    pub(crate) last: Lsn,
+}
+
+/// An open table and what the manifest says about it.
+pub(crate) struct TableRef<F: DiskFile> {
+    pub(crate) record: TableRecord,
+    pub(crate) table: Table<F>,
+}
+
+/// See the [module docs](self).
+pub(crate) struct View<F: DiskFile> {
+    /// Counts the freezes: the active memtable of views with the same generation is the same.
+    pub(crate) generation: u64,
+    pub(crate) active: Arc<Memtable>,
+    /// Newest first.
+    pub(crate) frozen: Vec<Arc<Frozen>>,
+    /// One entry per level: level 0 newest first, deeper levels by key.
+    pub(crate) levels: Vec<Vec<Arc<TableRef<F>>>>,
+}
+
+/// A source of the range merge: (key, its version at the snapshot) in key order.
+type Source<'a> = Box<dyn Iterator<Item = Result<(Key, Option<Value>)>> + 'a>;
+
+impl<F: DiskFile> View<F> {
+    /// A view of one memtable and nothing else.
+    pub(crate) fn new(active: Memtable) -> Self {
+        let levels = (0..super::manifest::LEVELS).map(|_| Vec::new()).collect();
+        View { generation: 0, active: Arc::new(active), frozen: Vec::new(), levels }
+    }
+
+    /// Whether anything lies below the active memtable.
+    pub(crate) fn has_lower(&self) -> bool {
+        !self.frozen.is_empty() || self.levels.iter().any(|l| !l.is_empty())
+    }
+
+    /// The tables that may hold `key`, newest first: level 0's whose range holds it, then at
+    /// most one per deeper level.
+    fn tables_for<'a>(&'a self, key: &'a [u8]) -> impl Iterator<Item = &'a TableRef<F>> + 'a {
+        self.levels.iter().enumerate().flat_map(move |(level, tables)| {
+            let holds = move |t: &&Arc<TableRef<F>>| &*t.record.smallest <= key && key <= &*t.record.largest;
+            let found: Box<dyn Iterator<Item = &'a Arc<TableRef<F>>>> = if level == 0 {
+                Box::new(tables.iter().filter(holds))
+            } else {
+                let i = tables.partition_point(|t| &*t.record.largest < key);
+                Box::new(tables.get(i).into_iter().filter(holds))
+            };
+            found.map(|t| &**t)
+        })
+    }
+
+    /// The value of `key` in the snapshot at `at`.
+    ///
+    /// # Errors
+    ///
+    /// A table's read error.
+    pub(crate) fn get(&self, key: &[u8], at: Lsn) -> Result<Option<Value>> {
+        match self.active.lookup(key, at) {
+            Some(version) => Ok(version),
+            None => self.get_below_active(key, at),
+        }
+    }
+
+    /// [`View::get`] in the layers below the active memtable.
+    ///
+    /// # Errors
+    ///
+    /// As [`View::get`].
+    pub(crate) fn get_below_active(&self, key: &[u8], at: Lsn) -> Result<Option<Value>> {
+        for f in &self.frozen {
+            if let Some(version) = f.memtable.lookup(key, at) {
+                return Ok(version);
+            }
+        }
+        for t in self.tables_for(key) {
+            if let Some(e) = t.table.get(key, at)? {
+                return Ok(e.value);
+            }
+        }
+        Ok(None)
+    }
+
+    /// The LSN of the newest version of `key` below the active memtable, a deletion included.
+    ///
+    /// # Errors
+    ///
+    /// As [`View::get`].
+    pub(crate) fn newest_lsn_below_active(&self, key: &[u8]) -> Result<Option<Lsn>> {
+        for f in &self.frozen {
+            if let Some(lsn) = f.memtable.newest_lsn(key) {
+                return Ok(Some(lsn));
+            }
+        }
+        for t in self.tables_for(key) {
+            if let Some(e) = t.table.get(key, Lsn(u64::MAX))? {
+                return Ok(Some(e.lsn));
+            }
+        }
+        Ok(None)
+    }
+
+    /// A key in `range` with a version above `lsn` below the active memtable.
+    ///
+    /// # Errors
+    ///
+    /// As [`View::get`].
+    pub(crate) fn first_written_after_below_active(
+        &self,
+        range: (Bound<&[u8]>, Bound<&[u8]>),
+        lsn: Lsn,
+    ) -> Result<Option<Key>> {
+        for f in &self.frozen {
+            if f.last > lsn
+                && let Some(k) = f.memtable.first_written_after(range, lsn)
+            {
+                return Ok(Some(k));
+            }
+        }
+        for t in self.levels.iter().flatten().filter(|t| t.record.max_lsn > lsn) {
+            for e in t.table.iter(range) {
+                let e = e?;
+                if e.lsn > lsn {
+                    return Ok(Some(e.key));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Live pairs of the snapshot at `at` with keys in `range`, in key order, at most `limit`.
+    ///
+    /// # Errors
+    ///
+    /// As [`View::get`].
+    pub(crate) fn range(
+        &self,
+        range: (Bound<&[u8]>, Bound<&[u8]>),
+        at: Lsn,
+        limit: usize,
+    ) -> Result<Vec<Pair>> {
+        if !self.has_lower() {
+            return Ok(self.active.range(range, at, limit));
+        }
+        let mut sources: Vec<Source<'_>> = Vec::new();
+        sources.push(Box::new(self.active.versions_at(range, at).map(Ok)));
+        for f in &self.frozen {
+            sources.push(Box::new(f.memtable.versions_at(range, at).map(Ok)));
+        }
+        for t in self.levels.iter().flatten() {
+            sources.push(Box::new(table_versions_at(&t.table, range, at)));
+        }
+        merge(sources, limit)
+    }
+}
+
+/// For each key of `table` in `range` with a version at or below `at`: that version.
+fn table_versions_at<'a, F: DiskFile>(
+    table: &'a Table<F>,
+    range: (Bound<&[u8]>, Bound<&[u8]>),
+    at: Lsn,
+) -> impl Iterator<Item = Result<(Key, Option<Value>)>> + 'a {
+    let mut entries = table.iter(range);
+    let mut answered: Option<Key> = None;
+    std::iter::from_fn(move || {
+        loop {
+            let e = match entries.next()? {
+                Ok(e) => e,
+                Err(err) => return Some(Err(err)),
+            };
+            // Versions come newest first: the first at or below `at` is the key's answer.
+            if e.lsn > at || answered.as_ref() == Some(&e.key) {
+                continue;
+            }
+            answered = Some(e.key.clone());
+            return Some(Ok((e.key, e.value)));
+        }
+    })
+}
+
+/// Merges `sources`, newest first, into the live pairs: for each key, the version of the first
+/// source that has one; deletions hide the key.
+fn merge(mut sources: Vec<Source<'_>>, limit: usize) -> Result<Vec<Pair>> {
+    let mut out = Vec::new();
+    let mut heads: Vec<Option<(Key, Option<Value>)>> =
+        sources.iter_mut().map(|s| s.next().transpose()).collect::<Result<_>>()?;
+    while out.len() < limit {
+        let Some(min) = heads.iter().flatten().map(|(k, _)| k).min().cloned() else { break };
+        let mut winner: Option<Option<Value>> = None;
+        for (head, source) in heads.iter_mut().zip(sources.iter_mut()) {
+            if head.as_ref().is_some_and(|(k, _)| *k == min) {
+                let (_, version) = head.take().expect("checked");
+                winner.get_or_insert(version);
+                *head = source.next().transpose()?;
+            }
+        }
+        if let Some(Some(value)) = winner {
+            out.push((min, value));
+        }
+    }
+    Ok(out)
+}

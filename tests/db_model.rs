@@ -30,6 +30,11 @@ enum Step {
 }
 
 fn step() -> impl Strategy<Value = Step> {
+    step_with(1)
+}
+
+/// Steps with reopens and crashes weighted `restarts` (of 20 + 2 × `restarts`).
+fn step_with(restarts: u32) -> impl Strategy<Value = Step> {
     let slot = 0..SLOTS;
     let key = 0..KEYS;
     prop_oneof![
@@ -41,8 +46,8 @@ fn step() -> impl Strategy<Value = Step> {
         4 => slot.clone().prop_map(Step::Commit),
         1 => slot.prop_map(Step::Abort),
         1 => Just(Step::Checkpoint),
-        1 => Just(Step::Reopen),
-        1 => Just(Step::Crash),
+        restarts => Just(Step::Reopen),
+        restarts => Just(Step::Crash),
     ]
 }
 
@@ -78,23 +83,28 @@ impl Model {
     }
 }
 
-fn options() -> DbOptions {
-    DbOptions::default()
-        .with_segment_bytes(4096)
+fn options(tiny: bool) -> DbOptions {
+    let base = if tiny {
+        // Memtables of 512 B: a freeze every few versions, flushed and compacted by the
+        // committers (the manual driver keeps it deterministic).
+        DbOptions::default().with_memtable_bytes(Some(512)).with_driver(waldb::wal::Driver::Manual)
+    } else {
+        DbOptions::default().with_memtable_bytes(None)
+    };
+    base.with_segment_bytes(4096)
         .with_key_bytes_max(Some(64))
         .with_value_bytes_max(Some(64))
         .with_txn_bytes_max(Some(1024))
         .with_isolation(Isolation::Serializable)
-        .with_memtable_bytes(None)
 }
 
-fn open(disk: &SimDisk) -> Db<SimDisk, SystemClock> {
-    Db::open_with(disk.clone(), SystemClock::new(), "/db".as_ref(), options()).expect("opens").0
+fn open(disk: &SimDisk, tiny: bool) -> Db<SimDisk, SystemClock> {
+    Db::open_with(disk.clone(), SystemClock::new(), "/db".as_ref(), options(tiny)).expect("opens").0
 }
 
-fn run(seed: u64, steps: &[Step]) {
+fn run(seed: u64, steps: &[Step], tiny: bool) {
     let disk = SimDisk::new(seed);
-    let mut db = open(&disk);
+    let mut db = open(&disk, tiny);
     let mut model = Model { committed: BTreeMap::new(), clock: 0, last_write: BTreeMap::new() };
     let mut txns: Vec<Option<(waldb::Transaction<SimDisk, SystemClock>, ModelTxn)>> =
         (0..SLOTS).map(|_| None).collect();
@@ -198,7 +208,7 @@ fn run(seed: u64, steps: &[Step]) {
                 if matches!(s, Step::Crash) {
                     disk.crash();
                 }
-                db = open(&disk);
+                db = open(&disk, tiny);
                 // Open transactions are gone; the validation history restarts with them.
                 model.last_write.clear();
                 model.clock = 0;
@@ -215,6 +225,19 @@ proptest! {
 
     #[test]
     fn the_database_behaves_like_the_model(seed in any::<u64>(), steps in proptest::collection::vec(step(), 1..80)) {
-        run(seed, &steps);
+        run(seed, &steps, false);
+    }
+
+    /// The same with memtables of 512 B: every few commits a freeze, a flush, and compactions
+    /// down the levels, with snapshots held across them.
+    #[test]
+    fn the_database_behaves_like_the_model_with_tiny_memtables(
+        seed in any::<u64>(),
+        steps in proptest::collection::vec(
+            prop_oneof![19 => step_with(0), 1 => step_with(1)],
+            1..300,
+        ),
+    ) {
+        run(seed, &steps, true);
     }
 }

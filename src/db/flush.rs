@@ -56,6 +56,7 @@ pub(super) struct Mailbox {
 #[derive(Default)]
 struct MailState {
     requested: bool,
+    compaction_requested: bool,
     shutdown: bool,
 }
 
@@ -69,13 +70,44 @@ impl Mailbox {
         }
     }
 
+    /// Asks the compactor to see whether anything needs compacting.
+    pub(super) fn request_compaction(&self) {
+        let mut m = lock(&self.state);
+        if !m.compaction_requested {
+            m.compaction_requested = true;
+            self.changed.notify_all();
+        }
+    }
+
+    /// The compactor's wait: until asked (or, after a failure, a second passed). `false` once
+    /// the database shuts down.
+    pub(super) fn wait_for_compaction(&self, retry: bool) -> bool {
+        let mut m = lock(&self.state);
+        while !m.compaction_requested && !m.shutdown {
+            if retry {
+                let (guard, timeout) = self
+                    .changed
+                    .wait_timeout(m, Duration::from_secs(1))
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                m = guard;
+                if timeout.timed_out() {
+                    break;
+                }
+            } else {
+                m = self.changed.wait(m).unwrap_or_else(std::sync::PoisonError::into_inner);
+            }
+        }
+        m.compaction_requested = false;
+        !m.shutdown
+    }
+
     pub(super) fn shut_down(&self) {
         lock(&self.state).shutdown = true;
         self.changed.notify_all();
         self.room.notify_all();
     }
 
-    fn made_room(&self) {
+    pub(super) fn made_room(&self) {
         let _m = lock(&self.state);
         self.room.notify_all();
     }
@@ -143,9 +175,22 @@ impl<D: Disk + Clone, C: Clock + Clone> Inner<D, C> {
         self.options.memtable_bytes.is_some_and(|limit| view.active.bytes() >= limit)
     }
 
-    /// Whether a commit on `view` must wait for a flush first ([`Inner::wait_for_room`]).
+    /// Whether a commit on `view` must wait for a flush or a compaction first
+    /// ([`Inner::wait_for_room`]).
     pub(super) fn needs_room(&self, view: &View<D::File>) -> bool {
         view.frozen.len() >= (self.options.memtables_max - 1) as usize
+            || view.levels[0].len() >= super::compact::L0_STOP_TABLES
+    }
+
+    /// Whether this database runs flushes and compactions on its own threads.
+    pub(super) fn in_background(&self) -> bool {
+        self.options.driver != Driver::Manual && self.options.memtable_bytes.is_some()
+    }
+
+    /// Runs the compactions needed now, on this thread (without background threads).
+    fn compact_inline(&self) -> Result<()> {
+        while self.compact_step()? {}
+        Ok(())
     }
 
     /// Before a commit: waits while too many memtables are frozen (or, under
@@ -156,24 +201,26 @@ impl<D: Disk + Clone, C: Clock + Clone> Inner<D, C> {
     /// The error of the failing flush, if flushes fail while the commit would wait; nothing
     /// was written.
     pub(super) fn wait_for_room(&self) -> Result<()> {
-        let max_frozen = (self.options.memtables_max - 1) as usize;
-        if self.view().frozen.len() < max_frozen {
+        if !self.needs_room(&self.view()) {
             return Ok(());
         }
-        if self.options.driver == Driver::Manual || self.options.memtable_bytes.is_none() {
-            while self.view().frozen.len() >= max_frozen {
+        if !self.in_background() {
+            while self.view().frozen.len() >= (self.options.memtables_max - 1) as usize {
                 if self.flush_oldest()?.is_none() {
                     break;
                 }
             }
-            return Ok(());
+            return self.compact_inline();
         }
         let started = std::time::Instant::now();
         self.stalls.fetch_add(1, SeqCst);
-        tracing::debug!(frozen = self.view().frozen.len(), "write stall: waiting for a flush");
+        tracing::debug!(
+            frozen = self.view().frozen.len(),
+            "write stall: waiting for a flush or a compaction"
+        );
         let mut m = lock(&self.mailbox.state);
         let result = loop {
-            if self.view().frozen.len() < max_frozen {
+            if !self.needs_room(&self.view()) {
                 break Ok(());
             }
             if let Some(e) = lock(&self.last_flush_error).as_ref() {
@@ -211,6 +258,11 @@ impl<D: Disk + Clone, C: Clock + Clone> Inner<D, C> {
             report.entries += f.entries;
             report.bytes += f.bytes;
             report.segments_removed += f.segments_removed;
+        }
+        if self.in_background() {
+            self.mailbox.request_compaction();
+        } else {
+            self.compact_inline()?;
         }
         if report.lsn.is_none() {
             // Nothing to flush: segments a crash kept from being removed go now.
@@ -285,9 +337,13 @@ impl<D: Disk + Clone, C: Clock + Clone> Inner<D, C> {
             });
         }
         self.checkpoints.fetch_add(1, SeqCst);
+        self.flush_bytes_written.fetch_add(bytes, SeqCst);
         let segments_removed = remove_segments_through(&self.disk, &self.dir.join(WAL_DIR), f.last)?;
         drop(tree);
         self.mailbox.made_room();
+        if self.in_background() {
+            self.mailbox.request_compaction();
+        }
         Ok(Some(Flushed { lsn: f.last, entries, bytes, segments_removed }))
     }
 

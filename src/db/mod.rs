@@ -72,6 +72,7 @@
 //! horizon), `table/` and `manifest.rs` (the files).
 
 mod bloom;
+mod compact;
 mod flush;
 mod key;
 mod load;
@@ -188,7 +189,21 @@ pub struct DbStats {
     pub freezes: u64,
     /// Sorted tables, in all levels.
     pub tables: u64,
-    /// Commits that waited for a flush (a write stall: `memtables_max` reached).
+    /// Sorted tables per level (level 0 first).
+    pub tables_per_level: Vec<u64>,
+    /// Bytes of all sorted tables.
+    pub table_bytes: u64,
+    /// Bytes of tables written by flushes since open.
+    pub flush_bytes_written: u64,
+    /// Compactions since open.
+    pub compactions: u64,
+    /// Bytes of tables compactions read and wrote since open: with the log's bytes and the
+    /// flushes', the database's write amplification.
+    pub compaction_bytes_read: u64,
+    /// See [`DbStats::compaction_bytes_read`].
+    pub compaction_bytes_written: u64,
+    /// Commits that waited for a flush or a compaction (a write stall: `memtables_max`
+    /// memtables, or 20 tables in level 0).
     pub stalls: u64,
     /// Time commits spent in write stalls.
     pub stall_time: std::time::Duration,
@@ -344,9 +359,17 @@ pub(crate) struct Inner<D: Disk + Clone, C: Clock + Clone> {
     epoch: Mutex<u64>,
     /// The manifest in force; serialises flushes ([`flush`]).
     tree: Mutex<TreeState>,
-    /// The flusher's mailbox, where stalled commits wait too.
+    /// The mailbox of the flusher and the compactor, where stalled commits wait too.
     mailbox: Arc<Mailbox>,
-    flush_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// The flusher and the compactor, when they run on their own threads.
+    background: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    /// One compaction at a time.
+    compacting: Mutex<()>,
+    compact_state: Mutex<compact::CompactState<D::File>>,
+    compactions: AtomicU64,
+    compaction_bytes_read: AtomicU64,
+    compaction_bytes_written: AtomicU64,
+    flush_bytes_written: AtomicU64,
     /// The error of the last flush, until one succeeds.
     last_flush_error: Mutex<Option<Error>>,
     /// Memtables frozen because they were full.
@@ -459,7 +482,13 @@ impl<D: Disk + Clone, C: Clock + Clone> Db<D, C> {
             epoch: Mutex::new(epoch),
             tree: Mutex::new(TreeState::new(manifest)),
             mailbox: Arc::new(Mailbox::default()),
-            flush_thread: Mutex::new(None),
+            background: Mutex::new(Vec::new()),
+            compacting: Mutex::new(()),
+            compact_state: Mutex::new(compact::CompactState::default()),
+            compactions: AtomicU64::new(0),
+            compaction_bytes_read: AtomicU64::new(0),
+            compaction_bytes_written: AtomicU64::new(0),
+            flush_bytes_written: AtomicU64::new(0),
             last_flush_error: Mutex::new(None),
             freezes: AtomicU64::new(0),
             stalls: AtomicU64::new(0),
@@ -471,14 +500,20 @@ impl<D: Disk + Clone, C: Clock + Clone> Db<D, C> {
             close_result: Mutex::new(None),
             _lock: lock_file,
         });
-        if options.memtable_bytes.is_some() && options.driver != crate::wal::Driver::Manual {
-            let weak = Arc::downgrade(&inner);
-            let mailbox = Arc::clone(&inner.mailbox);
-            let handle = std::thread::Builder::new()
+        if inner.in_background() {
+            let (weak, mailbox) = (Arc::downgrade(&inner), Arc::clone(&inner.mailbox));
+            let flusher = std::thread::Builder::new()
                 .name("waldb-flush".into())
                 .spawn(move || flush::flush_loop(&mailbox, &weak))
                 .map_err(|e| Error::io("spawn", "waldb-flush", e))?;
-            *lock(&inner.flush_thread) = Some(handle);
+            lock(&inner.background).push(flusher);
+            let (weak, mailbox) = (Arc::downgrade(&inner), Arc::clone(&inner.mailbox));
+            let compactor = std::thread::Builder::new()
+                .name("waldb-compact".into())
+                .spawn(move || compact::compact_loop(&mailbox, &weak))
+                .map_err(|e| Error::io("spawn", "waldb-compact", e))?;
+            lock(&inner.background).push(compactor);
+            inner.mailbox.request_compaction();
         }
         // A log replayed past the memtable's size is flushed as soon as it can be.
         if inner.active_full(&inner.view()) {
@@ -731,6 +766,12 @@ impl<D: Disk + Clone, C: Clock + Clone> Db<D, C> {
             frozen_memtables: i.view().frozen.len() as u64,
             freezes: i.freezes.load(SeqCst),
             tables: i.view().levels.iter().map(|l| l.len() as u64).sum(),
+            tables_per_level: i.view().levels.iter().map(|l| l.len() as u64).collect(),
+            table_bytes: i.view().levels.iter().flatten().map(|t| t.record.file_bytes).sum(),
+            flush_bytes_written: i.flush_bytes_written.load(SeqCst),
+            compactions: i.compactions.load(SeqCst),
+            compaction_bytes_read: i.compaction_bytes_read.load(SeqCst),
+            compaction_bytes_written: i.compaction_bytes_written.load(SeqCst),
             stalls: i.stalls.load(SeqCst),
             stall_time: std::time::Duration::from_nanos(i.stall_nanos.load(SeqCst)),
         }
@@ -995,10 +1036,11 @@ impl<D: Disk + Clone, C: Clock + Clone> Inner<D, C> {
         }
         self.closed.store(true, SeqCst);
         self.mailbox.shut_down();
-        if let Some(h) = lock(&self.flush_thread).take()
-            && h.thread().id() != std::thread::current().id()
-        {
-            let _ = h.join();
+        let threads = std::mem::take(&mut *lock(&self.background));
+        for h in threads {
+            if h.thread().id() != std::thread::current().id() {
+                let _ = h.join();
+            }
         }
         let r = self.wal.close();
         self.advance_visible();

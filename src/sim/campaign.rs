@@ -208,6 +208,8 @@ pub struct Outcome {
     pub flushes: u64,
     /// Memtables frozen because they were full.
     pub freezes: u64,
+    /// Compactions of sorted tables.
+    pub compactions: u64,
     /// Errors the database reported under injected faults.
     pub faults_hit: u64,
     /// Bits flipped in durable files before a last recovery.
@@ -238,6 +240,7 @@ impl Outcome {
         self.checkpoints += o.checkpoints;
         self.flushes += o.flushes;
         self.freezes += o.freezes;
+        self.compactions += o.compactions;
         self.faults_hit += o.faults_hit;
         self.bit_flips += o.bit_flips;
         self.misdirected_writes += o.misdirected_writes;
@@ -552,9 +555,17 @@ impl Sim {
         Ok(db)
     }
 
+    /// Counts what a life did to the tree: freezes, flushes, compactions.
+    fn note_tree(&mut self, db: &SimDb) {
+        let stats = db.stats();
+        self.out.flushes += stats.checkpoints;
+        self.out.freezes += stats.freezes;
+        self.out.compactions += stats.compactions;
+    }
+
     fn crash(&mut self, db: SimDb, cs: Vec<Client>, last: bool) {
         self.durable_at_end = Self::durable_of(&db);
-        self.out.flushes += db.stats().checkpoints;
+        self.note_tree(&db);
         self.disk.crash();
         self.out.crashes += 1;
         // The dying process's handles are dead; anything it does by path from here must not
@@ -580,8 +591,7 @@ impl Sim {
 
     fn close(&mut self, db: SimDb, cs: Vec<Client>) {
         drop(cs);
-        self.out.flushes += db.stats().checkpoints;
-        self.out.freezes += db.stats().freezes;
+        self.note_tree(&db);
         match db.close() {
             Ok(l) => {
                 self.event(format!("close -> {l}"));

@@ -95,6 +95,7 @@ fn summary(t: &Outcome, seeds: u64, from: u64, elapsed: Duration) {
             ("checkpoints", t.checkpoints),
             ("memtables frozen when full", t.freezes),
             ("memtables flushed to sorted tables", t.flushes),
+            ("compactions of sorted tables", t.compactions),
             ("errors reported under faults", t.faults_hit),
             ("recoveries after silent corruption ending in a clear error (7)", t.corrupt_opens),
         ],

@@ -1,0 +1,372 @@
+//! Leveled compaction: merging tables down the levels so that reads consult few tables and
+//! space holds few dead versions (DESIGN.md §9).
+//!
+//! ```text
+//!  level 0 ≥ 4 tables            ─▶ all of level 0 + the level-1 tables they overlap ─▶ level 1
+//!  level n ≥ 1 over its budget   ─▶ one table (round robin by key) + the level-(n+1)
+//!                                   tables it overlaps ─▶ level n+1
+//!  budget: level 1 = 4 × memtable_bytes, ×10 per level; level 6 is the last
+//! ```
+//!
+//! - **Newer layers keep newer versions.** Level 0 is compacted whole (every table older than
+//!   anything flushed after the pick), and a level's table only into the next level: for every
+//!   key, each layer's versions stay newer than the next layer's, which is what reads rely on.
+//! - **Only unreadable versions go.** A compaction keeps every version above the horizon (the
+//!   oldest snapshot, read when it starts: the horizon only grows) and each key's newest at or
+//!   below it; that one too if it is a deletion and no deeper level overlaps the compaction
+//!   (nothing older can be hidden by it). A key's newest version is therefore dropped only if it
+//!   is a deletion at or below every live snapshot, which no validation can see as "after" its
+//!   snapshot.
+//! - **Tables of a level past 0 stay disjoint and sorted.** Outputs are cut only between keys,
+//!   and the union of the inputs' ranges is contiguous in the next level, so they fit where the
+//!   tables they replace were.
+//! - **Atomic.** Outputs are synced and their names made durable before one manifest swaps
+//!   them for the inputs; the inputs' files are deleted only when no view reads them any more
+//!   (and after that manifest is durable). A crash leaves the old tree or the new one, plus
+//!   orphans that the next open removes.
+//! - **Off the commit path.** A thread of its own does it (under
+//!   [`Driver::Manual`](crate::wal::Driver::Manual), the caller of a flush, deterministically);
+//!   commits wait only when level 0 reaches [`L0_STOP_TABLES`] tables (a write stall).
+
+use std::ops::Bound;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering::SeqCst;
+use std::sync::{Arc, Weak};
+
+use super::manifest::{self, LEVELS, TableRecord};
+use super::table::{Table, TableEntry, TableIter, TableMeta, TableWriter, format};
+use super::view::{TableRef, View};
+use super::{Inner, lock};
+use crate::clock::Clock;
+use crate::disk::{Disk, OpenMode};
+use crate::error::{Error, IoContext, Result};
+use crate::types::{Lsn, TxnId};
+
+/// Level 0 is compacted once it holds this many tables.
+pub(crate) const L0_COMPACT_TABLES: usize = 4;
+/// Commits wait (a write stall) while level 0 holds this many tables.
+pub(crate) const L0_STOP_TABLES: usize = 20;
+/// Each level past 1 may hold this many times the bytes of the one above.
+const LEVEL_MULTIPLIER: u64 = 10;
+/// The memtable size assumed for the budgets when memtables are never frozen on their own.
+const DEFAULT_BASE_BYTES: u64 = 64 << 20;
+
+/// What a compaction merges.
+pub(super) struct Pick<F: crate::disk::DiskFile> {
+    /// The level the inputs come from.
+    level: usize,
+    /// Tables of `level`.
+    inputs: Vec<Arc<TableRef<F>>>,
+    /// Tables of `level + 1` that the inputs overlap.
+    overlaps: Vec<Arc<TableRef<F>>>,
+    /// Whether no level below `level + 1` overlaps the inputs (deletions may go).
+    bottom: bool,
+}
+
+/// A table no view may need any more, to delete once no view reads it.
+pub(super) struct Doomed<F: crate::disk::DiskFile> {
+    table: Weak<TableRef<F>>,
+    path: PathBuf,
+}
+
+/// The compaction state kept with the tree.
+pub(super) struct CompactState<F: crate::disk::DiskFile> {
+    /// Per level, the largest key of the last table compacted out of it: the next pick starts
+    /// after it.
+    pointer: Vec<Option<Box<[u8]>>>,
+    /// Replaced tables whose files are deleted once unread.
+    graveyard: Vec<Doomed<F>>,
+}
+
+impl<F: crate::disk::DiskFile> Default for CompactState<F> {
+    fn default() -> Self {
+        CompactState { pointer: vec![None; usize::from(LEVELS)], graveyard: Vec::new() }
+    }
+}
+
+fn overlaps(r: &TableRecord, lo: &[u8], hi: &[u8]) -> bool {
+    &*r.smallest <= hi && lo <= &*r.largest
+}
+
+impl<D: Disk + Clone, C: Clock + Clone> Inner<D, C> {
+    /// The budget of `level` (≥ 1), in bytes of tables.
+    fn level_budget(&self, level: usize) -> u64 {
+        let base = self.options.memtable_bytes.unwrap_or(DEFAULT_BASE_BYTES) * 4;
+        let exp = u32::try_from(level - 1).expect("a level number");
+        base.saturating_mul(LEVEL_MULTIPLIER.saturating_pow(exp))
+    }
+
+    /// The size a compaction's output tables aim for.
+    fn target_table_bytes(&self) -> u64 {
+        self.options.memtable_bytes.unwrap_or(DEFAULT_BASE_BYTES)
+    }
+
+    /// What to compact next, if anything needs it.
+    fn pick(&self, view: &View<D::File>, state: &CompactState<D::File>) -> Option<Pick<D::File>> {
+        let levels = &view.levels;
+        let (level, inputs) = if levels[0].len() >= L0_COMPACT_TABLES {
+            (0, levels[0].clone())
+        } else {
+            let level = (1..usize::from(LEVELS) - 1).find(|&l| {
+                levels[l].iter().map(|t| t.record.file_bytes).sum::<u64>() > self.level_budget(l)
+            })?;
+            let after = state.pointer[level].as_deref();
+            let next = levels[level]
+                .iter()
+                .find(|t| after.is_none_or(|p| &*t.record.smallest > p))
+                .or_else(|| levels[level].first())?;
+            (level, vec![Arc::clone(next)])
+        };
+        let lo = inputs.iter().map(|t| &*t.record.smallest).min()?.to_vec();
+        let hi = inputs.iter().map(|t| &*t.record.largest).max()?.to_vec();
+        let overlapping: Vec<_> =
+            levels[level + 1].iter().filter(|t| overlaps(&t.record, &lo, &hi)).cloned().collect();
+        // The union of the inputs and the tables they overlap, for the levels below.
+        let lo2 = overlapping.iter().map(|t| &*t.record.smallest).fold(&lo[..], |a, b| a.min(b)).to_vec();
+        let hi2 = overlapping.iter().map(|t| &*t.record.largest).fold(&hi[..], |a, b| a.max(b)).to_vec();
+        let bottom = levels[level + 2..].iter().flatten().all(|t| !overlaps(&t.record, &lo2, &hi2));
+        Some(Pick { level, inputs, overlaps: overlapping, bottom })
+    }
+
+    /// Runs one compaction if one is needed. Returns whether it did.
+    ///
+    /// # Errors
+    ///
+    /// A failed read, write or manifest write (the tree is then as it was, and orphans are
+    /// removed at the next open); a tree stopped by an earlier failed manifest write.
+    pub(super) fn compact_step(&self) -> Result<bool> {
+        let _one = lock(&self.compacting);
+        let pick = {
+            let tree = lock(&self.tree);
+            if let Some(e) = &tree.failed {
+                return Err(e.clone_lossy());
+            }
+            let state = lock(&self.compact_state);
+            self.pick(&self.view(), &state)
+        };
+        let Some(pick) = pick else { return Ok(false) };
+        let _span = tracing::debug_span!("waldb::compact", level = pick.level).entered();
+        let horizon = self.horizon();
+        let outputs = self.merge(&pick, horizon)?;
+        let read: u64 = pick.inputs.iter().chain(&pick.overlaps).map(|t| t.record.file_bytes).sum();
+        let written: u64 = outputs.iter().map(|t| t.record.file_bytes).sum();
+        let mut tree = lock(&self.tree);
+        if let Some(e) = &tree.failed {
+            return Err(e.clone_lossy());
+        }
+        let gone: Vec<u64> = pick.inputs.iter().chain(&pick.overlaps).map(|t| t.record.id).collect();
+        let mut next = tree.manifest.clone();
+        next.generation += 1;
+        next.next_txn_id = TxnId(self.next_txn.load(SeqCst).max(next.next_txn_id.0));
+        next.tables.retain(|r| !gone.contains(&r.id));
+        next.tables.extend(outputs.iter().map(|t| t.record.clone()));
+        sort_records(&mut next.tables);
+        if let Err(e) = manifest::write(&self.disk, &self.dir, &next) {
+            tracing::error!(dir = %self.dir.display(), error = %e, "manifest write failed: compactions stop until reopened");
+            tree.failed = Some(Arc::new(e.clone_lossy()));
+            return Err(e);
+        }
+        tree.manifest = next;
+        {
+            let mut w = self.view.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let cur = &**w;
+            let mut levels = cur.levels.clone();
+            for level in &mut levels {
+                level.retain(|t| !gone.contains(&t.record.id));
+            }
+            let below = &mut levels[pick.level + 1];
+            below.extend(outputs.into_iter().map(Arc::new));
+            below.sort_by(|a, b| a.record.smallest.cmp(&b.record.smallest));
+            *w = Arc::new(View {
+                generation: cur.generation,
+                active: Arc::clone(&cur.active),
+                frozen: cur.frozen.clone(),
+                levels,
+            });
+        }
+        drop(tree);
+        {
+            let mut state = lock(&self.compact_state);
+            state.pointer[pick.level] = pick.inputs.iter().map(|t| t.record.largest.clone()).max();
+            for t in pick.inputs.iter().chain(&pick.overlaps) {
+                let path = manifest::table_path(&self.dir, t.record.id);
+                state.graveyard.push(Doomed { table: Arc::downgrade(t), path });
+            }
+        }
+        drop(pick);
+        self.compactions.fetch_add(1, SeqCst);
+        self.compaction_bytes_read.fetch_add(read, SeqCst);
+        self.compaction_bytes_written.fetch_add(written, SeqCst);
+        self.sweep_graveyard();
+        self.mailbox.made_room();
+        Ok(true)
+    }
+
+    /// Deletes the files of replaced tables that no view reads any more.
+    pub(super) fn sweep_graveyard(&self) {
+        let ready: Vec<PathBuf> = {
+            let mut state = lock(&self.compact_state);
+            let (ready, kept): (Vec<_>, Vec<_>) =
+                std::mem::take(&mut state.graveyard).into_iter().partition(|d| d.table.strong_count() == 0);
+            state.graveyard = kept;
+            ready.into_iter().map(|d| d.path).collect()
+        };
+        if ready.is_empty() {
+            return;
+        }
+        for path in &ready {
+            if let Err(e) = self.disk.remove_file(path)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                // Left for the next open, which removes every table no manifest names.
+                tracing::warn!(path = %path.display(), error = %e, "a replaced table could not be deleted");
+            }
+        }
+        let dir = self.dir.join(manifest::TABLES_DIR);
+        if let Err(e) = self.disk.sync_dir(&dir) {
+            tracing::warn!(dir = %dir.display(), error = %e, "deleting replaced tables: sync_dir failed");
+        }
+    }
+
+    /// Merges the pick's tables into new tables of the next level, synced and named durably.
+    fn merge(&self, pick: &Pick<D::File>, horizon: Lsn) -> Result<Vec<TableRef<D::File>>> {
+        let all = (Bound::Unbounded, Bound::Unbounded);
+        let mut sources: Vec<TableIter<'_, D::File>> =
+            pick.inputs.iter().chain(&pick.overlaps).map(|t| t.table.iter(all)).collect();
+        let mut heads: Vec<Option<TableEntry>> =
+            sources.iter_mut().map(|s| s.next().transpose()).collect::<Result<_>>()?;
+        let mut outputs: Vec<TableRef<D::File>> = Vec::new();
+        let mut writer: Option<(TableWriter<D::File>, PathBuf, u64)> = None;
+        let result = (|| -> Result<()> {
+            let mut key: Option<crate::db::Key> = None;
+            let mut kept_below = false;
+            // The smallest head in table order (keys up, LSNs down), while any is left.
+            while let Some(i) = (0..heads.len()).filter(|&i| heads[i].is_some()).min_by(|&a, &b| {
+                let (x, y) = (heads[a].as_ref().expect("some"), heads[b].as_ref().expect("some"));
+                format::compare_entries((&*x.key, x.lsn), (&*y.key, y.lsn))
+            }) {
+                let e = heads[i].take().expect("picked a head");
+                heads[i] = sources[i].next().transpose()?;
+                let new_key = key.as_ref() != Some(&e.key);
+                if new_key {
+                    key = Some(e.key.clone());
+                    kept_below = false;
+                }
+                let keep = if e.lsn > horizon {
+                    true
+                } else if kept_below {
+                    false
+                } else {
+                    kept_below = true;
+                    !(e.value.is_none() && pick.bottom)
+                };
+                if !keep {
+                    continue;
+                }
+                // A new table only between keys: a level past 0 never splits a key.
+                if new_key
+                    && let Some((w, _, _)) = &writer
+                    && w.bytes() >= self.target_table_bytes()
+                {
+                    let (w, path, id) = writer.take().expect("checked");
+                    outputs.push(self.finish_output(w, path, id, pick.level + 1)?);
+                }
+                if writer.is_none() {
+                    let id = {
+                        let mut tree = lock(&self.tree);
+                        let id = tree.manifest.next_table_id;
+                        tree.manifest.next_table_id += 1;
+                        id
+                    };
+                    let path = manifest::table_path(&self.dir, id);
+                    writer = Some((
+                        TableWriter::create(&self.disk, &path, self.options.build_options())?,
+                        path,
+                        id,
+                    ));
+                }
+                let (w, _, _) = writer.as_mut().expect("created");
+                w.add(&e.key, e.lsn, e.value.as_deref())?;
+            }
+            if let Some((w, path, id)) = writer.take() {
+                outputs.push(self.finish_output(w, path, id, pick.level + 1)?);
+            }
+            let dir = self.dir.join(manifest::TABLES_DIR);
+            self.disk.sync_dir(&dir).ctx("sync_dir", &dir)
+        })();
+        if let Err(e) = result {
+            // Best effort: orphans are also removed at the next open.
+            if let Some((_, path, _)) = writer {
+                let _ = self.disk.remove_file(&path);
+            }
+            for t in &outputs {
+                let _ = self.disk.remove_file(&manifest::table_path(&self.dir, t.record.id));
+            }
+            return Err(e);
+        }
+        Ok(outputs)
+    }
+
+    /// Finishes an output table of the merge and opens it.
+    fn finish_output(
+        &self,
+        w: TableWriter<D::File>,
+        path: PathBuf,
+        id: u64,
+        level: usize,
+    ) -> Result<TableRef<D::File>> {
+        let meta: TableMeta = w.finish()?;
+        let file = self.disk.open(&path, OpenMode::Read).ctx("open", &path)?;
+        let table = Table::open(file, &path, self.options.table_limits())?;
+        let record = TableRecord {
+            id,
+            level: u8::try_from(level).expect("a level below LEVELS"),
+            file_bytes: meta.file_bytes,
+            entry_count: meta.entry_count,
+            min_lsn: meta.min_lsn,
+            max_lsn: meta.max_lsn,
+            smallest: meta.smallest,
+            largest: meta.largest,
+        };
+        Ok(TableRef { record, table })
+    }
+}
+
+/// Puts a manifest's records in its order: by level; level 0 as it was (flush order), deeper
+/// levels by key.
+pub(super) fn sort_records(tables: &mut [TableRecord]) {
+    tables.sort_by(|a, b| {
+        a.level
+            .cmp(&b.level)
+            .then_with(|| if a.level == 0 { std::cmp::Ordering::Equal } else { a.smallest.cmp(&b.smallest) })
+    });
+}
+
+/// The background compactor: compacts while anything needs it, whenever asked; after a
+/// failure, tries again a second later.
+pub(super) fn compact_loop<D: Disk + Clone, C: Clock + Clone>(
+    mailbox: &super::flush::Mailbox,
+    weak: &std::sync::Weak<Inner<D, C>>,
+) {
+    let mut retry = false;
+    while mailbox.wait_for_compaction(retry) {
+        let Some(inner) = weak.upgrade() else { return };
+        retry = false;
+        loop {
+            match inner.compact_step() {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(e) => {
+                    tracing::error!(dir = %inner.dir.display(), error = %e, "compaction failed");
+                    if matches!(e, Error::Closed) || lock(&inner.tree).failed.is_some() {
+                        *lock(&inner.last_flush_error) = Some(e);
+                        inner.mailbox.made_room();
+                        return;
+                    }
+                    retry = true;
+                    break;
+                }
+            }
+        }
+    }
+}

@@ -14,8 +14,8 @@
 //! - `regressions`: each bug the simulator found, as a named test with its seed.
 //! - `turmoil` (feature `turmoil`): the async API on a turmoil host that is crashed and
 //!   bounced, over turmoil's own simulated filesystem — a second model of durability.
-//! - `teeth` (feature `mutants`): with each of seven bugs planted in turn, the `db` campaign
-//!   fails within its default budget.
+//! - `teeth` (feature `mutants`): with each of twelve bugs planted in turn (the log's seven, the
+//!   sorted tables' five), the `db` campaign fails within its default budget.
 //!
 //! Seeds: `WALDB_SIM_SEEDS=N` widens the default campaign, `WALDB_SIM_SEED=S` runs one seed.
 //! A failure prints the seed and the command that replays it.

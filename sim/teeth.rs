@@ -1,4 +1,5 @@
-//! The checker has teeth: with one bug planted at a time (`waldb::sim::mutation`, feature `mutants`),
+//! The checker has teeth: with one bug planted at a time — the log's seven and the sorted
+//! tables' five — (`waldb::sim::mutation`, feature `mutants`),
 //! the database campaign (`db.rs`) must fail within its default budget of seeds. Each test
 //! plants its mutation on its own thread (the simulated database runs on the calling thread),
 //! runs seeds from 0 until one fails, and reports how many it took.
@@ -67,8 +68,34 @@ fn teeth_visible_before_durable() {
 }
 
 #[test]
+fn teeth_table_named_before_sync() {
+    caught(Mutation::TableNamedBeforeSync);
+}
+
+#[test]
+fn teeth_table_deleted_before_manifest() {
+    caught(Mutation::TableDeletedBeforeManifest);
+}
+
+#[test]
+fn teeth_compaction_drops_snapshot_versions() {
+    caught(Mutation::CompactionDropsSnapshotVersions);
+}
+
+#[test]
+fn teeth_bloom_absent_for_present() {
+    caught(Mutation::BloomAbsentForPresent);
+}
+
+#[test]
+fn teeth_manifest_without_checksum() {
+    caught(Mutation::ManifestWithoutChecksum);
+}
+
+#[test]
 fn every_mutation_has_a_test() {
-    // A new mutation must get its test above: this list is checked against `Mutation::ALL`.
+    // A new mutation must get its test above: this list is checked against the lists of
+    // `Mutation`.
     let tested = [
         Mutation::AckBeforeSync,
         Mutation::NoDirSyncAfterSegmentCreate,
@@ -77,6 +104,12 @@ fn every_mutation_has_a_test() {
         Mutation::LsnOutOfQueueOrder,
         Mutation::FailedSyncRetried,
         Mutation::VisibleBeforeDurable,
+        Mutation::TableNamedBeforeSync,
+        Mutation::TableDeletedBeforeManifest,
+        Mutation::CompactionDropsSnapshotVersions,
+        Mutation::BloomAbsentForPresent,
+        Mutation::ManifestWithoutChecksum,
     ];
-    assert_eq!(tested, Mutation::ALL);
+    let listed: Vec<Mutation> = Mutation::LOG.into_iter().chain(Mutation::TREE).collect();
+    assert_eq!(tested.to_vec(), listed);
 }

@@ -24,12 +24,24 @@ pub enum Mutation {
     FailedSyncRetried,
     /// A `Sync` commit becomes visible before it is durable.
     VisibleBeforeDurable,
+    /// A sorted table is named by a manifest without having been synced.
+    TableNamedBeforeSync,
+    /// A compaction deletes its input tables before the manifest that drops them is durable
+    /// (and whether or not it becomes so).
+    TableDeletedBeforeManifest,
+    /// A compaction drops versions below the visible LSN rather than the horizon: versions live
+    /// snapshots can still read.
+    CompactionDropsSnapshotVersions,
+    /// A table's bloom filter answers "absent" for one key in four it holds.
+    BloomAbsentForPresent,
+    /// The manifest decoder accepts its header and records without checking their checksums.
+    ManifestWithoutChecksum,
 }
 
 impl Mutation {
-    /// Every mutation.
+    /// The bugs of the log and the commit path: every harness must catch them.
     #[cfg_attr(not(feature = "mutants"), allow(dead_code))]
-    pub const ALL: [Mutation; 7] = [
+    pub const LOG: [Mutation; 7] = [
         Mutation::AckBeforeSync,
         Mutation::NoDirSyncAfterSegmentCreate,
         Mutation::NoCrcCheck,
@@ -37,6 +49,17 @@ impl Mutation {
         Mutation::LsnOutOfQueueOrder,
         Mutation::FailedSyncRetried,
         Mutation::VisibleBeforeDurable,
+    ];
+
+    /// The bugs of the sorted tables, flushes and compactions: the database campaign (whose
+    /// memtables are a few KiB) must catch them.
+    #[cfg_attr(not(feature = "mutants"), allow(dead_code))]
+    pub const TREE: [Mutation; 5] = [
+        Mutation::TableNamedBeforeSync,
+        Mutation::TableDeletedBeforeManifest,
+        Mutation::CompactionDropsSnapshotVersions,
+        Mutation::BloomAbsentForPresent,
+        Mutation::ManifestWithoutChecksum,
     ];
 }
 

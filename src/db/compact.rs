@@ -146,7 +146,11 @@ impl<D: Disk + Clone, C: Clock + Clone> Inner<D, C> {
         };
         let Some(pick) = pick else { return Ok(false) };
         let _span = tracing::debug_span!("waldb::compact", level = pick.level).entered();
-        let horizon = self.horizon();
+        let horizon = if crate::mutation::active(crate::mutation::Mutation::CompactionDropsSnapshotVersions) {
+            Lsn(self.visible.load(SeqCst))
+        } else {
+            self.horizon()
+        };
         let outputs = self.merge(&pick, horizon)?;
         let read: u64 = pick.inputs.iter().chain(&pick.overlaps).map(|t| t.record.file_bytes).sum();
         let written: u64 = outputs.iter().map(|t| t.record.file_bytes).sum();
@@ -155,6 +159,12 @@ impl<D: Disk + Clone, C: Clock + Clone> Inner<D, C> {
             return Err(e.clone_lossy());
         }
         let gone: Vec<u64> = pick.inputs.iter().chain(&pick.overlaps).map(|t| t.record.id).collect();
+        if crate::mutation::active(crate::mutation::Mutation::TableDeletedBeforeManifest) {
+            for id in &gone {
+                let _ =
+                    crate::wal::segment::remove_durable(&self.disk, &manifest::table_path(&self.dir, *id));
+            }
+        }
         let mut next = tree.manifest.clone();
         next.generation += 1;
         next.next_txn_id = TxnId(self.next_txn.load(SeqCst).max(next.next_txn_id.0));

@@ -25,8 +25,10 @@
 //!    is in the model at its LSN);
 //! 6. `Buffered` loses at most the commits after the last successful sync: the recovered LSN
 //!    is at least the log's durable LSN at the crash;
-//! 7. recovery of the crashed disk — after a bit flipped in a durable file, or writes stored at
-//!    the wrong offset, on some seeds' last lives — ends in `Ok` or a clear error, never a panic;
+//! 7. recovery of the crashed disk — after a bit flipped in a durable file (the log, the
+//!    manifest, a table), or writes stored at the wrong offset, on some seeds' last lives — ends
+//!    in `Ok` or a clear error, never a panic; after a bit flip, an `Ok` holds the model's state
+//!    at its LSN (some prefix), or its reads fail with a clear error;
 //! 8. the run is deterministic: one seed run twice gives the same trace hash.
 //!
 //! Also at every step: a `Sync` commit is visible to no snapshot before it is durable; an
@@ -39,7 +41,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
 use std::ops::Bound;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -282,6 +284,8 @@ struct Sim {
     faulty: bool,
     /// The log's durable LSN when the last life ended: recovery must reach it.
     durable_at_end: Lsn,
+    /// The file a bit was flipped in, before the last recovery.
+    flipped: Option<PathBuf>,
 }
 
 impl Sim {
@@ -329,7 +333,7 @@ impl Sim {
     /// On faulty seeds, one open in three is first tried with this life's faults armed: if that
     /// fails, the process restarts (after a crash, half the time) and opens again with them off.
     /// A failed open must leave a database that still opens, with nothing acknowledged lost.
-    fn open(&mut self) -> Result<(SimDb, Lsn), String> {
+    fn open(&mut self) -> Result<(SimDb, Lsn), Error> {
         if self.faulty && self.rng.below(3) == 0 {
             self.arm_faults();
             let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -371,21 +375,48 @@ impl Sim {
             }
             Ok(Err(e)) => {
                 self.event(format!("open failed: {e}"));
-                Err(e.to_string())
+                Err(e)
             }
         }
     }
 
     /// Checks the whole state of `db` against the model at `lsn`.
     fn check_state(&mut self, db: &SimDb, lsn: Lsn, when: &str) {
-        let got: BTreeMap<Key, Val> = db
-            .scan(..)
-            .expect("a scan reads memory only")
-            .into_iter()
-            .map(|(k, v)| (k.to_vec(), v.to_vec()))
-            .collect();
+        let got: BTreeMap<Key, Val> = match db.scan(..) {
+            Ok(pairs) => pairs.into_iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect(),
+            Err(e) => self.fail(&format!("{when}: the state could not be read: {e}")),
+        };
+        self.check_pairs(&got, lsn, when);
+    }
+
+    /// After silent corruption: the database opened, so what it holds must be the model's state
+    /// at its LSN (a prefix of the commit order, since a torn tail may be cut), or a read must
+    /// end in a clear error. A decoder that let damage through gives some other state.
+    fn check_state_after_corruption(&mut self, db: &SimDb) {
+        let lsn = db.visible_lsn();
+        let top = self.model.commits.last_key_value().map_or(Lsn::ZERO, |(l, _)| *l);
+        if lsn > top {
+            self.fail(&format!(
+                "after silent corruption: opened at LSN {lsn}, above the last sequenced {top}"
+            ));
+        }
+        match db.scan(..) {
+            Ok(pairs) => {
+                let got: BTreeMap<Key, Val> =
+                    pairs.into_iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect();
+                self.check_pairs(&got, lsn, "after silent corruption");
+            }
+            Err(e) if e.is_corrupt() => {
+                self.out.corrupt_opens += 1;
+                self.event(format!("read after silent corruption: {e}"));
+            }
+            Err(e) => self.fail(&format!("after silent corruption: a read failed unclearly: {e}")),
+        }
+    }
+
+    fn check_pairs(&mut self, got: &BTreeMap<Key, Val>, lsn: Lsn, when: &str) {
         let want = self.model.state(lsn);
-        if got != want {
+        if *got != want {
             let diff: Vec<String> = want
                 .keys()
                 .chain(got.keys())
@@ -531,7 +562,7 @@ impl Sim {
     /// and everything durable at the end of the last life, nothing never sequenced, and a state
     /// that is exactly the model's at the recovered LSN.
     fn recover(&mut self, when: &str) -> Result<SimDb, String> {
-        let (db, lsn) = self.open()?;
+        let (db, lsn) = self.open().map_err(|e| e.to_string())?;
         let (acked_sync, durable) = (self.model.last_acked(true), self.durable_at_end);
         if lsn < acked_sync {
             self.fail(&format!("acknowledged Sync commit at LSN {acked_sync} lost: recovered to {lsn}"));
@@ -609,28 +640,34 @@ impl Sim {
 
     /// Corruption at rest: one bit of one durable file.
     fn flip_a_bit(&mut self) {
-        let mut files = Vec::new();
-        for dir in [DIR.to_owned(), format!("{DIR}/wal")] {
-            if let Ok(names) = crate::Disk::list_dir(&self.disk, Path::new(&dir)) {
-                for n in names {
-                    files.push(Path::new(&dir).join(n));
-                }
-            }
-        }
+        // One kind of file first — the directory's own (the manifest, the epoch), the log's
+        // segments, the tables — then one of that kind: the few-byte files are hit as often as
+        // the large ones.
+        let mut kinds: Vec<Vec<PathBuf>> = Vec::new();
         let len_of = |p: &Path| {
             crate::Disk::open(&self.disk, p, crate::OpenMode::Read)
                 .and_then(|f| crate::DiskFile::len(&f))
                 .unwrap_or(0)
         };
-        files.retain(|p| len_of(p) > 0);
-        if files.is_empty() {
+        for dir in [DIR.to_owned(), format!("{DIR}/wal"), format!("{DIR}/tables")] {
+            if let Ok(names) = crate::Disk::list_dir(&self.disk, Path::new(&dir)) {
+                let files: Vec<PathBuf> =
+                    names.into_iter().map(|n| Path::new(&dir).join(n)).filter(|p| len_of(p) > 0).collect();
+                if !files.is_empty() {
+                    kinds.push(files);
+                }
+            }
+        }
+        if kinds.is_empty() {
             return;
         }
+        let files = &kinds[self.rng.below_usize(kinds.len())];
         let f = files[self.rng.below_usize(files.len())].clone();
         let len = len_of(&f);
         let at = self.rng.below(len);
         if self.disk.flip_bit(&f, at, small(self.rng.below(8))).is_ok() {
             self.out.bit_flips += 1;
+            self.flipped = Some(f.clone());
             self.event(format!("bit flip in {} at {at}", f.display()));
         }
     }
@@ -1058,6 +1095,7 @@ fn run(seed: u64, seed_options: SeedOptions) -> Outcome {
         out: Outcome::default(),
         faulty,
         durable_at_end: Lsn::ZERO,
+        flipped: None,
     };
     sim.event(format!("seed {seed}: {clients} clients, {lives} lives, faulty {faulty}, {durability:?}"));
     for life in 0..lives {
@@ -1065,12 +1103,36 @@ fn run(seed: u64, seed_options: SeedOptions) -> Outcome {
     }
     // The last crash: after silent corruption (a bit flipped, writes misdirected), an open that
     // ends in `Ok` or a clear error (a flip in the log's last record reads as a torn tail, so no
-    // state can be required); otherwise
+    // acknowledged commit can be required), and after a bit flip a state that is a prefix or a
+    // read that fails clearly; otherwise
     // recovery and the full check once more.
     sim.out.misdirected_writes = sim.disk.stats().misdirected_writes;
     if sim.out.bit_flips > 0 || sim.out.misdirected_writes > 0 {
+        // The manifest is read whole and under checksums: a bit flipped in it must be refused,
+        // naming it.
+        let manifest = Path::new(DIR).join(crate::db::manifest::MANIFEST_FILE);
+        let in_manifest = sim.out.misdirected_writes == 0 && sim.flipped.as_deref() == Some(&*manifest);
         match sim.open() {
-            Ok((db, _)) => db.close().map(|_| ()).unwrap_or_else(|e| sim.event(format!("close: {e}"))),
+            Ok(_) if in_manifest => {
+                sim.fail("a bit flipped in the manifest went unnoticed: the database opened")
+            }
+            Err(Error::Corrupt { file, .. }) if in_manifest && file != manifest => {
+                sim.fail(&format!("a bit flipped in the manifest was reported in {}", file.display()));
+            }
+            Ok((db, _)) => {
+                // Writes stored at the wrong offset can land where a valid record of the past
+                // was: only a bit flip is held to a prefix.
+                if sim.out.misdirected_writes == 0 {
+                    sim.check_state_after_corruption(&db);
+                }
+                db.close().map(|_| ()).unwrap_or_else(|e| sim.event(format!("close: {e}")));
+            }
+            // The damage must be named: a flipped bit in any file is under a checksum, so
+            // the error says corrupt (an I/O error, say a table not found, means a damaged
+            // file was believed).
+            Err(e) if sim.out.misdirected_writes == 0 && !e.is_corrupt() => {
+                sim.fail(&format!("after a bit flip the open failed without naming the damage: {e}"));
+            }
             Err(_) => sim.out.corrupt_opens += 1,
         }
     } else {

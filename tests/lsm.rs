@@ -272,3 +272,39 @@ fn a_crash_at_every_step_of_a_flush_and_its_compaction_loses_nothing() {
     assert!(crashes > 20, "only {crashes} crash points");
     assert!(compacted > 4, "compactions completed before a crash: {compacted}");
 }
+
+/// A read of an absent key costs (almost) no data-block read: each table's filter answers first.
+#[test]
+fn absent_keys_cost_almost_no_block_read() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (db, _) = Db::open_opts(tmp.path(), tiny().with_cache_bytes(0)).unwrap();
+    let mut model = Model::new();
+    churn(&db, &mut model, 300);
+    db.checkpoint().unwrap();
+    let tables = db.stats().tables;
+    assert!(tables > 3, "{:?}", db.stats());
+    let before = db.stats().block_reads;
+    let probes = 4000u64;
+    for i in 0..probes {
+        // Inside the tables' key ranges (between two keys), so that only the filters answer.
+        let absent = format!("key{:05}{}", i % 600, i / 600);
+        assert_eq!(db.get(absent.as_bytes()).unwrap(), None);
+    }
+    let reads = db.stats().block_reads - before;
+    // About 1 % of probes per table whose key range holds the key pass its filter.
+    assert!(
+        reads * 100 <= probes * tables * 2,
+        "{reads} block reads for {probes} absent keys over {tables} tables"
+    );
+    // A present key reads its blocks, through the cache when there is one.
+    let (db2, _) = {
+        db.close().unwrap();
+        drop(db);
+        Db::open_opts(tmp.path(), tiny()).unwrap()
+    };
+    check(&db2, &model);
+    let s = db2.stats();
+    assert!(s.cache_misses > 0 && s.cache_bytes > 0, "{s:?}");
+    check(&db2, &model);
+    assert!(db2.stats().cache_hits > s.cache_hits, "the second pass hits the cache: {:?}", db2.stats());
+}

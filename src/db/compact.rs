@@ -203,6 +203,8 @@ impl<D: Disk + Clone, C: Clock + Clone> Inner<D, C> {
                 state.graveyard.push(Doomed { table: Arc::downgrade(t), path });
             }
         }
+        let retired: u64 = pick.inputs.iter().chain(&pick.overlaps).map(|t| t.table.block_reads()).sum();
+        self.block_reads_retired.fetch_add(retired, SeqCst);
         drop(pick);
         self.compactions.fetch_add(1, SeqCst);
         self.compaction_bytes_read.fetch_add(read, SeqCst);
@@ -327,7 +329,10 @@ impl<D: Disk + Clone, C: Clock + Clone> Inner<D, C> {
     ) -> Result<TableRef<D::File>> {
         let meta: TableMeta = w.finish()?;
         let file = self.disk.open(&path, OpenMode::Read).ctx("open", &path)?;
-        let table = Table::open(file, &path, self.options.table_limits())?;
+        let mut table = Table::open(file, &path, self.options.table_limits())?;
+        if let Some(cache) = &self.cache {
+            table = table.with_cache(Arc::clone(cache), id);
+        }
         let record = TableRecord {
             id,
             level: u8::try_from(level).expect("a level below LEVELS"),

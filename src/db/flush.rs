@@ -376,9 +376,12 @@ impl<D: Disk + Clone, C: Clock + Clone> Inner<D, C> {
         let dir = path.parent().expect("tables live in a directory");
         self.disk.sync_dir(dir).ctx("sync_dir", dir)?;
         let file = self.disk.open(path, OpenMode::Read).ctx("open", path)?;
-        let table = Table::open(file, path, self.options.table_limits())?;
         let id = manifest::table_id(path.file_name().and_then(|n| n.to_str()).unwrap_or_default())
             .expect("a table's own name");
+        let mut table = Table::open(file, path, self.options.table_limits())?;
+        if let Some(cache) = &self.cache {
+            table = table.with_cache(Arc::clone(cache), id);
+        }
         let record = manifest::TableRecord {
             id,
             level: 0,

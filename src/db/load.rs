@@ -17,6 +17,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use super::cache::BlockCache;
 use super::manifest::{self, Manifest, ManifestLimits};
 use super::memtable::{Memtable, Value};
 use super::table::Table;
@@ -77,7 +78,12 @@ pub(crate) fn manifest_limits(options: &DbOptions) -> ManifestLimits {
 /// format; [`Error::Corrupt`] for a bad manifest, table or log (as [`LogReader`] reports it under
 /// `options.recovery`) or a log that starts after the manifest's LSN; [`Error::Io`] for a file
 /// that cannot be read.
-pub(super) fn load<D: Disk + Clone>(disk: &D, dir: &Path, options: &DbOptions) -> Result<Loaded<D>> {
+pub(super) fn load<D: Disk + Clone>(
+    disk: &D,
+    dir: &Path,
+    options: &DbOptions,
+    cache: Option<&Arc<BlockCache>>,
+) -> Result<Loaded<D>> {
     refuse_old_format(disk, dir)?;
     let manifest = manifest::read(disk, dir, &manifest_limits(options))?;
     let mut view = View::new(Memtable::new());
@@ -86,7 +92,10 @@ pub(super) fn load<D: Disk + Clone>(disk: &D, dir: &Path, options: &DbOptions) -
     for record in manifest.iter().flat_map(|m| &m.tables) {
         let path = manifest::table_path(dir, record.id);
         let file = disk.open(&path, OpenMode::Read).ctx("open", &path)?;
-        let table = Table::open(file, &path, table_limits)?;
+        let mut table = Table::open(file, &path, table_limits)?;
+        if let Some(cache) = cache {
+            table = table.with_cache(Arc::clone(cache), record.id);
+        }
         let footer = table.footer();
         if (footer.entry_count, footer.min_lsn, footer.max_lsn)
             != (record.entry_count, record.min_lsn, record.max_lsn)

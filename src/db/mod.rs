@@ -72,6 +72,7 @@
 //! horizon), `table/` and `manifest.rs` (the files).
 
 mod bloom;
+mod cache;
 mod compact;
 mod flush;
 mod key;
@@ -195,6 +196,17 @@ pub struct DbStats {
     pub table_bytes: u64,
     /// Bytes of tables written by flushes since open.
     pub flush_bytes_written: u64,
+    /// Bytes of decoded blocks in the block cache.
+    pub cache_bytes: u64,
+    /// Block lookups the cache answered, and those that read the table's file.
+    pub cache_hits: u64,
+    /// See [`DbStats::cache_hits`].
+    pub cache_misses: u64,
+    /// Data blocks read from table files since open (a cache miss, or any read without the
+    /// cache): what a read of an absent key should not cost, thanks to the filters.
+    pub block_reads: u64,
+    /// Memory the tables hold open: their indexes and filters.
+    pub table_memory_bytes: u64,
     /// Compactions since open.
     pub compactions: u64,
     /// Bytes of tables compactions read and wrote since open: with the log's bytes and the
@@ -363,6 +375,8 @@ pub(crate) struct Inner<D: Disk + Clone, C: Clock + Clone> {
     mailbox: Arc<Mailbox>,
     /// The flusher and the compactor, when they run on their own threads.
     background: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    /// The block cache of the tables, if enabled.
+    cache: Option<Arc<cache::BlockCache>>,
     /// One compaction at a time.
     compacting: Mutex<()>,
     compact_state: Mutex<compact::CompactState<D::File>>,
@@ -370,6 +384,8 @@ pub(crate) struct Inner<D: Disk + Clone, C: Clock + Clone> {
     compaction_bytes_read: AtomicU64,
     compaction_bytes_written: AtomicU64,
     flush_bytes_written: AtomicU64,
+    /// Block reads of tables compacted away (their counters go with them).
+    block_reads_retired: AtomicU64,
     /// The error of the last flush, until one succeeds.
     last_flush_error: Mutex<Option<Error>>,
     /// Memtables frozen because they were full.
@@ -443,8 +459,9 @@ impl<D: Disk + Clone, C: Clock + Clone> Db<D, C> {
         let size_limits = options.limits();
         let wal_dir = dir.join(WAL_DIR);
         create_dir_durable(&disk, &wal_dir)?;
+        let cache = options.block_cache();
         let load::Loaded { view, manifest, txns_replayed, reached, next_txn_floor, wal: report } =
-            load::load(&disk, dir, &options)?;
+            load::load(&disk, dir, &options, cache.as_ref())?;
         let orphans_removed = manifest::remove_orphans(&disk, dir, manifest.as_ref())?;
         let log_lsn = manifest.as_ref().map_or(Lsn::ZERO, |m| m.log_lsn);
         let had_manifest = manifest.is_some();
@@ -483,12 +500,14 @@ impl<D: Disk + Clone, C: Clock + Clone> Db<D, C> {
             tree: Mutex::new(TreeState::new(manifest)),
             mailbox: Arc::new(Mailbox::default()),
             background: Mutex::new(Vec::new()),
+            cache,
             compacting: Mutex::new(()),
             compact_state: Mutex::new(compact::CompactState::default()),
             compactions: AtomicU64::new(0),
             compaction_bytes_read: AtomicU64::new(0),
             compaction_bytes_written: AtomicU64::new(0),
             flush_bytes_written: AtomicU64::new(0),
+            block_reads_retired: AtomicU64::new(0),
             last_flush_error: Mutex::new(None),
             freezes: AtomicU64::new(0),
             stalls: AtomicU64::new(0),
@@ -769,6 +788,12 @@ impl<D: Disk + Clone, C: Clock + Clone> Db<D, C> {
             tables_per_level: i.view().levels.iter().map(|l| l.len() as u64).collect(),
             table_bytes: i.view().levels.iter().flatten().map(|t| t.record.file_bytes).sum(),
             flush_bytes_written: i.flush_bytes_written.load(SeqCst),
+            cache_bytes: i.cache.as_ref().map_or(0, |c| c.bytes()),
+            cache_hits: i.cache.as_ref().map_or(0, |c| c.hits()),
+            cache_misses: i.cache.as_ref().map_or(0, |c| c.misses()),
+            block_reads: i.view().levels.iter().flatten().map(|t| t.table.block_reads()).sum::<u64>()
+                + i.block_reads_retired.load(SeqCst),
+            table_memory_bytes: i.view().levels.iter().flatten().map(|t| t.table.memory_bytes() as u64).sum(),
             compactions: i.compactions.load(SeqCst),
             compaction_bytes_read: i.compaction_bytes_read.load(SeqCst),
             compaction_bytes_written: i.compaction_bytes_written.load(SeqCst),

@@ -80,6 +80,9 @@ pub struct DbOptions {
     /// Bits per key of the sorted tables' bloom filters (about 1 % false positives at 10).
     /// Default 10; 1 to 64.
     pub bloom_bits_per_key: u32,
+    /// The most bytes of decoded table blocks kept in memory (the block cache, shared by every
+    /// table). 0 disables it: every read of a block reads the file. Default 256 MiB.
+    pub cache_bytes: u64,
     /// How many times [`Db::transact`](super::Db::transact) runs a transaction again after a
     /// retryable failure ([`Error::is_retryable`]: a conflict) before it returns the error.
     /// Default 16.
@@ -125,6 +128,7 @@ with_setters!(DbOptions {
     with_memtables_max: memtables_max: u32;
     with_table_block_bytes: table_block_bytes: u32;
     with_bloom_bits_per_key: bloom_bits_per_key: u32;
+    with_cache_bytes: cache_bytes: u64;
     with_txn_retries_max: txn_retries_max: u32;
     with_txn_backoff_max: txn_backoff_max: Duration;
 });
@@ -145,6 +149,7 @@ impl Default for DbOptions {
             memtables_max: 3,
             table_block_bytes: 4096,
             bloom_bits_per_key: 10,
+            cache_bytes: 256 << 20,
             txn_retries_max: 16,
             txn_backoff_max: Duration::from_millis(20),
         }
@@ -180,6 +185,12 @@ impl DbOptions {
             block_bytes: self.table_block_bytes,
             bloom_bits_per_key: self.bloom_bits_per_key,
         }
+    }
+
+    /// The block cache these options ask for, if any.
+    pub(crate) fn block_cache(&self) -> Option<std::sync::Arc<crate::db::cache::BlockCache>> {
+        (self.cache_bytes > 0)
+            .then(|| std::sync::Arc::new(crate::db::cache::BlockCache::new(self.cache_bytes)))
     }
 
     /// The bounds the tables and the manifest are read with.

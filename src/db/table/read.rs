@@ -49,6 +49,8 @@ pub struct Table<F: DiskFile> {
     limits: TableLimits,
     /// Data blocks read from the file since open.
     block_reads: AtomicU64,
+    /// The database's block cache and this table's id in it.
+    cache: Option<(Arc<crate::db::cache::BlockCache>, u64)>,
 }
 
 /// `e` as the database's error for the table at `path`.
@@ -91,7 +93,14 @@ impl<F: DiskFile> Table<F> {
             filter: filter.into(),
             limits,
             block_reads: AtomicU64::new(0),
+            cache: None,
         })
+    }
+
+    /// Reads data blocks through `cache`, where this table is `id`.
+    pub(crate) fn with_cache(mut self, cache: Arc<crate::db::cache::BlockCache>, id: u64) -> Self {
+        self.cache = Some((cache, id));
+        self
     }
 
     /// The footer.
@@ -114,7 +123,8 @@ impl<F: DiskFile> Table<F> {
         self.index.memory_bytes() + self.filter.len() + std::mem::size_of::<Self>()
     }
 
-    /// Data blocks read from the file since the table was opened.
+    /// Data blocks read from the file since the table was opened (a block found in the cache
+    /// is not read).
     pub fn block_reads(&self) -> u64 {
         self.block_reads.load(Relaxed)
     }
@@ -138,6 +148,15 @@ impl<F: DiskFile> Table<F> {
     ///
     /// If `i` is not below [`Table::block_count`].
     pub fn read_block(&self, i: usize) -> Result<Arc<Block>> {
+        match &self.cache {
+            Some((cache, id)) => {
+                cache.get_or_read(*id, self.index.handle(i).offset, || self.read_block_uncached(i))
+            }
+            None => self.read_block_uncached(i),
+        }
+    }
+
+    fn read_block_uncached(&self, i: usize) -> Result<Arc<Block>> {
         let h = self.index.handle(i);
         self.block_reads.fetch_add(1, Relaxed);
         let payload = read_checked(&self.file, &self.path, h)?;

@@ -397,6 +397,38 @@ impl Memtable {
         })
     }
 
+    /// [`Memtable::versions_at`], from the highest key down.
+    pub(crate) fn versions_at_rev<'a>(
+        &'a self,
+        range: (Bound<&[u8]>, Bound<&[u8]>),
+        at: Lsn,
+    ) -> impl Iterator<Item = (Key, Option<Value>)> + 'a {
+        let last = match range.1 {
+            Bound::Included(k) => self.map.upper_bound::<dyn KeyView>(Bound::Included(&Probe::new(k))),
+            Bound::Excluded(k) => self.map.upper_bound::<dyn KeyView>(Bound::Excluded(&Probe::new(k))),
+            Bound::Unbounded => self.map.back(),
+        };
+        let start: Bound<Box<[u8]>> = range.0.map(Box::from);
+        let mut next = last;
+        std::iter::from_fn(move || {
+            loop {
+                let entry = next.take()?;
+                let inside = match &start {
+                    Bound::Included(s) => **entry.key() >= **s,
+                    Bound::Excluded(s) => **entry.key() > **s,
+                    Bound::Unbounded => true,
+                };
+                if !inside {
+                    return None;
+                }
+                next = entry.prev();
+                if let Some(version) = entry.value().read(at) {
+                    return Some((entry.key().clone(), version));
+                }
+            }
+        })
+    }
+
     /// Every version in the memtable, in table order (keys ascending, each key's versions
     /// newest first), dropping those no snapshot at or above `horizon` can read: for a flush.
     pub(crate) fn for_each_version(&self, horizon: Lsn, mut f: impl FnMut(&Key, Lsn, Option<&Value>)) {

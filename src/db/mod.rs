@@ -75,6 +75,7 @@ mod bloom;
 mod cache;
 mod compact;
 mod flush;
+mod iter;
 mod key;
 mod load;
 #[doc(hidden)] // public for the fuzzers and the tests; the database's own format
@@ -88,6 +89,7 @@ pub mod table;
 mod txn;
 mod view;
 
+pub use iter::{CHUNK as RANGE_CHUNK, DbRange, TxnRange};
 pub use key::Key;
 pub use options::{DbOptions, Isolation, Limits};
 pub use read_only::ReadOnlyDb;
@@ -330,6 +332,16 @@ pub(crate) type OwnedBound = Bound<Box<[u8]>>;
 /// `b`, borrowed.
 pub(crate) fn borrowed(b: &OwnedBound) -> Bound<&[u8]> {
     b.as_ref().map(|k| &**k)
+}
+
+/// Whether no key can lie in `range`: its start above its end, or equal to it with either
+/// bound excluded (a `BTreeMap` panics on the first and on both excluded).
+pub(crate) fn range_is_empty(range: (Bound<&[u8]>, Bound<&[u8]>)) -> bool {
+    match range {
+        (Bound::Included(a), Bound::Included(b)) => a > b,
+        (Bound::Included(a) | Bound::Excluded(a), Bound::Included(b) | Bound::Excluded(b)) => a >= b,
+        _ => false,
+    }
 }
 
 /// Whether `key` lies in `range`.
@@ -702,6 +714,46 @@ impl<D: Disk + Clone, C: Clock + Clone> Db<D, C> {
         let out = self.inner.view().range(bounds, at, limit);
         self.inner.release_snapshot(shard, at);
         out
+    }
+
+    /// The live pairs with keys in `range`, from a snapshot of everything visible now, as a lazy
+    /// double-ended iterator: it reads a chunk at a time from the memtables and the tables, so
+    /// a range of any size takes bounded memory ([`iter`](self#files)). Outside any transaction
+    /// (see [`Db::get`]).
+    ///
+    /// ```
+    /// # fn main() -> waldb::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let db = waldb::Db::open(dir.path())?;
+    /// db.transact(|txn| {
+    ///     for i in 0..10u8 {
+    ///         txn.put(&[b'k', i], &[i])?;
+    ///     }
+    ///     Ok(())
+    /// })?;
+    /// let mut it = db.range(&b"k\x02"[..]..&b"k\x05"[..]);
+    /// assert_eq!(&*it.next().unwrap()?.0, b"k\x02");
+    /// assert_eq!(&*it.next_back().unwrap()?.0, b"k\x04");
+    /// assert_eq!(it.count(), 1);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// The snapshot stays registered until the iterator is dropped: a long-lived one keeps the
+    /// versions it can read from being dropped by flushes and compactions.
+    pub fn range<'k, R: RangeBounds<&'k [u8]>>(&self, range: R) -> DbRange<D, C> {
+        let bounds: (Bound<&[u8]>, Bound<&[u8]>) =
+            (range.start_bound().map(|k| *k), range.end_bound().map(|k| *k));
+        let shard = self.inner.next_txn.load(SeqCst);
+        let at = self.inner.take_snapshot(shard);
+        DbRange::new(Arc::clone(&self.inner), at, Some(shard), bounds)
+    }
+
+    /// [`Db::range`] over the keys that start with `prefix`.
+    pub fn prefix(&self, prefix: &[u8]) -> DbRange<D, C> {
+        match iter::prefix_end(prefix) {
+            Some(end) => self.range(prefix..&end[..]),
+            None => self.range((Bound::Included(prefix), Bound::Unbounded)),
+        }
     }
 
     /// The size limits in force ([`DbOptions::limits`]).

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::task::{Context, Poll};
 
 use super::Key;
+use super::iter::{DbRange, TxnRange};
 use super::memtable::Value;
 use super::view::View;
 use super::{Inner, Isolation, OwnedBound, Pair, borrowed, lock};
@@ -184,6 +185,9 @@ impl<D: Disk + Clone, C: Clock + Clone> Transaction<D, C> {
         let end = range.end_bound().map(|k| *k);
         let bounds = (start, end);
         // Own deletions can hide at most this many of the snapshot's pairs.
+        if super::range_is_empty(bounds) {
+            return Ok(Vec::new());
+        }
         let own: Vec<(&Key, &Option<Value>)> = self.writes.range::<[u8], _>(bounds).collect();
         let hidden = own.iter().filter(|(_, v)| v.is_none()).count();
         let base = self.db.view().range(bounds, self.snapshot, limit.saturating_add(hidden))?;
@@ -224,6 +228,44 @@ impl<D: Disk + Clone, C: Clock + Clone> Transaction<D, C> {
             self.ranges.push((owned(start), owned(read_end)));
         }
         Ok(out)
+    }
+
+    /// The live pairs with keys in `range` as this transaction sees them (its own writes
+    /// included), as a lazy double-ended iterator (see [`Db::range`](super::Db::range)). Under
+    /// `Serializable`, the part of the range the iterator actually consumed — from each end to
+    /// the last key it yielded, or all of it once an end ran out — is validated at commit, as a
+    /// scanned range is.
+    ///
+    /// ```
+    /// # fn main() -> waldb::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let db = waldb::Db::open(dir.path())?;
+    /// db.transact(|txn| txn.put(b"user/1", b"ada"))?;
+    /// let mut txn = db.begin()?;
+    /// txn.put(b"user/2", b"grace")?;
+    /// let names: Vec<_> = txn.prefix(b"user/").map(|p| p.map(|(_, v)| v)).collect::<waldb::Result<_>>()?;
+    /// assert_eq!(names.len(), 2);
+    /// # Ok(()) }
+    /// ```
+    pub fn range<'k, R: RangeBounds<&'k [u8]>>(&mut self, range: R) -> TxnRange<'_, D, C> {
+        let bounds: (Bound<&[u8]>, Bound<&[u8]>) =
+            (range.start_bound().map(|k| *k), range.end_bound().map(|k| *k));
+        let own: std::collections::VecDeque<(Key, Option<Value>)> = if super::range_is_empty(bounds) {
+            std::collections::VecDeque::new()
+        } else {
+            self.writes.range::<[u8], _>(bounds).map(|(k, v)| (k.clone(), v.clone())).collect()
+        };
+        let base = DbRange::new(Arc::clone(&self.db), self.snapshot, None, bounds);
+        let ranges = (self.isolation == Isolation::Serializable).then_some(&mut self.ranges);
+        TxnRange::new(base, own, ranges)
+    }
+
+    /// [`Transaction::range`] over the keys that start with `prefix`.
+    pub fn prefix(&mut self, prefix: &[u8]) -> TxnRange<'_, D, C> {
+        match super::iter::prefix_end(prefix) {
+            Some(end) => self.range(prefix..&end[..]),
+            None => self.range((Bound::Included(prefix), Bound::Unbounded)),
+        }
     }
 
     /// Commits with the database's default durability. Validation and LSN assignment happen

@@ -189,8 +189,65 @@ impl<F: DiskFile> View<F> {
         for t in self.levels.iter().flatten() {
             sources.push(Box::new(table_versions_at(&t.table, range, at)));
         }
-        merge(sources, limit)
+        merge_by(sources, limit, std::cmp::Ordering::Less)
     }
+
+    /// Live pairs of the snapshot at `at` with keys in `range`, from the highest key down, at most
+    /// `limit`.
+    ///
+    /// # Errors
+    ///
+    /// As [`View::get`].
+    pub(crate) fn range_rev(
+        &self,
+        range: (Bound<&[u8]>, Bound<&[u8]>),
+        at: Lsn,
+        limit: usize,
+    ) -> Result<Vec<Pair>> {
+        let mut sources: Vec<Source<'_>> = Vec::new();
+        sources.push(Box::new(self.active.versions_at_rev(range, at).map(Ok)));
+        for f in &self.frozen {
+            sources.push(Box::new(f.memtable.versions_at_rev(range, at).map(Ok)));
+        }
+        for t in self.levels.iter().flatten() {
+            sources.push(Box::new(table_versions_at_rev(&t.table, range, at)));
+        }
+        merge_by(sources, limit, std::cmp::Ordering::Greater)
+    }
+}
+
+/// [`table_versions_at`] from the highest key down: a key's entries come oldest first, so its
+/// answer is the last of them at or below `at`.
+fn table_versions_at_rev<'a, F: DiskFile>(
+    table: &'a Table<F>,
+    range: (Bound<&[u8]>, Bound<&[u8]>),
+    at: Lsn,
+) -> impl Iterator<Item = Result<(Key, Option<Value>)>> + 'a {
+    let mut entries = table.iter(range).rev().peekable();
+    std::iter::from_fn(move || {
+        loop {
+            let first = match entries.next()? {
+                Ok(e) => e,
+                Err(err) => return Some(Err(err)),
+            };
+            let mut answer = (first.lsn <= at).then(|| first.value.clone());
+            while let Some(Ok(e)) = entries.peek() {
+                if e.key != first.key {
+                    break;
+                }
+                if e.lsn <= at {
+                    answer = Some(e.value.clone());
+                }
+                entries.next();
+            }
+            if let Some(Err(_)) = entries.peek() {
+                return entries.next().map(|r| r.map(|_| unreachable!("an error was peeked")));
+            }
+            if let Some(version) = answer {
+                return Some(Ok((first.key, version)));
+            }
+        }
+    })
 }
 
 /// For each key of `table` in `range` with a version at or below `at`: that version.
@@ -217,14 +274,23 @@ fn table_versions_at<'a, F: DiskFile>(
     })
 }
 
-/// Merges `sources`, newest first, into the live pairs: for each key, the version of the first
-/// source that has one; deletions hide the key.
-fn merge(mut sources: Vec<Source<'_>>, limit: usize) -> Result<Vec<Pair>> {
+/// Merges `sources`, newest first, into the live pairs, in the order `first` (`Less`: keys
+/// ascending, as the sources give them; `Greater`: descending): for each key, the version of
+/// the first source that has one; deletions hide the key.
+fn merge_by(mut sources: Vec<Source<'_>>, limit: usize, first: std::cmp::Ordering) -> Result<Vec<Pair>> {
     let mut out = Vec::new();
     let mut heads: Vec<Option<(Key, Option<Value>)>> =
         sources.iter_mut().map(|s| s.next().transpose()).collect::<Result<_>>()?;
     while out.len() < limit {
-        let Some(min) = heads.iter().flatten().map(|(k, _)| k).min().cloned() else { break };
+        let Some(min) = heads
+            .iter()
+            .flatten()
+            .map(|(k, _)| k)
+            .reduce(|a, b| if b.cmp(a) == first { b } else { a })
+            .cloned()
+        else {
+            break;
+        };
         let mut winner: Option<Option<Value>> = None;
         for (head, source) in heads.iter_mut().zip(sources.iter_mut()) {
             if head.as_ref().is_some_and(|(k, _)| *k == min) {

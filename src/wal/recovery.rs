@@ -548,8 +548,13 @@ impl<D: Disk> LogReader<D> {
                 Cause::Zero | Cause::Stale,
                 Some(HeaderDecoded::Valid(_) | HeaderDecoded::UnsupportedVersion(_)),
             ) => true,
+            // The next header must be the next segment's, not only chain to this one: a copy of
+            // this segment's own header under the next name chains too (fuzzed: seed
+            // `wal_recover/regression_pit_junk_after_resume`).
             (Cause::Torn(_), Some(HeaderDecoded::Valid(h))) => {
-                Some((h.prev_last_lsn, h.prev_last_crc)) == self.chain && h.first_lsn > h.prev_last_lsn
+                Some((h.prev_last_lsn, h.prev_last_crc)) == self.chain
+                    && h.first_lsn > h.prev_last_lsn
+                    && h.segment == self.current().0.next()
             }
             _ => false,
         };

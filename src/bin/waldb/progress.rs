@@ -65,6 +65,7 @@ impl Progress {
 
     /// Prints `text` on stderr without tearing the bar (a closed stderr is ignored: the tool
     /// never panics on its output).
+    #[cfg_attr(not(feature = "sim"), allow(dead_code))] // the campaign's summary
     pub(crate) fn println(&self, text: &str) {
         let print = || {
             let _ = writeln!(std::io::stderr(), "{text}");

@@ -178,7 +178,7 @@ impl<D: Disk + Clone, C: Clock + Clone> Inner<D, C> {
         }
         tree.manifest = next;
         {
-            let mut w = self.view.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut w = self.view.write();
             let cur = &**w;
             let mut levels = cur.levels.clone();
             for level in &mut levels {
@@ -203,8 +203,6 @@ impl<D: Disk + Clone, C: Clock + Clone> Inner<D, C> {
                 state.graveyard.push(Doomed { table: Arc::downgrade(t), path });
             }
         }
-        let retired: u64 = pick.inputs.iter().chain(&pick.overlaps).map(|t| t.table.block_reads()).sum();
-        self.block_reads_retired.fetch_add(retired, SeqCst);
         drop(pick);
         self.compactions.fetch_add(1, SeqCst);
         self.compaction_bytes_read.fetch_add(read, SeqCst);
@@ -244,7 +242,7 @@ impl<D: Disk + Clone, C: Clock + Clone> Inner<D, C> {
     fn merge(&self, pick: &Pick<D::File>, horizon: Lsn) -> Result<Vec<TableRef<D::File>>> {
         let all = (Bound::Unbounded, Bound::Unbounded);
         let mut sources: Vec<TableIter<'_, D::File>> =
-            pick.inputs.iter().chain(&pick.overlaps).map(|t| t.table.iter(all)).collect();
+            pick.inputs.iter().chain(&pick.overlaps).map(|t| t.table.iter_uncached(all)).collect();
         let mut heads: Vec<Option<TableEntry>> =
             sources.iter_mut().map(|s| s.next().transpose()).collect::<Result<_>>()?;
         let mut outputs: Vec<TableRef<D::File>> = Vec::new();
@@ -330,9 +328,7 @@ impl<D: Disk + Clone, C: Clock + Clone> Inner<D, C> {
         let meta: TableMeta = w.finish()?;
         let file = self.disk.open(&path, OpenMode::Read).ctx("open", &path)?;
         let mut table = Table::open(file, &path, self.options.table_limits())?;
-        if let Some(cache) = &self.cache {
-            table = table.with_cache(Arc::clone(cache), id);
-        }
+        table = table.with_cache(self.cache.clone(), id, Arc::clone(&self.block_reads));
         let record = TableRecord {
             id,
             level: u8::try_from(level).expect("a level below LEVELS"),

@@ -143,8 +143,8 @@ struct Flushed {
 }
 
 impl<D: Disk + Clone, C: Clock + Clone> Inner<D, C> {
-    fn write_view(&self) -> std::sync::RwLockWriteGuard<'_, Arc<View<D::File>>> {
-        self.view.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+    fn write_view(&self) -> super::view::ViewWrite<'_, D::File> {
+        self.view.write()
     }
 
     /// Freezes the active memtable, whose last commit is at `last`, if it holds anything.
@@ -379,9 +379,7 @@ impl<D: Disk + Clone, C: Clock + Clone> Inner<D, C> {
         let id = manifest::table_id(path.file_name().and_then(|n| n.to_str()).unwrap_or_default())
             .expect("a table's own name");
         let mut table = Table::open(file, path, self.options.table_limits())?;
-        if let Some(cache) = &self.cache {
-            table = table.with_cache(Arc::clone(cache), id);
-        }
+        table = table.with_cache(self.cache.clone(), id, Arc::clone(&self.block_reads));
         let record = manifest::TableRecord {
             id,
             level: 0,

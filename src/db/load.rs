@@ -83,6 +83,7 @@ pub(super) fn load<D: Disk + Clone>(
     dir: &Path,
     options: &DbOptions,
     cache: Option<&Arc<BlockCache>>,
+    block_reads: &Arc<std::sync::atomic::AtomicU64>,
 ) -> Result<Loaded<D>> {
     refuse_old_format(disk, dir)?;
     let manifest = manifest::read(disk, dir, &manifest_limits(options))?;
@@ -93,9 +94,7 @@ pub(super) fn load<D: Disk + Clone>(
         let path = manifest::table_path(dir, record.id);
         let file = disk.open(&path, OpenMode::Read).ctx("open", &path)?;
         let mut table = Table::open(file, &path, table_limits)?;
-        if let Some(cache) = cache {
-            table = table.with_cache(Arc::clone(cache), record.id);
-        }
+        table = table.with_cache(cache.cloned(), record.id, Arc::clone(block_reads));
         let footer = table.footer();
         if (footer.entry_count, footer.min_lsn, footer.max_lsn)
             != (record.entry_count, record.min_lsn, record.max_lsn)

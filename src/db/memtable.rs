@@ -335,7 +335,9 @@ impl Memtable {
         );
         let shadows = !versions.as_slice().is_empty() || value.is_none();
         let bytes = key.len() as u64 + value.as_ref().map_or(0, |v| v.len() as u64) + VERSION_OVERHEAD_BYTES;
-        self.bytes.fetch_add(bytes, Relaxed);
+        // Inserts are serial (under the sequencer's lock, or recovery's one thread): no
+        // read-modify-write needed.
+        self.bytes.store(self.bytes.load(Relaxed) + bytes, Relaxed);
         versions.push(Version { lsn, value });
         drop(versions);
         if shadows {

@@ -99,7 +99,7 @@ use std::collections::VecDeque;
 use std::ops::{Bound, RangeBounds};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 
 use crate::clock::{Clock, SystemClock};
 use crate::disk::{Disk, DiskFile, OpenMode, StdDisk};
@@ -361,7 +361,7 @@ pub(crate) struct Inner<D: Disk + Clone, C: Clock + Clone> {
     wal: Wal<D, C>,
     /// The layers reads consult ([`view`]): replaced whole, never changed in place. A freeze
     /// replaces it under the sequencer's lock.
-    view: RwLock<Arc<View<D::File>>>,
+    view: view::ViewCell<D::File>,
     /// The generation of the current view's active memtable ([`View::generation`]), written
     /// under the sequencer's lock: a commit checks under it that it claimed its places in the
     /// active memtable.
@@ -396,8 +396,8 @@ pub(crate) struct Inner<D: Disk + Clone, C: Clock + Clone> {
     compaction_bytes_read: AtomicU64,
     compaction_bytes_written: AtomicU64,
     flush_bytes_written: AtomicU64,
-    /// Block reads of tables compacted away (their counters go with them).
-    block_reads_retired: AtomicU64,
+    /// Data blocks read from table files for reads, shared by every table.
+    block_reads: Arc<AtomicU64>,
     /// The error of the last flush, until one succeeds.
     last_flush_error: Mutex<Option<Error>>,
     /// Memtables frozen because they were full.
@@ -472,8 +472,9 @@ impl<D: Disk + Clone, C: Clock + Clone> Db<D, C> {
         let wal_dir = dir.join(WAL_DIR);
         create_dir_durable(&disk, &wal_dir)?;
         let cache = options.block_cache();
+        let block_reads = Arc::new(AtomicU64::new(0));
         let load::Loaded { view, manifest, txns_replayed, reached, next_txn_floor, wal: report } =
-            load::load(&disk, dir, &options, cache.as_ref())?;
+            load::load(&disk, dir, &options, cache.as_ref(), &block_reads)?;
         let orphans_removed = manifest::remove_orphans(&disk, dir, manifest.as_ref())?;
         let log_lsn = manifest.as_ref().map_or(Lsn::ZERO, |m| m.log_lsn);
         let had_manifest = manifest.is_some();
@@ -499,7 +500,7 @@ impl<D: Disk + Clone, C: Clock + Clone> Db<D, C> {
             limits: size_limits,
             clock,
             wal,
-            view: RwLock::new(Arc::new(view)),
+            view: view::ViewCell::new(view),
             active_generation: AtomicU64::new(0),
             sequencer: Mutex::new(Sequencer::default()),
             sequenced: AtomicU64::new(reached.0),
@@ -519,7 +520,7 @@ impl<D: Disk + Clone, C: Clock + Clone> Db<D, C> {
             compaction_bytes_read: AtomicU64::new(0),
             compaction_bytes_written: AtomicU64::new(0),
             flush_bytes_written: AtomicU64::new(0),
-            block_reads_retired: AtomicU64::new(0),
+            block_reads,
             last_flush_error: Mutex::new(None),
             freezes: AtomicU64::new(0),
             stalls: AtomicU64::new(0),
@@ -663,7 +664,7 @@ impl<D: Disk + Clone, C: Clock + Clone> Db<D, C> {
     /// [`Error::TooLarge`] for a key over the limit.
     pub fn get(&self, key: &[u8]) -> Result<Option<Arc<[u8]>>> {
         self.inner.check_key(key)?;
-        let view = self.inner.view();
+        let view = self.inner.view.load();
         if !view.has_lower() {
             return Ok(view.active.get_latest(key, || self.visible_lsn()));
         }
@@ -843,8 +844,7 @@ impl<D: Disk + Clone, C: Clock + Clone> Db<D, C> {
             cache_bytes: i.cache.as_ref().map_or(0, |c| c.bytes()),
             cache_hits: i.cache.as_ref().map_or(0, |c| c.hits()),
             cache_misses: i.cache.as_ref().map_or(0, |c| c.misses()),
-            block_reads: i.view().levels.iter().flatten().map(|t| t.table.block_reads()).sum::<u64>()
-                + i.block_reads_retired.load(SeqCst),
+            block_reads: i.block_reads.load(SeqCst),
             table_memory_bytes: i.view().levels.iter().flatten().map(|t| t.table.memory_bytes() as u64).sum(),
             compactions: i.compactions.load(SeqCst),
             compaction_bytes_read: i.compaction_bytes_read.load(SeqCst),
@@ -1074,14 +1074,14 @@ impl<D: Disk + Clone, C: Clock + Clone> Inner<D, C> {
 
     /// The current view.
     fn view(&self) -> Arc<View<D::File>> {
-        Arc::clone(&self.view.read().unwrap_or_else(std::sync::PoisonError::into_inner))
+        self.view.load_full()
     }
 
     /// Reclaims the versions of the active memtable that no snapshot can read any more.
     fn maintain(&self) {
         // The horizon is at or below the visible LSN: when nothing is noted at or below that,
         // there is nothing to reclaim, and the snapshot registry is not visited.
-        let view = self.view();
+        let view = self.view.load();
         if !view.active.may_reclaim(Lsn(self.visible.load(SeqCst))) {
             return;
         }
@@ -1091,7 +1091,7 @@ impl<D: Disk + Clone, C: Clock + Clone> Inner<D, C> {
             let _seq = lock(&self.sequencer);
             // A key left with a lone deletion is removed only while nothing lies below its
             // memtable: an older version below would read again without the deletion.
-            let current = self.view();
+            let current = self.view.load();
             if Arc::ptr_eq(&current.active, &view.active) && !current.has_lower() {
                 view.active.remove_dead(&dead, horizon);
             }

@@ -89,7 +89,8 @@ impl<D: Disk + Clone> ReadOnlyDb<D> {
         let mut tries = 0;
         let Loaded { view, manifest, txns_replayed, reached, wal, .. } = loop {
             tries += 1;
-            match load::load(disk, dir, options, options.block_cache().as_ref()) {
+            let reads = Arc::new(std::sync::atomic::AtomicU64::new(0));
+            match load::load(disk, dir, options, options.block_cache().as_ref(), &reads) {
                 Ok(loaded) => break loaded,
                 // A checkpoint a live owner took meanwhile may have removed segments this load
                 // was reading (a missing file, or a log that now starts after the checkpoint

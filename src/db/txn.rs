@@ -361,7 +361,7 @@ impl<D: Disk + Clone, C: Clock + Clone> Transaction<D, C> {
         // The layers as of now. A freeze (under the sequencer's lock) replaces the active
         // memtable: a commit that finds it replaced under the lock starts over.
         loop {
-            let view = self.db.view();
+            let view = self.db.view.load();
             if self.db.needs_room(&view) {
                 // Back-pressure: wait while too many memtables wait for their flush.
                 self.db.wait_for_room()?;
@@ -411,13 +411,23 @@ impl<D: Disk + Clone, C: Clock + Clone> Transaction<D, C> {
             } else {
                 None
             };
-            let below = |k: &[u8]| if view.has_lower() { view.newest_lsn_below_active(k) } else { Ok(None) };
-            let lower_reads: Result<Vec<Option<Lsn>>> =
-                self.reads.iter().filter(|_| serializable).map(|k| below(k)).collect();
-            let lower_writes: Result<Vec<Option<Lsn>>> = self.writes.keys().map(|k| below(k)).collect();
-            let (lower_reads, lower_writes) = match (lower_reads, lower_writes) {
-                (Ok(r), Ok(w)) => (r, w),
-                (Err(e), _) | (_, Err(e)) => return Some(Err(e)),
+            // With nothing below the active memtable (most commits), nothing is looked up or
+            // allocated here: the lists stay empty and read as `None`.
+            let (lower_reads, lower_writes) = if view.has_lower() {
+                let reads: Result<Vec<Option<Lsn>>> = self
+                    .reads
+                    .iter()
+                    .filter(|_| serializable)
+                    .map(|k| view.newest_lsn_below_active(k))
+                    .collect();
+                let writes: Result<Vec<Option<Lsn>>> =
+                    self.writes.keys().map(|k| view.newest_lsn_below_active(k)).collect();
+                match (reads, writes) {
+                    (Ok(r), Ok(w)) => (r, w),
+                    (Err(e), _) | (_, Err(e)) => return Some(Err(e)),
+                }
+            } else {
+                (Vec::new(), Vec::new())
             };
             // The places of the keys read and written, outside the lock: one search per key (and a
             // new key's node allocated) here, so that the serial step searches for none of them.
@@ -438,14 +448,18 @@ impl<D: Disk + Clone, C: Clock + Clone> Transaction<D, C> {
                 .reads
                 .iter()
                 .zip(&read_slots)
-                .zip(&lower_reads)
+                .zip(lower_reads.iter().copied().chain(std::iter::repeat(None)))
                 .find_map(|((k, s), lower)| {
-                    written_after(k, view.active.newest_lsn_in(s, k).or(*lower), ConflictOn::Read)
+                    written_after(k, view.active.newest_lsn_in(s, k).or(lower), ConflictOn::Read)
                 })
                 .or_else(|| {
-                    let mut writes = self.writes.keys().zip(&slots).zip(&lower_writes);
+                    let mut writes = self
+                        .writes
+                        .keys()
+                        .zip(&slots)
+                        .zip(lower_writes.iter().copied().chain(std::iter::repeat(None)));
                     writes.find_map(|((k, s), lower)| {
-                        written_after(k, s.newest_lsn().or(*lower), ConflictOn::Write)
+                        written_after(k, s.newest_lsn().or(lower), ConflictOn::Write)
                     })
                 })
                 .or(ranges.flatten())

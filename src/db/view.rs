@@ -70,6 +70,7 @@ impl<F: DiskFile> View<F> {
     }
 
     /// Whether anything lies below the active memtable.
+    #[inline]
     pub(crate) fn has_lower(&self) -> bool {
         !self.frozen.is_empty() || self.levels.iter().any(|l| !l.is_empty())
     }
@@ -304,4 +305,61 @@ fn merge_by(mut sources: Vec<Source<'_>>, limit: usize, first: std::cmp::Orderin
         }
     }
     Ok(out)
+}
+
+/// Where the current [`View`] is kept: read without a lock (`arc_swap`: a commit's load costs no
+/// reference count in the common case), replaced one writer at a time (a freeze under the
+/// sequencer's lock, a flush, a compaction), each building the new view from the current one.
+pub(crate) struct ViewCell<F: DiskFile> {
+    current: arc_swap::ArcSwap<View<F>>,
+    writer: std::sync::Mutex<()>,
+}
+
+impl<F: DiskFile> ViewCell<F> {
+    pub(crate) fn new(view: View<F>) -> Self {
+        ViewCell { current: arc_swap::ArcSwap::from_pointee(view), writer: std::sync::Mutex::new(()) }
+    }
+
+    /// The current view, borrowed for a short while (a commit's serial step).
+    pub(crate) fn load(&self) -> arc_swap::Guard<Arc<View<F>>> {
+        self.current.load()
+    }
+
+    /// The current view, owned.
+    pub(crate) fn load_full(&self) -> Arc<View<F>> {
+        self.current.load_full()
+    }
+
+    /// The current view, to replace: assign a new `Arc<View>` through the guard; it is
+    /// published when the guard is dropped. Writers wait for each other.
+    pub(crate) fn write(&self) -> ViewWrite<'_, F> {
+        let guard = super::lock(&self.writer);
+        ViewWrite { cell: self, _writer: guard, view: self.current.load_full() }
+    }
+}
+
+/// See [`ViewCell::write`].
+pub(crate) struct ViewWrite<'a, F: DiskFile> {
+    cell: &'a ViewCell<F>,
+    _writer: std::sync::MutexGuard<'a, ()>,
+    view: Arc<View<F>>,
+}
+
+impl<F: DiskFile> std::ops::Deref for ViewWrite<'_, F> {
+    type Target = Arc<View<F>>;
+    fn deref(&self) -> &Self::Target {
+        &self.view
+    }
+}
+
+impl<F: DiskFile> std::ops::DerefMut for ViewWrite<'_, F> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.view
+    }
+}
+
+impl<F: DiskFile> Drop for ViewWrite<'_, F> {
+    fn drop(&mut self) {
+        self.cell.current.store(Arc::clone(&self.view));
+    }
 }

@@ -47,8 +47,9 @@ pub struct Table<F: DiskFile> {
     index: Block,
     filter: Box<[u8]>,
     limits: TableLimits,
-    /// Data blocks read from the file since open.
-    block_reads: AtomicU64,
+    /// Data blocks read from the file for reads (not for compactions), shared with the
+    /// database's other tables when it gives one ([`Table::with_cache`]).
+    block_reads: Arc<AtomicU64>,
     /// The database's block cache and this table's id in it.
     cache: Option<(Arc<crate::db::cache::BlockCache>, u64)>,
 }
@@ -92,14 +93,21 @@ impl<F: DiskFile> Table<F> {
             index,
             filter: filter.into(),
             limits,
-            block_reads: AtomicU64::new(0),
+            block_reads: Arc::new(AtomicU64::new(0)),
             cache: None,
         })
     }
 
-    /// Reads data blocks through `cache`, where this table is `id`.
-    pub(crate) fn with_cache(mut self, cache: Arc<crate::db::cache::BlockCache>, id: u64) -> Self {
-        self.cache = Some((cache, id));
+    /// Reads data blocks through `cache` (if any), where this table is `id`, and counts the
+    /// blocks read from the file in `reads`.
+    pub(crate) fn with_cache(
+        mut self,
+        cache: Option<Arc<crate::db::cache::BlockCache>>,
+        id: u64,
+        reads: Arc<AtomicU64>,
+    ) -> Self {
+        self.cache = cache.map(|c| (c, id));
+        self.block_reads = reads;
         self
     }
 
@@ -148,17 +156,20 @@ impl<F: DiskFile> Table<F> {
     ///
     /// If `i` is not below [`Table::block_count`].
     pub fn read_block(&self, i: usize) -> Result<Arc<Block>> {
+        let read = || {
+            self.block_reads.fetch_add(1, Relaxed);
+            self.read_block_uncached(i)
+        };
         match &self.cache {
-            Some((cache, id)) => {
-                cache.get_or_read(*id, self.index.handle(i).offset, || self.read_block_uncached(i))
-            }
-            None => self.read_block_uncached(i),
+            Some((cache, id)) => cache.get_or_read(*id, self.index.handle(i).offset, read),
+            None => read(),
         }
     }
 
-    fn read_block_uncached(&self, i: usize) -> Result<Arc<Block>> {
+    /// [`Table::read_block`] from the file, bypassing the cache and the read counter: for a
+    /// compaction, which reads each block once and should not evict what readers use.
+    pub fn read_block_uncached(&self, i: usize) -> Result<Arc<Block>> {
         let h = self.index.handle(i);
-        self.block_reads.fetch_add(1, Relaxed);
         let payload = read_checked(&self.file, &self.path, h)?;
         let block = Block::decode(&payload, h.offset, BlockKind::Data, &self.limits)
             .map_err(|e| table_error(&self.path, e))?;
@@ -197,6 +208,7 @@ impl<F: DiskFile> Table<F> {
     /// The entries (every version) with keys in `range`, in order; double-ended.
     pub fn iter(&self, range: (Bound<&[u8]>, Bound<&[u8]>)) -> TableIter<'_, F> {
         TableIter {
+            uncached: false,
             table: self,
             lo: range.0.map(Box::from),
             hi: range.1.map(Box::from),
@@ -205,6 +217,13 @@ impl<F: DiskFile> Table<F> {
             back_block: None,
             done: false,
         }
+    }
+}
+
+impl<F: DiskFile> Table<F> {
+    /// [`Table::iter`] for a compaction: every read bypasses the cache and the read counter.
+    pub fn iter_uncached(&self, range: (Bound<&[u8]>, Bound<&[u8]>)) -> TableIter<'_, F> {
+        TableIter { uncached: true, ..self.iter(range) }
     }
 }
 
@@ -224,6 +243,8 @@ type Pos = (usize, usize);
 /// The entries of a [`Table`] in a key range, in order; yields `Err` once on a failed read and
 /// then ends.
 pub struct TableIter<'t, F: DiskFile> {
+    /// Reads bypass the cache ([`Table::read_block_uncached`]).
+    uncached: bool,
     table: &'t Table<F>,
     lo: Bound<Box<[u8]>>,
     hi: Bound<Box<[u8]>>,
@@ -243,7 +264,7 @@ impl<F: DiskFile> TableIter<'_, F> {
         {
             return Ok(Arc::clone(b));
         }
-        let b = self.table.read_block(i)?;
+        let b = if self.uncached { self.table.read_block_uncached(i)? } else { self.table.read_block(i)? };
         *slot = Some((i, Arc::clone(&b)));
         Ok(b)
     }

@@ -144,3 +144,32 @@ fn every_acknowledged_transaction_survives_kill_9_whole() {
         eprintln!("round {round}: killed {kill:?}, {} transactions acknowledged so far", acked.len());
     }
 }
+
+/// The same with values of 32 KiB, so that the 64 MiB memtables of `waldb stress` fill every
+/// fraction of a second: kills land during flushes, manifest rewrites and compactions (the next
+/// open also flushes what it replayed). `WALDB_KILL_LARGE_ROUNDS` (default 6) sets the kills.
+#[test]
+fn kill_9_during_flushes_and_compactions_loses_nothing() {
+    let rounds = env_u64("WALDB_KILL_LARGE_ROUNDS", 6);
+    let mut seed = env_u64("WALDB_KILL_SEED", 0x5eed) ^ 0x1a59e;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("db");
+    let mut acked = BTreeMap::new();
+    let mut tables_seen = false;
+    for round in 0..rounds {
+        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        let kill = Kill::AfterFirstAck(Duration::from_millis(300 + (seed >> 33) % 1500));
+        let acks = run_and_kill(&dir, kill, &["--value-size", "32768"]);
+        for (txn, k) in acks {
+            assert!(acked.insert(txn.clone(), k).is_none(), "{txn} acknowledged twice");
+        }
+        check(&dir, &acked);
+        let tables = std::fs::read_dir(dir.join("tables")).map_or(0, |d| d.count());
+        tables_seen |= tables > 0;
+        eprintln!(
+            "round {round}: killed {kill:?}, {} acknowledged so far, {tables} table files",
+            acked.len()
+        );
+    }
+    assert!(tables_seen, "no flush happened: the test did not test flushes");
+}

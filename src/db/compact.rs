@@ -34,11 +34,11 @@ use std::sync::atomic::Ordering::SeqCst;
 use std::sync::{Arc, Weak};
 
 use super::manifest::{self, LEVELS, TableRecord};
-use super::table::{Table, TableEntry, TableIter, TableMeta, TableWriter, format};
+use super::table::{TableEntry, TableIter, TableWriter, format};
 use super::view::{TableRef, View};
 use super::{Inner, lock};
 use crate::clock::Clock;
-use crate::disk::{Disk, OpenMode};
+use crate::disk::Disk;
 use crate::error::{Error, IoContext, Result};
 use crate::types::{Lsn, TxnId};
 
@@ -325,21 +325,8 @@ impl<D: Disk + Clone, C: Clock + Clone> Inner<D, C> {
         id: u64,
         level: usize,
     ) -> Result<TableRef<D::File>> {
-        let meta: TableMeta = w.finish()?;
-        let file = self.disk.open(&path, OpenMode::Read).ctx("open", &path)?;
-        let mut table = Table::open(file, &path, self.options.table_limits())?;
-        table = table.with_cache(self.cache.clone(), id, Arc::clone(&self.block_reads));
-        let record = TableRecord {
-            id,
-            level: u8::try_from(level).expect("a level below LEVELS"),
-            file_bytes: meta.file_bytes,
-            entry_count: meta.entry_count,
-            min_lsn: meta.min_lsn,
-            max_lsn: meta.max_lsn,
-            smallest: meta.smallest,
-            largest: meta.largest,
-        };
-        Ok(TableRef { record, table })
+        let meta = w.finish()?;
+        self.open_new_table(&path, id, level, meta)
     }
 }
 

@@ -82,8 +82,19 @@ impl Mailbox {
     /// The compactor's wait: until asked (or, after a failure, a second passed). `false` once
     /// the database shuts down.
     pub(super) fn wait_for_compaction(&self, retry: bool) -> bool {
+        self.wait_for(|m| &mut m.compaction_requested, retry)
+    }
+
+    /// The flusher's wait, as [`Mailbox::wait_for_compaction`].
+    fn wait_for_flush(&self, retry: bool) -> bool {
+        self.wait_for(|m| &mut m.requested, retry)
+    }
+
+    /// Waits until the flag `flag` picks is set (or, with `retry`, a second passed), and clears
+    /// it. `false` once the database shuts down.
+    fn wait_for(&self, flag: fn(&mut MailState) -> &mut bool, retry: bool) -> bool {
         let mut m = lock(&self.state);
-        while !m.compaction_requested && !m.shutdown {
+        while !*flag(&mut m) && !m.shutdown {
             if retry {
                 let (guard, timeout) = self
                     .changed
@@ -97,7 +108,7 @@ impl Mailbox {
                 m = self.changed.wait(m).unwrap_or_else(std::sync::PoisonError::into_inner);
             }
         }
-        m.compaction_requested = false;
+        *flag(&mut m) = false;
         !m.shutdown
     }
 
@@ -375,14 +386,32 @@ impl<D: Disk + Clone, C: Clock + Clone> Inner<D, C> {
         let meta = w.finish()?;
         let dir = path.parent().expect("tables live in a directory");
         self.disk.sync_dir(dir).ctx("sync_dir", dir)?;
-        let file = self.disk.open(path, OpenMode::Read).ctx("open", path)?;
         let id = manifest::table_id(path.file_name().and_then(|n| n.to_str()).unwrap_or_default())
             .expect("a table's own name");
-        let mut table = Table::open(file, path, self.options.table_limits())?;
-        table = table.with_cache(self.cache.clone(), id, Arc::clone(&self.block_reads));
+        let table = self.open_new_table(path, id, 0, meta)?;
+        Ok(Some(table))
+    }
+}
+
+impl<D: Disk + Clone, C: Clock + Clone> Inner<D, C> {
+    /// Opens table `id`, just written at `path` as `meta` says, for `level`, reading through the
+    /// database's cache and counting its reads.
+    pub(super) fn open_new_table(
+        &self,
+        path: &std::path::Path,
+        id: u64,
+        level: usize,
+        meta: super::table::TableMeta,
+    ) -> Result<TableRef<D::File>> {
+        let file = self.disk.open(path, OpenMode::Read).ctx("open", path)?;
+        let table = Table::open(file, path, self.options.table_limits())?.with_cache(
+            self.cache.clone(),
+            id,
+            Arc::clone(&self.block_reads),
+        );
         let record = manifest::TableRecord {
             id,
-            level: 0,
+            level: u8::try_from(level).expect("a level below LEVELS"),
             file_bytes: meta.file_bytes,
             entry_count: meta.entry_count,
             min_lsn: meta.min_lsn,
@@ -390,7 +419,7 @@ impl<D: Disk + Clone, C: Clock + Clone> Inner<D, C> {
             smallest: meta.smallest,
             largest: meta.largest,
         };
-        Ok(Some(TableRef { record, table }))
+        Ok(TableRef { record, table })
     }
 }
 
@@ -401,28 +430,7 @@ pub(super) fn flush_loop<D: Disk + Clone, C: Clock + Clone>(
     weak: &std::sync::Weak<Inner<D, C>>,
 ) {
     let mut retry = false;
-    loop {
-        {
-            let mut m = lock(&mailbox.state);
-            while !m.requested && !m.shutdown {
-                if retry {
-                    let (guard, timeout) = mailbox
-                        .changed
-                        .wait_timeout(m, Duration::from_secs(1))
-                        .unwrap_or_else(std::sync::PoisonError::into_inner);
-                    m = guard;
-                    if timeout.timed_out() {
-                        break;
-                    }
-                } else {
-                    m = mailbox.changed.wait(m).unwrap_or_else(std::sync::PoisonError::into_inner);
-                }
-            }
-            if m.shutdown {
-                return;
-            }
-            m.requested = false;
-        }
+    while mailbox.wait_for_flush(retry) {
         let Some(inner) = weak.upgrade() else { return };
         retry = false;
         loop {

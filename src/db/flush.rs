@@ -223,7 +223,7 @@ impl<D: Disk + Clone, C: Clock + Clone> Inner<D, C> {
             }
             return self.compact_inline();
         }
-        let started = std::time::Instant::now();
+        let started = self.clock.now();
         self.stalls.fetch_add(1, SeqCst);
         tracing::debug!(
             frozen = self.view().frozen.len(),
@@ -248,7 +248,7 @@ impl<D: Disk + Clone, C: Clock + Clone> Inner<D, C> {
             m = guard;
         };
         drop(m);
-        let waited = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        let waited = u64::try_from(self.clock.now().saturating_sub(started).as_nanos()).unwrap_or(u64::MAX);
         self.stall_nanos.fetch_add(waited, SeqCst);
         result
     }

@@ -516,9 +516,13 @@ impl Memtable {
 
     /// Drops the versions no snapshot at or above `horizon` can read; returns the keys left
     /// holding only a deletion at or below `horizon`, for [`Memtable::remove_dead`].
-    pub(crate) fn reclaim(&self, horizon: Lsn) -> Vec<Key> {
+    ///
+    /// At most `budget` noted versions are visited: a commit reclaims a bounded share, so that
+    /// a backlog (a snapshot held long, then released) is worked off over many commits rather
+    /// than by one.
+    pub(crate) fn reclaim(&self, horizon: Lsn, budget: usize) -> Vec<Key> {
         let mut dead = Vec::new();
-        loop {
+        for _ in 0..budget {
             let key = {
                 let mut reclaim = self.reclaim.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                 match reclaim.front() {
@@ -700,7 +704,7 @@ mod tests {
         assert_eq!(m.first_written_after(all, Lsn(6)), None);
         // Reclaiming at a horizon of 5 keeps every newest version: a snapshot at 5 still sees
         // that "a" was written after it.
-        assert!(m.reclaim(Lsn(5)).contains(&b));
+        assert!(m.reclaim(Lsn(5), usize::MAX).contains(&b));
         assert_eq!(m.newest_lsn(b"a"), Some(Lsn(6)));
         assert_eq!(m.first_written_after(all, Lsn(5)).as_deref(), Some(&b"a"[..]));
         // A slot found before the insertion takes the version without a second search.
@@ -733,7 +737,7 @@ mod tests {
         m.insert(&b, Lsn(4), None);
         let read = m.slot(b"b");
         let mut write = m.claim(&b);
-        assert_eq!(m.reclaim(Lsn(4)), vec![b.clone()]);
+        assert_eq!(m.reclaim(Lsn(4), usize::MAX), vec![b.clone()]);
         m.remove_dead(std::slice::from_ref(&b), Lsn(4));
         assert_eq!(m.key_count(), 1);
         assert_eq!(m.newest_lsn_in(&read, b"b"), None, "removed, and not written since");
@@ -762,15 +766,33 @@ mod tests {
         m.insert(&Key::from(&b"a"[..]), Lsn(3), v("3"));
         m.insert(&Key::from(&b"b"[..]), Lsn(4), v("b"));
         m.insert(&Key::from(&b"b"[..]), Lsn(5), None);
-        assert!(m.reclaim(Lsn(2)).is_empty());
+        assert!(m.reclaim(Lsn(2), usize::MAX).is_empty());
         assert_eq!(m.version_count(b"a"), 2);
         assert_eq!(m.get(b"a", Lsn(2)).as_deref(), Some(&b"2"[..]));
         assert_eq!(m.get(b"a", Lsn(3)).as_deref(), Some(&b"3"[..]));
-        let dead = m.reclaim(Lsn(5));
+        let dead = m.reclaim(Lsn(5), usize::MAX);
         assert_eq!(m.version_count(b"a"), 1);
         assert_eq!(dead, vec![Key::from(&b"b"[..])]);
         m.remove_dead(&dead, Lsn(5));
         assert_eq!(m.key_count(), 1);
         assert_eq!(m.range((Bound::Unbounded, Bound::Unbounded), Lsn(9), 10).len(), 1);
+    }
+
+    #[test]
+    fn reclaim_visits_at_most_its_budget() {
+        let m = Memtable::new();
+        let keys: Vec<Key> = (0..10u8).map(|i| Key::new(&[b'k', i])).collect();
+        for (i, k) in keys.iter().enumerate() {
+            let i = i as u64;
+            m.insert(k, Lsn(1 + 2 * i), v("old"));
+            m.insert(k, Lsn(2 + 2 * i), v("new"));
+        }
+        let versions = |m: &Memtable| keys.iter().map(|k| m.version_count(k)).sum::<usize>();
+        assert_eq!(versions(&m), 20);
+        m.reclaim(Lsn(100), 3);
+        assert_eq!(versions(&m), 17, "three keys' old versions dropped, no more");
+        m.reclaim(Lsn(100), usize::MAX);
+        assert_eq!(versions(&m), 10, "the rest on the next call");
+        assert!(!m.may_reclaim(Lsn(100)), "nothing left noted");
     }
 }

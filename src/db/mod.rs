@@ -906,6 +906,9 @@ pub(crate) fn lock_spinning<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T>
     lock(mutex)
 }
 
+/// Versions a commit's [`Inner::maintain`] reclaims at most (a few microseconds of work).
+const RECLAIM_PER_COMMIT: usize = 256;
+
 /// Tries of [`lock_spinning`] before it sleeps.
 const SPINS: u32 = 64;
 
@@ -1086,7 +1089,7 @@ impl<D: Disk + Clone, C: Clock + Clone> Inner<D, C> {
             return;
         }
         let horizon = self.horizon();
-        let dead = view.active.reclaim(horizon);
+        let dead = view.active.reclaim(horizon, RECLAIM_PER_COMMIT);
         if !dead.is_empty() {
             let _seq = lock(&self.sequencer);
             // A key left with a lone deletion is removed only while nothing lies below its

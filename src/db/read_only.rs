@@ -24,9 +24,9 @@ const LOAD_TRIES: u32 = 3;
 /// - **Works beside a live owner.** Since it takes no lock, it opens a directory that a
 ///   running process holds. Its view is the state on disk when it was opened: commits that
 ///   process acknowledged later, or had not yet written, are not in it. A record being written
-///   at that moment reads as a torn tail and is left out. A checkpoint taken meanwhile can
-///   remove the log segments the open was reading: the open then loads again (three loads at
-///   most), from the new checkpoint.
+///   at that moment reads as a torn tail and is left out. A flush (or checkpoint) the owner
+///   runs meanwhile can remove the log segments the open was reading: the open then loads
+///   again (three loads at most), from the new manifest.
 /// - **A prefix, as recovery would load it.** The state is that of the first K commits in LSN
 ///   order, as [`Db::open`](super::Db::open) would load it (without cutting anything).
 ///
@@ -76,8 +76,8 @@ impl<D: Disk + Clone> ReadOnlyDb<D> {
     /// [`Error::NotWaldb`] if `dir` is missing or holds no `wal/` directory (nothing is created);
     /// [`Error::Corrupt`], [`Error::UnsupportedVersion`] or [`Error::Io`] as
     /// [`Db::open`](super::Db::open) reports them — for a corrupt or unreadable file, after
-    /// three loads, since a checkpoint a live owner takes during a load can remove the segments
-    /// it reads.
+    /// three loads, since a flush a live owner runs during a load can remove the segments it
+    /// reads.
     pub fn open_with(disk: &D, dir: &Path, options: &DbOptions) -> Result<Self> {
         let not_waldb = |reason: &str| Error::NotWaldb { path: dir.to_path_buf(), reason: reason.to_owned() };
         if !disk.is_dir(dir) {
@@ -92,9 +92,9 @@ impl<D: Disk + Clone> ReadOnlyDb<D> {
             let reads = Arc::new(std::sync::atomic::AtomicU64::new(0));
             match load::load(disk, dir, options, options.block_cache().as_ref(), &reads) {
                 Ok(loaded) => break loaded,
-                // A checkpoint a live owner took meanwhile may have removed segments this load
-                // was reading (a missing file, or a log that now starts after the checkpoint
-                // read): the next load reads the new checkpoint. Real damage fails every time.
+                // A flush a live owner ran meanwhile may have removed segments this load was
+                // reading (a missing file, or a log that now starts after the manifest read):
+                // the next load reads the new manifest. Real damage fails every time.
                 Err(e) if tries < LOAD_TRIES && (e.is_corrupt() || matches!(e, Error::Io { .. })) => {}
                 Err(e) => return Err(e),
             }
@@ -108,7 +108,8 @@ impl<D: Disk + Clone> ReadOnlyDb<D> {
         self.lsn
     }
 
-    /// The LSN of the checkpoint the view was loaded from, if any.
+    /// The LSN up to which the view's sorted tables hold every commit (the manifest's), if the
+    /// database has a manifest.
     pub fn checkpoint_lsn(&self) -> Option<Lsn> {
         self.checkpoint
     }

@@ -131,8 +131,9 @@ impl<F: DiskFile> Table<F> {
         self.index.memory_bytes() + self.filter.len() + std::mem::size_of::<Self>()
     }
 
-    /// Data blocks read from the file since the table was opened (a block found in the cache
-    /// is not read).
+    /// Data blocks read from the file for reads since the table was opened (a block found in
+    /// the cache is not read; a compaction's reads do not count). Within a database the count
+    /// is shared by all its tables ([`DbStats::block_reads`](crate::db::DbStats::block_reads)).
     pub fn block_reads(&self) -> u64 {
         self.block_reads.load(Relaxed)
     }

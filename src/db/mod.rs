@@ -66,10 +66,13 @@
 //! `checkpoint` file (the whole-state format of earlier releases) is refused with
 //! [`Error::UnsupportedVersion`].
 //!
-//! The code, by job: `view.rs` (the layers a read consults), `flush.rs` (freezing and
-//! flushing, the background flusher, write stalls), `load.rs` (what an open reads),
-//! `memtable.rs`, `txn.rs` (transactions and the commit's serial step), `snapshots.rs` (the
-//! horizon), `table/` and `manifest.rs` (the files).
+//! The code, by job: `open.rs` (the steps of an open), `load.rs` (what an open reads: the
+//! manifest, the tables, the log replay), `sequencer.rs` (the commit's serial step and what it
+//! keeps), `txn.rs` (transactions and the wait for a commit), `view.rs` (the layers a read
+//! consults), `iter.rs` (streaming iterators), `memtable.rs`, `flush.rs` (freezing and
+//! flushing, the background flusher, write stalls), `compact.rs` (leveled compaction),
+//! `cache.rs` (the block cache), `snapshots.rs` (the horizon), `table/` and `manifest.rs`
+//! (the files).
 
 mod bloom;
 mod cache;
@@ -81,8 +84,10 @@ mod load;
 #[doc(hidden)] // public for the fuzzers and the tests; the database's own format
 pub mod manifest;
 mod memtable;
+mod open;
 mod options;
 mod read_only;
+mod sequencer;
 mod snapshots;
 #[doc(hidden)] // public for the fuzzers and the tests; the database's own format
 pub mod table;
@@ -102,12 +107,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 
 use crate::clock::{Clock, SystemClock};
-use crate::disk::{Disk, DiskFile, OpenMode, StdDisk};
-use crate::error::{Error, IoContext, Result};
+use crate::disk::{Disk, StdDisk};
+use crate::error::{Error, Result};
 use crate::types::{Lsn, TxnId};
-use crate::wal::segment::create_dir_durable;
-use crate::wal::{LogWriter, RecoveryReport, Wal, WalStats};
+use crate::wal::{RecoveryReport, Wal, WalStats};
 use flush::{Mailbox, TreeState};
+use sequencer::Sequencer;
 use snapshots::Snapshots;
 use view::View;
 
@@ -253,79 +258,6 @@ impl<D: Disk + Clone, C: Clock + Clone> std::fmt::Debug for Db<D, C> {
     }
 }
 
-/// The writes of the latest commits, for validating scanned ranges.
-///
-/// A commit validates its points against the memtable under the sequencer's lock (the newest
-/// version of a key is its last write), at places it found before the lock. A scanned range is
-/// validated in two steps, so that a long range is not walked inside the lock: before the lock,
-/// against the memtable at the watermark `sequenced` (every commit at or below it has its
-/// versions in the memtable); under the lock, against the entries here above that watermark —
-/// the commits sequenced meanwhile.
-///
-/// A commit notes its writes here only while some transaction is between reading the watermark
-/// and its check under the lock (`Inner::range_checks` is above zero); otherwise it drops every
-/// entry. That loses nothing: the checker adds itself to `range_checks` and then reads the
-/// watermark, and a commit stores `sequenced` and then reads `range_checks` (all `SeqCst`). A
-/// commit that read zero did so before the checker added itself, so its store of `sequenced`
-/// came before the checker's read, whose watermark is therefore at or above the commit's LSN:
-/// the checker finds its writes in the memtable.
-#[derive(Default)]
-struct Sequencer {
-    /// (commit LSN, a key it wrote), in LSN order, at most [`RECENT_MAX`] entries and
-    /// [`RECENT_KEY_BYTES_MAX`] bytes of keys: one entry per key, so that a commit allocates
-    /// nothing here.
-    recent: VecDeque<(Lsn, Key)>,
-    /// The bytes of the keys in `recent`.
-    recent_key_bytes: usize,
-    /// The highest LSN whose entries were dropped from `recent`: a commit whose watermark is
-    /// below it validates its ranges against the memtable again, under the lock.
-    dropped_through: Lsn,
-}
-
-/// Entries [`Sequencer::recent`] keeps.
-const RECENT_MAX: usize = 1 << 16;
-
-/// Bytes of keys [`Sequencer::recent`] keeps: a key the memtable dropped stays alive there.
-const RECENT_KEY_BYTES_MAX: usize = 16 << 20;
-
-impl Sequencer {
-    /// Notes that the commit at `lsn` wrote `key`.
-    fn note(&mut self, lsn: Lsn, key: &Key) {
-        debug_assert!(self.recent.back().is_none_or(|(l, _)| *l <= lsn), "entries in LSN order");
-        self.recent.push_back((lsn, key.clone()));
-        self.recent_key_bytes += key.len();
-        while self.recent.len() > RECENT_MAX || self.recent_key_bytes > RECENT_KEY_BYTES_MAX {
-            let (dropped, dropped_key) = self.recent.pop_front().expect("over a limit: not empty");
-            self.recent_key_bytes -= dropped_key.len();
-            self.dropped_through = dropped;
-        }
-    }
-
-    /// Drops every entry: no transaction has a watermark below the commit that calls this
-    /// (see the type's docs).
-    fn forget(&mut self) {
-        if let Some((last, _)) = self.recent.back() {
-            self.dropped_through = *last;
-            self.recent.clear();
-            self.recent_key_bytes = 0;
-        }
-    }
-
-    /// A key in one of `ranges` written by a commit above `watermark`, or `None` when the
-    /// entries above `watermark` are no longer all kept (the caller checks the memtable).
-    fn range_written_above<'a>(
-        &'a self,
-        ranges: &[(OwnedBound, OwnedBound)],
-        watermark: Lsn,
-    ) -> Option<Option<&'a [u8]>> {
-        if self.dropped_through > watermark {
-            return None;
-        }
-        let newer = self.recent.iter().rev().take_while(|(l, _)| *l > watermark);
-        Some(newer.map(|(_, k)| &**k).find(|k| ranges.iter().any(|r| contains(r, k))))
-    }
-}
-
 /// A range of keys with owned bounds (a transaction's scanned range).
 pub(crate) type OwnedBound = Bound<Box<[u8]>>;
 
@@ -342,12 +274,6 @@ pub(crate) fn range_is_empty(range: (Bound<&[u8]>, Bound<&[u8]>)) -> bool {
         (Bound::Included(a) | Bound::Excluded(a), Bound::Included(b) | Bound::Excluded(b)) => a >= b,
         _ => false,
     }
-}
-
-/// Whether `key` lies in `range`.
-fn contains(range: &(OwnedBound, OwnedBound), key: &[u8]) -> bool {
-    use std::ops::RangeBounds;
-    (borrowed(&range.0), borrowed(&range.1)).contains(key)
 }
 
 pub(crate) struct Inner<D: Disk + Clone, C: Clock + Clone> {
@@ -414,167 +340,7 @@ pub(crate) struct Inner<D: Disk + Clone, C: Clock + Clone> {
     _lock: D::File,
 }
 
-impl Db {
-    /// Opens (or creates) the database in `path` with the default options, on real files.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Locked`] if it is already open; [`Error::Corrupt`] for damage recovery cannot
-    /// explain; [`Error::Io`] for failed file operations.
-    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
-        Self::open_with(StdDisk, SystemClock::new(), path.as_ref(), DbOptions::default()).map(|(db, _)| db)
-    }
-
-    /// Opens the database in `path` with `options`, on real files, and reports what recovery did.
-    ///
-    /// # Errors
-    ///
-    /// As [`Db::open`]; [`Error::InvalidConfig`] for bad options.
-    pub fn open_opts(path: impl AsRef<Path>, options: DbOptions) -> Result<(Self, OpenReport)> {
-        Self::open_with(StdDisk, SystemClock::new(), path.as_ref(), options)
-    }
-}
-
 impl<D: Disk + Clone, C: Clock + Clone> Db<D, C> {
-    /// Opens the database in `dir` on `disk` with `clock`: takes the lock, bumps the epoch,
-    /// reads the manifest and opens its tables, removes orphaned tables, replays the log above
-    /// the manifest's LSN, and resumes the log.
-    ///
-    /// # Errors
-    ///
-    /// As [`Db::open_opts`].
-    pub fn open_with(disk: D, clock: C, dir: &Path, options: DbOptions) -> Result<(Self, OpenReport)> {
-        // The open's events (recovery, the report) are inside this span.
-        let _span = tracing::info_span!("waldb::open", dir = %dir.display()).entered();
-        options.validate()?;
-        create_dir_durable(&disk, dir)?;
-        let lock_path = dir.join(LOCK_FILE);
-        let lock_file = match disk.open(&lock_path, OpenMode::ReadWrite) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                match disk.open(&lock_path, OpenMode::CreateNew) {
-                    Ok(f) => f,
-                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                        disk.open(&lock_path, OpenMode::ReadWrite).ctx("open", &lock_path)?
-                    }
-                    Err(e) => return Err(Error::io("create", &lock_path, e)),
-                }
-            }
-            Err(e) => return Err(Error::io("open", &lock_path, e)),
-        };
-        if !lock_file.try_lock().ctx("lock", &lock_path)? {
-            return Err(Error::Locked { path: lock_path });
-        }
-        load::refuse_old_format(&disk, dir)?;
-        let epoch = bump_epoch(&disk, dir)?;
-
-        let size_limits = options.limits();
-        let wal_dir = dir.join(WAL_DIR);
-        create_dir_durable(&disk, &wal_dir)?;
-        let cache = options.block_cache();
-        let block_reads = Arc::new(AtomicU64::new(0));
-        let load::Loaded { view, manifest, txns_replayed, reached, next_txn_floor, wal: report } =
-            load::load(&disk, dir, &options, cache.as_ref(), &block_reads)?;
-        let orphans_removed = manifest::remove_orphans(&disk, dir, manifest.as_ref())?;
-        let log_lsn = manifest.as_ref().map_or(Lsn::ZERO, |m| m.log_lsn);
-        let had_manifest = manifest.is_some();
-        let tables = manifest.as_ref().map_or(0, |m| m.tables.len() as u64);
-        let wal_options = options.wal_options();
-        let writer = LogWriter::resume(disk.clone(), &wal_dir, wal_options, &report)?;
-        if writer.next_lsn() <= log_lsn {
-            return Err(Error::corrupt(
-                dir.join(manifest::MANIFEST_FILE),
-                0,
-                format!(
-                    "the tables hold up to LSN {log_lsn}, beyond the end of the log ({})",
-                    writer.next_lsn()
-                ),
-            ));
-        }
-        let wal = Wal::from_writer(disk.clone(), clock.clone(), writer, options.wal_config())?;
-        let first_txn = (epoch << TXN_COUNTER_BITS).max(next_txn_floor).max(1);
-        let inner = Arc::new(Inner {
-            dir: dir.to_path_buf(),
-            disk,
-            options,
-            limits: size_limits,
-            clock,
-            wal,
-            view: view::ViewCell::new(view),
-            active_generation: AtomicU64::new(0),
-            sequencer: Mutex::new(Sequencer::default()),
-            sequenced: AtomicU64::new(reached.0),
-            range_checks: AtomicU64::new(0),
-            pending: Mutex::new(VecDeque::new()),
-            visible: AtomicU64::new(reached.0),
-            snapshots: Snapshots::new(),
-            next_txn: AtomicU64::new(first_txn),
-            epoch: Mutex::new(epoch),
-            tree: Mutex::new(TreeState::new(manifest)),
-            mailbox: Arc::new(Mailbox::default()),
-            background: Mutex::new(Vec::new()),
-            cache,
-            compacting: Mutex::new(()),
-            compact_state: Mutex::new(compact::CompactState::default()),
-            compactions: AtomicU64::new(0),
-            compaction_bytes_read: AtomicU64::new(0),
-            compaction_bytes_written: AtomicU64::new(0),
-            flush_bytes_written: AtomicU64::new(0),
-            block_reads,
-            last_flush_error: Mutex::new(None),
-            freezes: AtomicU64::new(0),
-            stalls: AtomicU64::new(0),
-            stall_nanos: AtomicU64::new(0),
-            commits: AtomicU64::new(0),
-            conflicts: AtomicU64::new(0),
-            checkpoints: AtomicU64::new(0),
-            closed: AtomicBool::new(false),
-            close_result: Mutex::new(None),
-            _lock: lock_file,
-        });
-        if inner.in_background() {
-            let (weak, mailbox) = (Arc::downgrade(&inner), Arc::clone(&inner.mailbox));
-            let flusher = std::thread::Builder::new()
-                .name("waldb-flush".into())
-                .spawn(move || flush::flush_loop(&mailbox, &weak))
-                .map_err(|e| Error::io("spawn", "waldb-flush", e))?;
-            lock(&inner.background).push(flusher);
-            let (weak, mailbox) = (Arc::downgrade(&inner), Arc::clone(&inner.mailbox));
-            let compactor = std::thread::Builder::new()
-                .name("waldb-compact".into())
-                .spawn(move || compact::compact_loop(&mailbox, &weak))
-                .map_err(|e| Error::io("spawn", "waldb-compact", e))?;
-            lock(&inner.background).push(compactor);
-            inner.mailbox.request_compaction();
-        }
-        // A log replayed past the memtable's size is flushed as soon as it can be.
-        if inner.active_full(&inner.view()) {
-            let _seq = lock(&inner.sequencer);
-            inner.freeze(reached);
-        }
-        inner.mailbox.request();
-        let report = OpenReport {
-            checkpoint_lsn: had_manifest.then_some(log_lsn),
-            tables,
-            orphans_removed,
-            txns_replayed,
-            wal: report,
-            lsn: reached,
-            epoch,
-        };
-        tracing::info!(
-            dir = %dir.display(),
-            checkpoint_lsn = report.checkpoint_lsn.map(|l| l.0),
-            tables = report.tables,
-            orphans_removed = report.orphans_removed,
-            txns_replayed = report.txns_replayed,
-            lsn = report.lsn.0,
-            epoch,
-            "database opened"
-        );
-        Ok((Db { inner }, report))
-    }
-
     /// Begins a transaction with the database's default isolation, reading from a snapshot of
     /// everything visible now.
     ///
@@ -884,88 +650,8 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// [`lock`] for a short critical section that many threads queue for (the sequencer): spins
-/// for the lock a while before sleeping on it, since on many cores a hand-off to a sleeping
-/// thread (a wake-up, then a wait for a CPU) costs more than the section itself.
-pub(crate) fn lock_spinning<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    for i in 0..SPINS {
-        match mutex.try_lock() {
-            Ok(guard) => return guard,
-            Err(std::sync::TryLockError::Poisoned(p)) => return p.into_inner(),
-            Err(std::sync::TryLockError::WouldBlock) => {
-                if i < SPINS / 2 {
-                    for _ in 0..(1 << (i % 6)) {
-                        std::hint::spin_loop();
-                    }
-                } else {
-                    std::thread::yield_now();
-                }
-            }
-        }
-    }
-    lock(mutex)
-}
-
 /// Versions a commit's [`Inner::maintain`] reclaims at most (a few microseconds of work).
 const RECLAIM_PER_COMMIT: usize = 256;
-
-/// Tries of [`lock_spinning`] before it sleeps.
-const SPINS: u32 = 64;
-
-/// Reads, bumps and durably writes the epoch of `dir`; returns the new epoch.
-fn bump_epoch<D: Disk>(disk: &D, dir: &Path) -> Result<u64> {
-    let path = dir.join(EPOCH_FILE);
-    let (file, previous, created) = match disk.open(&path, OpenMode::ReadWrite) {
-        // Empty, shorter than an epoch (a full disk kept part of the first write), or 12 zero
-        // bytes (a length that reached the disk without its data): the open that created the
-        // file failed or crashed before its first epoch was durable, and an open that gets past
-        // that point never shrinks or zeroes the file again (bumps rewrite the 12 bytes in
-        // place: a failed one cannot make the file shorter). No epoch was ever used: start
-        // from 0, as for a new file, and make its name durable too.
-        Ok(f) if f.len().ctx("stat", &path)? < EPOCH_BYTES as u64 => (f, 0, true),
-        Ok(f) => {
-            let mut b = [0u8; EPOCH_BYTES];
-            f.read_exact_at(&mut b, 0).ctx("read", &path)?;
-            if b == [0u8; EPOCH_BYTES] {
-                (f, 0, true)
-            } else {
-                let epoch = u64::from_le_bytes(b[..8].try_into().expect("8 bytes"));
-                let crc = u32::from_le_bytes(b[8..].try_into().expect("4 bytes"));
-                if crc32c::crc32c(&b[..8]) != crc {
-                    return Err(Error::corrupt(&path, 0, "epoch checksum mismatch"));
-                }
-                (f, epoch, false)
-            }
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            (disk.open(&path, OpenMode::CreateNew).ctx("create", &path)?, 0, true)
-        }
-        Err(e) => return Err(Error::io("open", &path, e)),
-    };
-    let epoch = previous + 1;
-    if epoch >= 1 << (64 - TXN_COUNTER_BITS) {
-        return Err(Error::InvalidConfig {
-            reason: "the database has used every transaction-id epoch".into(),
-        });
-    }
-    write_epoch(&file, &path, epoch)?;
-    if created {
-        disk.sync_dir(dir).ctx("sync_dir", dir)?;
-    }
-    Ok(epoch)
-}
-
-/// The length of `EPOCH`: the epoch (8 bytes, little-endian) and its CRC-32C (4 bytes).
-const EPOCH_BYTES: usize = 12;
-
-fn write_epoch<F: DiskFile>(file: &F, path: &Path, epoch: u64) -> Result<()> {
-    let mut b = [0u8; EPOCH_BYTES];
-    b[..8].copy_from_slice(&epoch.to_le_bytes());
-    let crc = crc32c::crc32c(&b[..8]);
-    b[8..].copy_from_slice(&crc.to_le_bytes());
-    file.write_all_at(&b, 0).ctx("write", path)?;
-    file.sync_all().ctx("sync_all", path)
-}
 
 impl<D: Disk + Clone, C: Clock + Clone> Inner<D, C> {
     fn check_key(&self, key: &[u8]) -> Result<()> {
@@ -991,7 +677,7 @@ impl<D: Disk + Clone, C: Clock + Clone> Inner<D, C> {
             if cur & TXN_COUNTER_MASK == TXN_COUNTER_MASK {
                 let mut epoch = lock(&self.epoch);
                 if self.next_txn.load(SeqCst) == cur {
-                    let next = bump_epoch(&self.disk, &self.dir)?;
+                    let next = open::bump_epoch(&self.disk, &self.dir)?;
                     *epoch = next;
                     self.next_txn.store(next << TXN_COUNTER_BITS, SeqCst);
                 }
@@ -1136,91 +822,5 @@ impl<D: Disk + Clone, C: Clock + Clone> Drop for Inner<D, C> {
     fn drop(&mut self) {
         // The flusher ends on its own; the log's own drop drains and syncs.
         self.mailbox.shut_down();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn key(s: &str) -> Key {
-        Key::new(s.as_bytes())
-    }
-
-    fn range(lo: &str, hi: &str) -> (OwnedBound, OwnedBound) {
-        (Bound::Included(lo.as_bytes().into()), Bound::Excluded(hi.as_bytes().into()))
-    }
-
-    #[test]
-    fn recent_writes_above_the_watermark_in_a_range_are_found() {
-        let mut seq = Sequencer::default();
-        seq.note(Lsn(1), &key("b"));
-        seq.note(Lsn(2), &key("x"));
-        seq.note(Lsn(3), &key("c"));
-        let ranges = [range("a", "d")];
-        // Above 0: "c" (LSN 3) is found first, newest first; "b" at LSN 1 also counts.
-        assert_eq!(seq.range_written_above(&ranges, Lsn(0)), Some(Some(&b"c"[..])));
-        assert_eq!(seq.range_written_above(&ranges, Lsn(2)), Some(Some(&b"c"[..])));
-        // Nothing in the range above LSN 3, and "x" is outside it.
-        assert_eq!(seq.range_written_above(&ranges, Lsn(3)), Some(None));
-        assert_eq!(seq.range_written_above(&[range("w", "y")], Lsn(1)), Some(Some(&b"x"[..])));
-        assert_eq!(seq.range_written_above(&[range("w", "y")], Lsn(2)), Some(None));
-        // The bounds: excluded end, included start.
-        assert_eq!(seq.range_written_above(&[range("a", "c")], Lsn(2)), Some(None));
-        assert_eq!(seq.range_written_above(&[range("c", "d")], Lsn(2)), Some(Some(&b"c"[..])));
-        assert_eq!(seq.range_written_above(&[], Lsn(0)), Some(None));
-    }
-
-    #[test]
-    fn a_watermark_below_what_was_dropped_asks_for_the_memtable() {
-        let mut seq = Sequencer::default();
-        let total = RECENT_MAX as u64 + 10;
-        for lsn in 1..=total {
-            seq.note(Lsn(lsn), &key("k"));
-        }
-        assert_eq!(seq.recent.len(), RECENT_MAX, "bounded");
-        assert_eq!(seq.dropped_through, Lsn(10));
-        let ranges = [range("a", "z")];
-        // Entries above 9 were dropped (LSN 10): unknown; above 10 all are kept.
-        assert_eq!(seq.range_written_above(&ranges, Lsn(9)), None);
-        assert_eq!(seq.range_written_above(&ranges, Lsn(10)), Some(Some(&b"k"[..])));
-        assert_eq!(seq.range_written_above(&ranges, Lsn(total)), Some(None));
-    }
-
-    #[test]
-    fn forgetting_drops_every_entry_and_marks_them_dropped() {
-        let mut seq = Sequencer::default();
-        seq.forget();
-        assert_eq!(seq.dropped_through, Lsn(0), "nothing to forget");
-        seq.note(Lsn(4), &key("b"));
-        seq.note(Lsn(5), &key("c"));
-        seq.forget();
-        assert!(seq.recent.is_empty());
-        assert_eq!((seq.recent_key_bytes, seq.dropped_through), (0, Lsn(5)));
-        let ranges = [range("a", "d")];
-        assert_eq!(seq.range_written_above(&ranges, Lsn(4)), None, "below what was forgotten");
-        assert_eq!(seq.range_written_above(&ranges, Lsn(5)), Some(None));
-        seq.note(Lsn(6), &key("b"));
-        assert_eq!(seq.range_written_above(&ranges, Lsn(5)), Some(Some(&b"b"[..])));
-    }
-
-    #[test]
-    fn recent_writes_are_bounded_in_key_bytes_too() {
-        let mut seq = Sequencer::default();
-        let big = Key::new(&vec![b'k'; 64 << 10]);
-        let per_key = big.len();
-        let kept = RECENT_KEY_BYTES_MAX / per_key;
-        for lsn in 1..=(kept as u64 + 3) {
-            seq.note(Lsn(lsn), &big);
-        }
-        assert_eq!(seq.recent.len(), kept);
-        assert_eq!(seq.recent_key_bytes, kept * per_key);
-        assert!(seq.recent_key_bytes <= RECENT_KEY_BYTES_MAX);
-        assert_eq!(seq.dropped_through, Lsn(3));
-        assert_eq!(seq.range_written_above(&[range("a", "z")], Lsn(2)), None);
-        assert_eq!(
-            seq.range_written_above(&[range("a", "z")], Lsn(3)).map(|k| k.map(<[u8]>::len)),
-            Some(Some(per_key))
-        );
     }
 }

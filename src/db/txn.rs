@@ -7,19 +7,17 @@ use std::future::Future;
 use std::ops::{Bound, RangeBounds};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::task::{Context, Poll};
 
 use super::Key;
 use super::iter::{DbRange, TxnRange};
 use super::memtable::Value;
-use super::view::View;
-use super::{Inner, Isolation, OwnedBound, Pair, borrowed, lock};
+use super::{Inner, Isolation, OwnedBound, Pair};
 use crate::clock::{Clock, SystemClock};
 use crate::disk::{Disk, StdDisk};
-use crate::error::{ConflictOn, Error, Result};
+use crate::error::{Error, Result};
 use crate::types::{Lsn, TxnId};
-use crate::wal::{Durability, Op, RecordKind, Ticket, encode_txn, encode_txn_ops};
+use crate::wal::{Durability, Ticket};
 
 /// A transaction: reads from the snapshot taken when it began (its own writes first), writes
 /// buffered until [`Transaction::commit`]. Dropping it, or [`Transaction::abort`], discards
@@ -29,15 +27,15 @@ use crate::wal::{Durability, Op, RecordKind, Ticket, encode_txn, encode_txn_ops}
 /// the commit fails with [`Error::Conflict`] if a transaction that committed after the snapshot
 /// wrote any of them (or any key this one writes).
 pub struct Transaction<D: Disk + Clone = StdDisk, C: Clock + Clone = SystemClock> {
-    db: Arc<Inner<D, C>>,
-    id: TxnId,
-    snapshot: Lsn,
-    isolation: Isolation,
-    writes: BTreeMap<Key, Option<Value>>,
+    pub(super) db: Arc<Inner<D, C>>,
+    pub(super) id: TxnId,
+    pub(super) snapshot: Lsn,
+    pub(super) isolation: Isolation,
+    pub(super) writes: BTreeMap<Key, Option<Value>>,
     /// Encoded size of the transaction record so far.
-    payload_bytes: u64,
-    reads: BTreeSet<Box<[u8]>>,
-    ranges: Vec<(OwnedBound, OwnedBound)>,
+    pub(super) payload_bytes: u64,
+    pub(super) reads: BTreeSet<Box<[u8]>>,
+    pub(super) ranges: Vec<(OwnedBound, OwnedBound)>,
     /// Set once the snapshot was released (committed or aborted).
     finished: bool,
 }
@@ -319,264 +317,6 @@ impl<D: Disk + Clone, C: Clock + Clone> Transaction<D, C> {
             self.finished = true;
             self.db.release_snapshot(self.id.0, self.snapshot);
         }
-    }
-
-    /// The conflict of the first scanned range in which `written_after` finds a key.
-    fn range_conflict(
-        &self,
-        written_after: impl Fn((Bound<&[u8]>, Bound<&[u8]>)) -> Option<Key>,
-    ) -> Option<Conflict> {
-        self.ranges
-            .iter()
-            .find_map(|(s, e)| written_after((borrowed(s), borrowed(e))))
-            .map(|k| range_conflict(&k))
-    }
-
-    /// Counts a failed validation; the error for it.
-    fn conflict(&self, found: Conflict) -> Error {
-        self.db.conflicts.fetch_add(1, SeqCst);
-        let Conflict { key, on, reason } = found;
-        Error::Conflict { key, on, reason }
-    }
-
-    /// The serial step: validate, append, install versions. No I/O happens here unless the
-    /// log's queue is full (back-pressure).
-    fn sequence(&mut self, durability: Durability) -> Result<Option<Ticket>> {
-        if self.db.closed.load(SeqCst) {
-            return Err(Error::Closed);
-        }
-        if self.writes.is_empty() {
-            return Ok(None);
-        }
-        let ops = self.writes.iter().map(|(k, v)| match v {
-            Some(v) => Op::Put { key: k, value: v },
-            None => Op::Delete { key: k },
-        });
-        // Into a buffer the log has written before: steady commits allocate nothing here.
-        let mut payload = self.db.wal.buffer();
-        payload.reserve(usize::try_from(self.payload_bytes).unwrap_or(0));
-        encode_txn_ops(&mut payload, self.id, ops.clone());
-        debug_assert_eq!(payload.len() as u64, self.payload_bytes);
-        let mut payload = Some(payload);
-        // The layers as of now. A freeze (under the sequencer's lock) replaces the active
-        // memtable: a commit that finds it replaced under the lock starts over.
-        loop {
-            let view = self.db.view.load();
-            if self.db.needs_room(&view) {
-                // Back-pressure: wait while too many memtables wait for their flush.
-                self.db.wait_for_room()?;
-                continue;
-            }
-            if let Some(done) = self.sequence_in(&view, durability, &mut payload) {
-                return done;
-            }
-        }
-    }
-
-    /// [`Transaction::sequence`] on `view`: `None` if a freeze replaced its active memtable
-    /// before the sequencer's lock was taken (nothing was done; try again on the new view).
-    fn sequence_in(
-        &mut self,
-        view: &View<D::File>,
-        durability: Durability,
-        payload: &mut Option<Vec<u8>>,
-    ) -> Option<Result<Option<Ticket>>> {
-        let ops = self.writes.iter().map(|(k, v)| match v {
-            Some(v) => Op::Put { key: k, value: v },
-            None => Op::Delete { key: k },
-        });
-        let db = &*self.db;
-        let serializable = self.isolation == Isolation::Serializable;
-        let (mut seq, slots, conflict) = {
-            // The scanned ranges against the memtable, outside the lock: every commit at or below
-            // `watermark` has its versions there; those above it are checked under the lock.
-            let checking =
-                (serializable && !self.ranges.is_empty()).then(|| RangeCheck::enter(&db.range_checks));
-            let watermark = Lsn(db.sequenced.load(SeqCst));
-            let ranges = serializable
-                .then(|| self.range_conflict(|r| view.active.first_written_after(r, self.snapshot)));
-            // Below the active memtable nothing is written any more: the newest versions there,
-            // looked up now (they may need table reads), stay the newest under the lock unless a
-            // freeze moved the active memtable down, which is checked there.
-            let lower_ranges = if serializable && !self.ranges.is_empty() && view.has_lower() {
-                let found = self.ranges.iter().find_map(|(s, e)| {
-                    view.first_written_after_below_active((borrowed(s), borrowed(e)), self.snapshot)
-                        .map(|k| k.map(|k| range_conflict(&k)))
-                        .transpose()
-                });
-                match found.transpose() {
-                    Ok(c) => c,
-                    Err(e) => return Some(Err(e)),
-                }
-            } else {
-                None
-            };
-            // With nothing below the active memtable (most commits), nothing is looked up or
-            // allocated here: the lists stay empty and read as `None`.
-            let (lower_reads, lower_writes) = if view.has_lower() {
-                let reads: Result<Vec<Option<Lsn>>> = self
-                    .reads
-                    .iter()
-                    .filter(|_| serializable)
-                    .map(|k| view.newest_lsn_below_active(k))
-                    .collect();
-                let writes: Result<Vec<Option<Lsn>>> =
-                    self.writes.keys().map(|k| view.newest_lsn_below_active(k)).collect();
-                match (reads, writes) {
-                    (Ok(r), Ok(w)) => (r, w),
-                    (Err(e), _) | (_, Err(e)) => return Some(Err(e)),
-                }
-            } else {
-                (Vec::new(), Vec::new())
-            };
-            // The places of the keys read and written, outside the lock: one search per key (and a
-            // new key's node allocated) here, so that the serial step searches for none of them.
-            let read_slots: Vec<_> =
-                self.reads.iter().filter(|_| serializable).map(|k| view.active.slot(k)).collect();
-            let mut slots: Vec<_> = self.writes.keys().map(|k| view.active.claim(k)).collect();
-            let seq = super::lock_spinning(&db.sequencer);
-            if db.active_generation.load(SeqCst) != view.generation {
-                view.active.release(slots);
-                return None;
-            }
-            // The points, under the lock: the newest version of a key is its last write.
-            slots.iter_mut().zip(self.writes.keys()).for_each(|(s, k)| view.active.confirm(s, k));
-            let written_after = |k: &[u8], newest: Option<Lsn>, on: ConflictOn| {
-                newest.filter(|l| *l > self.snapshot).map(|l| conflict_on_key(k, l, on))
-            };
-            let conflict = self
-                .reads
-                .iter()
-                .zip(&read_slots)
-                .zip(lower_reads.iter().copied().chain(std::iter::repeat(None)))
-                .find_map(|((k, s), lower)| {
-                    written_after(k, view.active.newest_lsn_in(s, k).or(lower), ConflictOn::Read)
-                })
-                .or_else(|| {
-                    let mut writes = self
-                        .writes
-                        .keys()
-                        .zip(&slots)
-                        .zip(lower_writes.iter().copied().chain(std::iter::repeat(None)));
-                    writes.find_map(|((k, s), lower)| {
-                        written_after(k, s.newest_lsn().or(lower), ConflictOn::Write)
-                    })
-                })
-                .or(ranges.flatten())
-                .or(lower_ranges)
-                .or_else(|| {
-                    if !serializable || self.ranges.is_empty() {
-                        return None;
-                    }
-                    match seq.range_written_above(&self.ranges, watermark) {
-                        Some(key) => key.map(range_conflict),
-                        // Entries above the watermark were dropped: the whole check again, here
-                        // (in the active memtable: the layers below were checked above).
-                        None => self.range_conflict(|r| view.active.first_written_after(r, self.snapshot)),
-                    }
-                });
-            drop(checking);
-            (seq, slots, conflict)
-        };
-        if let Some(found) = conflict {
-            view.active.release(slots);
-            drop(seq);
-            return Some(Err(self.conflict(found)));
-        }
-        let appended = if crate::mutation::active(crate::mutation::Mutation::TornTransaction) && ops.len() > 1
-        {
-            ops.map(|op| {
-                let mut one = Vec::new();
-                encode_txn(&mut one, self.id, std::slice::from_ref(&op));
-                db.wal.append_with(RecordKind::Txn, &one, durability)
-            })
-            .try_fold(None, |_, t| t.map(Some))
-            .map(|last| last.expect("more than one operation"))
-        } else {
-            db.wal.append_owned_unkicked(RecordKind::Txn, payload.take().expect("appended once"), durability)
-        };
-        let ticket = match appended {
-            Ok(ticket) => ticket,
-            Err(e) => {
-                view.active.release(slots);
-                return Some(Err(e));
-            }
-        };
-        let lsn = ticket.lsn();
-        debug_assert_eq!(slots.len(), self.writes.len());
-        for ((k, v), slot) in self.writes.iter().zip(slots) {
-            view.active.insert_at(slot, k, lsn, v.clone());
-        }
-        lock(&db.pending).push_back((lsn, durability == Durability::Sync));
-        db.sequenced.store(lsn.0, SeqCst);
-        // A full memtable is frozen here, between commits: no commit has claimed places in it
-        // and not yet inserted into them.
-        let froze = db.active_full(view) && db.freeze(lsn);
-        if froze {
-            db.freezes.fetch_add(1, SeqCst);
-        }
-        // After the store: see `Sequencer` for why a commit that reads no checkers may note
-        // nothing.
-        if db.range_checks.load(SeqCst) > 0 {
-            self.writes.keys().for_each(|k| seq.note(lsn, k));
-        } else {
-            seq.forget();
-        }
-        drop(seq);
-        // Outside the sequencer: the wake-up of the background thread is a system call.
-        db.wal.kick_if_waiting(durability);
-        if froze {
-            db.mailbox.request();
-        }
-        Some(Ok(Some(ticket)))
-    }
-}
-
-/// A transaction counted in `Inner::range_checks` from before it reads the watermark until
-/// it is dropped, after its check under the sequencer's lock.
-struct RangeCheck<'a>(&'a AtomicU64);
-
-impl<'a> RangeCheck<'a> {
-    fn enter(checks: &'a AtomicU64) -> Self {
-        checks.fetch_add(1, SeqCst);
-        RangeCheck(checks)
-    }
-}
-
-impl Drop for RangeCheck<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, SeqCst);
-    }
-}
-
-/// What validation found: the parts of an [`Error::Conflict`].
-struct Conflict {
-    key: Box<[u8]>,
-    on: ConflictOn,
-    reason: String,
-}
-
-fn range_conflict(key: &[u8]) -> Conflict {
-    let reason = format!("a key in a scanned range ({}) was written after the snapshot", show(key));
-    Conflict { key: key.into(), on: ConflictOn::ScannedRange, reason }
-}
-
-fn conflict_on_key(key: &[u8], lsn: Lsn, on: ConflictOn) -> Conflict {
-    let how = if on == ConflictOn::Read { "read" } else { "written" };
-    let reason =
-        format!("key {} ({how} here) was written by the commit at LSN {lsn}, after the snapshot", show(key));
-    Conflict { key: key.into(), on, reason }
-}
-
-/// A key for an error message: text if it is printable, else hex; at most 64 bytes.
-fn show(key: &[u8]) -> String {
-    let cut = &key[..key.len().min(64)];
-    let more = if key.len() > 64 { "…" } else { "" };
-    if cut.iter().all(|b| b.is_ascii_graphic() || *b == b' ') {
-        format!("{:?}{more}", String::from_utf8_lossy(cut))
-    } else {
-        let hex: String = cut.iter().map(|b| format!("{b:02x}")).collect();
-        format!("0x{hex}{more}")
     }
 }
 

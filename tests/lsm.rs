@@ -308,3 +308,28 @@ fn absent_keys_cost_almost_no_block_read() {
     check(&db2, &model);
     assert!(db2.stats().cache_hits > s.cache_hits, "the second pass hits the cache: {:?}", db2.stats());
 }
+
+/// A clean close flushes the memtables: the next open replays no transaction and reads
+/// everything from the tables. A drop without `close` leaves the memtables' commits to the log,
+/// replayed like after a crash — nothing lost either way.
+#[test]
+fn a_clean_close_leaves_nothing_to_replay() {
+    let tmp = tempfile::tempdir().unwrap();
+    let options = DbOptions::default().with_memtable_bytes(Some(1 << 20));
+    let mut model = Model::new();
+    {
+        let (db, _) = Db::open_opts(tmp.path(), options.clone()).unwrap();
+        churn(&db, &mut model, 100);
+        assert_eq!(db.stats().tables, 0, "nothing flushed before the close");
+        db.close().unwrap();
+    }
+    let (db, report) = Db::open_opts(tmp.path(), options.clone()).unwrap();
+    assert_eq!(report.txns_replayed, 0, "{report:?}");
+    assert!(report.tables >= 1, "{report:?}");
+    check(&db, &model);
+    churn(&db, &mut model, 10);
+    drop(db);
+    let (db, report) = Db::open_opts(tmp.path(), options).unwrap();
+    assert_eq!(report.txns_replayed, 10, "{report:?}");
+    check(&db, &model);
+}

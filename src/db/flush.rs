@@ -186,6 +186,16 @@ impl<D: Disk + Clone, C: Clock + Clone> Inner<D, C> {
         self.options.memtable_bytes.is_some_and(|limit| view.active.bytes() >= limit)
     }
 
+    /// Whether a clean close should flush the memtables: automatic flushes are on and they
+    /// hold at least 1/64 of [`DbOptions::memtable_bytes`](super::DbOptions::memtable_bytes)
+    /// (1 MiB by default). Below that the next open replays them in milliseconds, and a close
+    /// of a small database (one `waldb put`) writes no table.
+    pub(super) fn worth_flushing_at_close(&self) -> bool {
+        let view = self.view();
+        let held = view.active.bytes() + view.frozen.iter().map(|f| f.memtable.bytes()).sum::<u64>();
+        self.options.memtable_bytes.is_some_and(|limit| held >= limit / 64)
+    }
+
     /// Whether a commit on `view` must wait for a flush or a compaction first
     /// ([`Inner::wait_for_room`]).
     pub(super) fn needs_room(&self, view: &View<D::File>) -> bool {
@@ -259,6 +269,26 @@ impl<D: Disk + Clone, C: Clock + Clone> Inner<D, C> {
         if self.closed.load(SeqCst) {
             return Err(Error::Closed);
         }
+        let report = self.flush_memtables()?;
+        if self.in_background() {
+            self.mailbox.request_compaction();
+        } else {
+            self.compact_inline()?;
+        }
+        tracing::debug!(
+            lsn = report.lsn.map(|l| l.0),
+            entries = report.entries,
+            bytes = report.bytes,
+            segments_removed = report.segments_removed,
+            "flushed"
+        );
+        Ok(report)
+    }
+
+    /// Freezes the active memtable and flushes every frozen one, oldest first; with nothing to
+    /// flush, removes the segments a crash kept from being removed. For [`Inner::flush_all`],
+    /// and for [`Inner::close`], which leaves nothing for the next open to replay.
+    pub(super) fn flush_memtables(&self) -> Result<CheckpointReport> {
         {
             let _seq = lock(&self.sequencer);
             self.freeze(Lsn(self.sequenced.load(SeqCst)));
@@ -270,23 +300,10 @@ impl<D: Disk + Clone, C: Clock + Clone> Inner<D, C> {
             report.bytes += f.bytes;
             report.segments_removed += f.segments_removed;
         }
-        if self.in_background() {
-            self.mailbox.request_compaction();
-        } else {
-            self.compact_inline()?;
-        }
         if report.lsn.is_none() {
-            // Nothing to flush: segments a crash kept from being removed go now.
             let log_lsn = lock(&self.tree).manifest.log_lsn;
             report.segments_removed = remove_segments_through(&self.disk, &self.dir.join(WAL_DIR), log_lsn)?;
         }
-        tracing::debug!(
-            lsn = report.lsn.map(|l| l.0),
-            entries = report.entries,
-            bytes = report.bytes,
-            segments_removed = report.segments_removed,
-            "flushed"
-        );
         Ok(report)
     }
 

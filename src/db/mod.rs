@@ -630,14 +630,23 @@ impl<D: Disk + Clone, C: Clock + Clone> Db<D, C> {
         &self.inner.options
     }
 
-    /// Stops the background flusher, drains and syncs the log, and returns its durable LSN or
-    /// the first error. Later calls return the same result; transactions begun afterwards get
+    /// Closes cleanly: refuses further commits, flushes the memtables to sorted tables if they
+    /// hold 1/64 of [`DbOptions::memtable_bytes`] or more (so that the next open replays no
+    /// log, or only milliseconds of it: it opens in the time it takes to read the manifest and
+    /// the tables' indexes), stops the flusher and the compactor (a compaction under way is
+    /// finished first), drains and syncs the log, and returns its durable LSN or the first
+    /// error. Later calls return the same result; transactions begun afterwards get
     /// [`Error::Closed`]. The directory stays locked until every handle and transaction is
     /// dropped.
     ///
+    /// Dropping the last handle without `close` loses nothing either: the log's own drop
+    /// drains and syncs it, and the next open replays what the memtables held (as after a
+    /// crash).
+    ///
     /// # Errors
     ///
-    /// The log's first failure.
+    /// The log's first failure; else the flush's (the log then still holds every commit, and
+    /// the next open replays it).
     pub fn close(&self) -> Result<Lsn> {
         self.inner.close()
     }
@@ -801,6 +810,13 @@ impl<D: Disk + Clone, C: Clock + Clone> Inner<D, C> {
             };
         }
         self.closed.store(true, SeqCst);
+        // Commits sequenced after the freeze (begun before `closed` was set) stay in the log
+        // and are replayed by the next open.
+        let flushed = if self.wal.stats().healthy && self.worth_flushing_at_close() {
+            self.flush_memtables().map(|_| ())
+        } else {
+            Ok(())
+        };
         self.mailbox.shut_down();
         let threads = std::mem::take(&mut *lock(&self.background));
         for h in threads {
@@ -808,7 +824,7 @@ impl<D: Disk + Clone, C: Clock + Clone> Inner<D, C> {
                 let _ = h.join();
             }
         }
-        let r = self.wal.close();
+        let r = self.wal.close().and_then(|l| flushed.map(|()| l));
         self.advance_visible();
         *result = Some(match &r {
             Ok(l) => Ok(*l),

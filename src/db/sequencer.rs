@@ -213,7 +213,10 @@ impl<D: Disk + Clone, C: Clock + Clone> Transaction<D, C> {
             // Below the active memtable nothing is written any more: the newest versions there,
             // looked up now (they may need table reads), stay the newest under the lock unless a
             // freeze moved the active memtable down, which is checked there.
-            let lower_ranges = if serializable && !self.ranges.is_empty() && view.has_lower() {
+            // Nothing below the active memtable is above the snapshot (most commits, even while
+            // tables exist): nothing there can conflict, and nothing is looked up.
+            let lower = view.has_lower() && self.snapshot < view.lower_max_lsn();
+            let lower_ranges = if serializable && !self.ranges.is_empty() && lower {
                 let found = self.ranges.iter().find_map(|(s, e)| {
                     view.first_written_after_below_active((borrowed(s), borrowed(e)), self.snapshot)
                         .map(|k| k.map(|k| range_conflict(&k)))
@@ -228,7 +231,7 @@ impl<D: Disk + Clone, C: Clock + Clone> Transaction<D, C> {
             };
             // With nothing below the active memtable (most commits), nothing is looked up or
             // allocated here: the lists stay empty and read as `None`.
-            let (lower_reads, lower_writes) = if view.has_lower() {
+            let (lower_reads, lower_writes) = if lower {
                 let reads: Result<Vec<Option<Lsn>>> = self
                     .reads
                     .iter()

@@ -75,6 +75,17 @@ impl<F: DiskFile> View<F> {
         !self.frozen.is_empty() || self.levels.iter().any(|l| !l.is_empty())
     }
 
+    /// The highest LSN of any version below the active memtable (zero if there is none): the
+    /// newest frozen memtable's last commit, else the highest of the tables'. A transaction whose
+    /// snapshot is at or above it can find no conflict below the active memtable, so its commit
+    /// looks nothing up there (an overwrite of a flushed key reads no table block).
+    pub(crate) fn lower_max_lsn(&self) -> Lsn {
+        match self.frozen.first() {
+            Some(f) => f.last,
+            None => self.levels.iter().flatten().map(|t| t.record.max_lsn).max().unwrap_or(Lsn::ZERO),
+        }
+    }
+
     /// The tables that may hold `key`, newest first: level 0's whose range holds it, then at
     /// most one per deeper level.
     fn tables_for<'a>(&'a self, key: &'a [u8]) -> impl Iterator<Item = &'a TableRef<F>> + 'a {
@@ -88,6 +99,33 @@ impl<F: DiskFile> View<F> {
             };
             found.map(|t| &**t)
         })
+    }
+
+    /// The tables of `level` whose key ranges meet `range`, in their order (level 0 newest
+    /// first; deeper levels by key, found by binary search).
+    fn overlapping<'a>(
+        &self,
+        level: usize,
+        tables: &'a [Arc<TableRef<F>>],
+        range: (Bound<&'a [u8]>, Bound<&'a [u8]>),
+    ) -> impl DoubleEndedIterator<Item = &'a TableRef<F>> + 'a {
+        let above_lo = move |t: &TableRef<F>| match range.0 {
+            Bound::Included(lo) => &*t.record.largest >= lo,
+            Bound::Excluded(lo) => &*t.record.largest > lo,
+            Bound::Unbounded => true,
+        };
+        let below_hi = move |t: &TableRef<F>| match range.1 {
+            Bound::Included(hi) => &*t.record.smallest <= hi,
+            Bound::Excluded(hi) => &*t.record.smallest < hi,
+            Bound::Unbounded => true,
+        };
+        let (from, to) = if level == 0 {
+            (0, tables.len())
+        } else {
+            // Disjoint and sorted: both predicates are monotone along the level.
+            (tables.partition_point(|t| !above_lo(t)), tables.partition_point(|t| below_hi(t)))
+        };
+        tables[from..to.max(from)].iter().map(|t| &**t).filter(move |t| above_lo(t) && below_hi(t))
     }
 
     /// The value of `key` in the snapshot at `at`.
@@ -157,7 +195,9 @@ impl<F: DiskFile> View<F> {
                 return Ok(Some(k));
             }
         }
-        for t in self.levels.iter().flatten().filter(|t| t.record.max_lsn > lsn) {
+        let tables =
+            self.levels.iter().enumerate().flat_map(|(level, ts)| self.overlapping(level, ts, range));
+        for t in tables.filter(|t| t.record.max_lsn > lsn) {
             for e in t.table.iter(range) {
                 let e = e?;
                 if e.lsn > lsn {
@@ -187,8 +227,17 @@ impl<F: DiskFile> View<F> {
         for f in &self.frozen {
             sources.push(Box::new(f.memtable.versions_at(range, at).map(Ok)));
         }
-        for t in self.levels.iter().flatten() {
-            sources.push(Box::new(table_versions_at(&t.table, range, at)));
+        for (level, tables) in self.levels.iter().enumerate() {
+            let tables = self.overlapping(level, tables, range);
+            if level == 0 {
+                for t in tables {
+                    sources.push(Box::new(table_versions_at(&t.table, range, at)));
+                }
+            } else {
+                // Disjoint and in key order: one source, opening each table when the one
+                // before it is exhausted (a short read touches one or two).
+                sources.push(Box::new(tables.flat_map(move |t| table_versions_at(&t.table, range, at))));
+            }
         }
         merge_by(sources, limit, std::cmp::Ordering::Less)
     }
@@ -210,8 +259,17 @@ impl<F: DiskFile> View<F> {
         for f in &self.frozen {
             sources.push(Box::new(f.memtable.versions_at_rev(range, at).map(Ok)));
         }
-        for t in self.levels.iter().flatten() {
-            sources.push(Box::new(table_versions_at_rev(&t.table, range, at)));
+        for (level, tables) in self.levels.iter().enumerate() {
+            let tables = self.overlapping(level, tables, range);
+            if level == 0 {
+                for t in tables {
+                    sources.push(Box::new(table_versions_at_rev(&t.table, range, at)));
+                }
+            } else {
+                sources.push(Box::new(
+                    tables.rev().flat_map(move |t| table_versions_at_rev(&t.table, range, at)),
+                ));
+            }
         }
         merge_by(sources, limit, std::cmp::Ordering::Greater)
     }

@@ -10,8 +10,8 @@
 //! waldb put <dir> <key> <value> [--hex]   one transaction; prints its LSN (creates the database)
 //! waldb del <dir> <key> [--hex]           one transaction; prints its LSN
 //! waldb checkpoint <dir>                  flushes the memtables to sorted tables, removes the log they cover
-//! waldb stress <dir> --writers N --seconds S [--durability sync|buffered] [--value-size B]
-//! waldb bench [<dir>] [--seconds S]
+//! waldb stress <dir> --writers N --seconds S [--durability sync|buffered] [--value-size B] [--report]
+//! waldb bench [<dir>] [--seconds S] [--db-bench [--keys N] [--batch B]]
 //! waldb sim --seeds N [--from S] [--faults mixed|none|all] [--verbose]   (feature `sim`)
 //! ```
 //!
@@ -162,6 +162,10 @@ enum Command {
         /// Bytes per value (at least the `k=<k>;` prefix; at most the database's value limit).
         #[arg(long, default_value_t = 100)]
         value_size: u64,
+        /// At the end, one line on stderr: commits, the slowest commit, the longest `Buffered`
+        /// durability window, write stalls, flushes and compactions (stdout is unchanged).
+        #[arg(long)]
+        report: bool,
     },
     /// Measure commits on this disk: fdatasync latency, thread scaling (1–128 committers),
     /// batch size and contention, each in `Sync` and `Buffered` (about a minute). Prints
@@ -170,9 +174,22 @@ enum Command {
         /// A directory to create on the disk to measure (removed at the end; it must not
         /// exist). Default: `waldb-bench-data` in the current directory.
         dir: Option<PathBuf>,
-        /// Seconds per measured cell (there are 30; at most a year).
+        /// Seconds per measured cell (there are 30; at most a year); with `--db-bench`, per
+        /// timed read workload.
         #[arg(long, default_value_t = 1.5, value_parser = seconds)]
         seconds: f64,
+        /// Run the db_bench-style workloads instead (fillrandom, overwrite, reopen,
+        /// readrandom, readmissing, seekrandom + next 100, readseq) on `--keys` pairs of
+        /// 16 + 100 bytes with the default 256 MiB block cache: ops/s, RSS, write and space
+        /// amplification, reopen time.
+        #[arg(long)]
+        db_bench: bool,
+        /// Pairs loaded by `--db-bench` (1 to 10,000,000,000).
+        #[arg(long, default_value_t = 50_000_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000_000))]
+        keys: u64,
+        /// Puts per non-durable transaction in `--db-bench`'s loads (1 to 10,000).
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+        batch: u64,
     },
     /// Run the deterministic crash-recovery campaign of the database over a range of seeds.
     #[cfg(feature = "sim")]
@@ -289,11 +306,16 @@ fn main() -> ExitCode {
         }
         Command::Stats { dir, output } => db_cmd::stats(&dir, output),
         Command::Checkpoint { dir } => db_cmd::checkpoint(&dir),
-        Command::Stress { dir, writers, seconds, durability, value_size } => {
-            db_cmd::stress(&dir, writers, seconds, durability, value_size)
+        Command::Stress { dir, writers, seconds, durability, value_size, report } => {
+            db_cmd::stress(&dir, writers, seconds, durability, value_size, report)
         }
-        Command::Bench { dir, seconds } => {
-            bench_cmd::run(&dir.unwrap_or_else(|| PathBuf::from("waldb-bench-data")), seconds)
+        Command::Bench { dir, seconds, db_bench, keys, batch } => {
+            let dir = dir.unwrap_or_else(|| PathBuf::from("waldb-bench-data"));
+            if db_bench {
+                bench_cmd::db_bench(&dir, seconds, keys, batch as usize)
+            } else {
+                bench_cmd::run(&dir, seconds)
+            }
         }
         #[cfg(feature = "sim")]
         Command::Sim { seeds, from, faults, verbose } => Ok(sim_cmd::run(seeds, from, faults, verbose)),

@@ -292,6 +292,7 @@ pub(crate) fn stress(
     seconds: f64,
     durability: super::StressDurability,
     value_size: u64,
+    summary: bool,
 ) -> Result<u8, Error> {
     let durability = match durability {
         super::StressDurability::Sync => Durability::Sync,
@@ -320,26 +321,31 @@ pub(crate) fn stress(
         .map(|w| {
             let db = db.clone();
             let stop = Arc::clone(&stop);
-            std::thread::Builder::new().name(format!("writer-{w}")).spawn(move || -> Result<(), Error> {
-                let mut n = 0u64;
-                while !stop.load(SeqCst) && Instant::now() < deadline {
-                    let k = keys_in(w, n);
-                    let prefix = format!("k={k};");
-                    let mut value = prefix.into_bytes();
-                    value.resize(value_size.max(value.len()), b'x');
-                    let mut txn = db.begin()?;
-                    for i in 0..k {
-                        txn.put(format!("{epoch}.{w}-{n}-{i}").as_bytes(), &value)?;
+            std::thread::Builder::new().name(format!("writer-{w}")).spawn(
+                move || -> Result<Duration, Error> {
+                    let mut n = 0u64;
+                    let mut slowest = Duration::ZERO;
+                    while !stop.load(SeqCst) && Instant::now() < deadline {
+                        let k = keys_in(w, n);
+                        let prefix = format!("k={k};");
+                        let mut value = prefix.into_bytes();
+                        value.resize(value_size.max(value.len()), b'x');
+                        let started = Instant::now();
+                        let mut txn = db.begin()?;
+                        for i in 0..k {
+                            txn.put(format!("{epoch}.{w}-{n}-{i}").as_bytes(), &value)?;
+                        }
+                        txn.commit_blocking()?;
+                        slowest = slowest.max(started.elapsed());
+                        let mut out = std::io::stdout().lock();
+                        writeln!(out, "ACK {epoch}.{w}-{n} {k}")
+                            .and_then(|()| out.flush())
+                            .map_err(stdout_error)?;
+                        n += 1;
                     }
-                    txn.commit_blocking()?;
-                    let mut out = std::io::stdout().lock();
-                    writeln!(out, "ACK {epoch}.{w}-{n} {k}")
-                        .and_then(|()| out.flush())
-                        .map_err(stdout_error)?;
-                    n += 1;
-                }
-                Ok(())
-            })
+                    Ok(slowest)
+                },
+            )
         })
         .collect::<Result<Vec<_>, _>>();
     let threads = match threads {
@@ -352,14 +358,37 @@ pub(crate) fn stress(
         }
     };
     let mut first = None;
+    let mut slowest = Duration::ZERO;
     for t in threads {
         let r = t.join().unwrap_or_else(|_| Err(Error::InvalidConfig { reason: "a writer panicked".into() }));
-        if let Err(e) = r {
-            stop.store(true, SeqCst);
-            first.get_or_insert(e);
+        match r {
+            Ok(s) => slowest = slowest.max(s),
+            Err(e) => {
+                stop.store(true, SeqCst);
+                first.get_or_insert(e);
+            }
         }
     }
     let closed = db.close();
+    if summary {
+        let s = db.stats();
+        let ms = |ns: u64| ns as f64 / 1e6;
+        let _ = writeln!(
+            std::io::stderr(),
+            "waldb: stress: {} commits, slowest {:.1} ms; Buffered window p99 {:.1} ms, max {:.1} ms ({} syncs, sync p99 {:.1} ms); \
+             {} stalls ({:.1} ms); {} freezes, {} compactions",
+            s.commits,
+            slowest.as_secs_f64() * 1e3,
+            ms(s.wal.buffered_window_ns.p99),
+            ms(s.wal.buffered_window_ns.max),
+            s.wal.syncs,
+            ms(s.wal.sync_latency_ns.p99),
+            s.stalls,
+            s.stall_time.as_secs_f64() * 1e3,
+            s.freezes,
+            s.compactions,
+        );
+    }
     match first {
         Some(e) => Err(e),
         None => closed.map(|_| 0),

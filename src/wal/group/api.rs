@@ -142,6 +142,7 @@ impl<D: Disk, C: Clock> Wal<D, C> {
                 pending: VecDeque::new(),
                 drained: Vec::new(),
                 deadline: None,
+                buffered_since: None,
             }),
             state: Mutex::new(State {
                 durable: synced,
@@ -385,6 +386,7 @@ impl<D: Disk, C: Clock> Wal<D, C> {
             batch_histogram: c.batch_records.powers_of_two(),
             write_latency_ns: c.write_latency.summary(),
             sync_latency_ns: c.sync_latency.summary(),
+            buffered_window_ns: c.buffered_window.summary(),
             bytes_written: c.bytes_written.load(relaxed),
             rotations: c.rotations.load(relaxed),
             rotations_inline: c.rotations_inline.load(relaxed),

@@ -213,6 +213,9 @@ struct Flusher<D: Disk> {
     drained: Vec<Entry>,
     /// The time by which written `Buffered` records must be synced.
     deadline: Option<Duration>,
+    /// When the oldest `Buffered` record written since the last sync was enqueued: the start
+    /// of the window the next sync closes ([`WalStats::buffered_window_ns`]).
+    buffered_since: Option<Duration>,
 }
 
 /// The segment preparation hand-off between the flusher and the preparer.

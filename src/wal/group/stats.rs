@@ -133,6 +133,8 @@ pub(crate) struct Counters {
     pub(crate) write_latency: Histogram,
     /// Nanoseconds.
     pub(crate) sync_latency: Histogram,
+    /// Nanoseconds.
+    pub(crate) buffered_window: Histogram,
     pub(crate) last_error: Mutex<Option<String>>,
 }
 
@@ -156,6 +158,7 @@ impl Counters {
             batch_records: Histogram::new(),
             write_latency: Histogram::new(),
             sync_latency: Histogram::new(),
+            buffered_window: Histogram::new(),
             last_error: Mutex::new(None),
         }
     }
@@ -199,6 +202,14 @@ pub struct WalStats {
     ///
     /// [`DiskFile::write_pages_synced_at`]: crate::DiskFile::write_pages_synced_at
     pub sync_latency_ns: Summary,
+    /// The durability window of `Buffered` commits, in nanoseconds: for each sync that made
+    /// `Buffered` records durable, the time from the enqueue of the oldest of them to the end
+    /// of that sync — how old an acknowledged `Buffered` commit a power cut could take at
+    /// most. `max` should stay within `every` plus one sync's latency (and a flusher step's
+    /// wait for the CPU) whatever else the process does: flushes, compactions, segment
+    /// preparation. A record a rotation made durable first is counted until the next sync
+    /// (over, never under).
+    pub buffered_window_ns: Summary,
     /// Encoded record bytes handed to the OS (headers included; segment headers not).
     pub bytes_written: u64,
     /// Segments started by rotation.

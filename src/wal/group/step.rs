@@ -179,6 +179,9 @@ impl<D: Disk, C: Clock> Shared<D, C> {
             if !unsynced && f.deadline.is_some() {
                 // Synced meanwhile (by a rotation): nothing is due any more.
                 f.deadline = None;
+                if let Some(since) = f.buffered_since.take() {
+                    self.stats.buffered_window.record(nanos(now.saturating_sub(since)));
+                }
                 lock(&self.state).sync_deadline = None;
             }
             let durable = f.writer.synced_lsn();
@@ -223,6 +226,8 @@ impl<D: Disk, C: Clock> Shared<D, C> {
                 Durability::Buffered { every } => {
                     let d = entry.enqueued_at + every;
                     deadline = Some(deadline.map_or(d, |old: Duration| old.min(d)));
+                    f.buffered_since =
+                        Some(f.buffered_since.map_or(entry.enqueued_at, |t| t.min(entry.enqueued_at)));
                 }
                 Durability::None => {}
             }
@@ -282,6 +287,9 @@ impl<D: Disk, C: Clock> Shared<D, C> {
         }
         if synced {
             self.stats.sync_latency.record(io_ns);
+            if let Some(since) = f.buffered_since.take() {
+                self.stats.buffered_window.record(nanos(after.saturating_sub(since)));
+            }
             if io_ns > SLOW_SYNC_NS {
                 tracing::warn!(sync_ms = io_ns / 1_000_000, records = take.records, "a slow sync of the log");
             }

@@ -15,6 +15,8 @@
 //! WALDB_BENCH_VERBOSE=1 cargo run --release                     # each commits cell on stderr
 //! WALDB_BENCH_ONLY=lone cargo run --release                     # waldb and okaywal alternated per commit
 //! WALDB_BENCH_ONLY=blocks cargo run --release                   # ... alternated in blocks of commits
+//! WALDB_BENCH_ONLY=dbbench cargo run --release --features rocksdb   # db_bench-style, 50M pairs:
+//!                                   # about an hour per engine; WALDB_DBBENCH_KEYS=1000000 for a taste
 //! ```
 //!
 //! Workloads (sections for `WALDB_BENCH_ONLY`), every engine in turn within a round (so they
@@ -44,6 +46,10 @@
 //!    (default 40), all open throughout: the 1-thread cell of `commits` with the disk's swings
 //!    between cells taken out. Commits/s, p50 and p99 of each, waldb's ratio to okaywal and in
 //!    how many rounds it was the faster, and what waldb costs over the bare write.
+//! 7. `dbbench` (only when asked, and then alone): db_bench-style workloads (fillrandom,
+//!    overwrite, reopen, readrandom, readmissing, seekrandom + next 100, readseq) on waldb,
+//!    RocksDB and fjall, each in a process of its own: see `src/dbbench.rs` and
+//!    `benches/common/dbbench.rs`; written to `dbbench.md`.
 //!
 //! Output: markdown tables on stdout, also written with an SVG chart of commits/s against
 //! threads to `WALDB_BENCH_OUT` (default `docs/bench/` at the repository root) as
@@ -60,6 +66,7 @@ use rusqlite::OptionalExtension;
 
 #[path = "../../common/mod.rs"]
 mod common;
+mod dbbench;
 use common::ideal::{ideal_run, raw_fdatasync};
 use common::{Run, await_prepared, drive, env_counts, env_f64, key, median, percentile, wanted};
 
@@ -479,6 +486,14 @@ fn main() {
     let out_dir = std::env::var_os("WALDB_BENCH_OUT")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/bench"));
+    if let Ok(engine) = std::env::var("WALDB_DBBENCH_CHILD") {
+        dbbench::child(&engine, &root);
+        return;
+    }
+    if std::env::var("WALDB_BENCH_ONLY").is_ok_and(|s| s.split(',').any(|s| s.trim() == "dbbench")) {
+        dbbench::parent(&root, &out_dir, enabled);
+        return;
+    }
     let engines: Vec<&str> = ENGINES.iter().copied().filter(|e| enabled(e)).collect();
     let mut md = String::new();
     let mut say = |line: String| {

@@ -26,6 +26,8 @@ use super::progress::Progress;
 
 #[path = "../../../benches/common/mod.rs"]
 mod common;
+#[path = "../../../benches/common/dbbench.rs"]
+mod dbbench;
 use common::{Run, await_prepared, drive, percentile};
 
 const VALUE: usize = 100;
@@ -168,11 +170,31 @@ fn us(ns: u64) -> String {
 
 /// Runs the benchmark in `dir` (created, and removed at the end), `seconds` per cell. Exit
 /// status 0, or 64 for a `seconds` out of range.
-pub(crate) fn run(dir: &Path, seconds: f64) -> Result<u8, Error> {
+/// `waldb bench --db-bench`: the db_bench-style workloads of `benches/common/dbbench.rs` on
+/// waldb alone, `keys` pairs loaded in transactions of `batch` puts, `seconds` per read
+/// workload, in a new directory `dir` deleted at the end. Prints markdown tables.
+pub(crate) fn db_bench(dir: &Path, seconds: f64, keys: u64, batch: usize) -> Result<u8, Error> {
     if !(0.05..=600.0).contains(&seconds) {
         let _ = writeln!(std::io::stderr(), "waldb: error: --seconds is between 0.05 and 600, not {seconds}");
         return Ok(64);
     }
+    new_dir(dir)?;
+    let config = dbbench::Config {
+        keys,
+        batch,
+        overwrites: keys,
+        seconds,
+        cache_bytes: DbOptions::default().cache_bytes,
+    };
+    let report =
+        dbbench::run("waldb", dir, &config, &|d| Box::new(dbbench::WaldbEngine::open(d, config.cache_bytes)));
+    let _ = std::fs::remove_dir_all(dir);
+    let _ = writeln!(std::io::stdout(), "{}", dbbench::markdown(&config, &[report]));
+    Ok(0)
+}
+
+/// Creates `dir`, which must not exist.
+fn new_dir(dir: &Path) -> Result<(), Error> {
     if dir.exists() {
         return Err(Error::InvalidConfig {
             reason: format!(
@@ -181,7 +203,15 @@ pub(crate) fn run(dir: &Path, seconds: f64) -> Result<u8, Error> {
             ),
         });
     }
-    std::fs::create_dir_all(dir).map_err(|e| io_error("create", dir, e))?;
+    std::fs::create_dir_all(dir).map_err(|e| io_error("create", dir, e))
+}
+
+pub(crate) fn run(dir: &Path, seconds: f64) -> Result<u8, Error> {
+    if !(0.05..=600.0).contains(&seconds) {
+        let _ = writeln!(std::io::stderr(), "waldb: error: --seconds is between 0.05 and 600, not {seconds}");
+        return Ok(64);
+    }
+    new_dir(dir)?;
     let result = measure(dir, seconds);
     let _ = std::fs::remove_dir_all(dir);
     result

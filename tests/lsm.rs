@@ -318,12 +318,12 @@ fn a_clean_close_leaves_nothing_to_replay() {
     let options = DbOptions::default().with_memtable_bytes(Some(1 << 20));
     let mut model = Model::new();
     {
-        let (db, _) = Db::open_opts(tmp.path(), options.clone()).unwrap();
+        let (db, _) = Db::open_opts(tmp.path(), options).unwrap();
         churn(&db, &mut model, 100);
         assert_eq!(db.stats().tables, 0, "nothing flushed before the close");
         db.close().unwrap();
     }
-    let (db, report) = Db::open_opts(tmp.path(), options.clone()).unwrap();
+    let (db, report) = Db::open_opts(tmp.path(), options).unwrap();
     assert_eq!(report.txns_replayed, 0, "{report:?}");
     assert!(report.tables >= 1, "{report:?}");
     check(&db, &model);

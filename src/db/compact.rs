@@ -88,6 +88,35 @@ fn overlaps(r: &TableRecord, lo: &[u8], hi: &[u8]) -> bool {
     &*r.smallest <= hi && lo <= &*r.largest
 }
 
+/// The table of `level` (disjoint, by key) whose compaction rewrites the fewest bytes of `next`
+/// (the level below) per byte of its own — RocksDB's "minimum overlapping ratio": the fewer
+/// bytes rewritten per byte moved down, the lower the write amplification. Ties go to the
+/// first table after `after` (the last one compacted out of the level), round robin.
+fn least_overlapping<'a, F: crate::disk::DiskFile>(
+    level: &'a [Arc<TableRef<F>>],
+    next: &[Arc<TableRef<F>>],
+    after: Option<&[u8]>,
+) -> Option<&'a Arc<TableRef<F>>> {
+    let start = level.iter().position(|t| after.is_none_or(|p| &*t.record.smallest > p)).unwrap_or(0);
+    let ratio = |t: &TableRef<F>| {
+        let (lo, hi) = (&*t.record.smallest, &*t.record.largest);
+        let first = next.partition_point(|n| &*n.record.largest < lo);
+        let rewritten: u64 =
+            next[first..].iter().take_while(|n| &*n.record.smallest <= hi).map(|n| n.record.file_bytes).sum();
+        // Compared as rewritten / own without division: (rewritten, own) pairs by cross product.
+        (u128::from(rewritten), u128::from(t.record.file_bytes.max(1)))
+    };
+    let mut best = None;
+    let mut best_ratio = (u128::MAX, 1u128);
+    for t in level[start..].iter().chain(&level[..start]) {
+        let r = ratio(t);
+        if best.is_none() || r.0 * best_ratio.1 < best_ratio.0 * r.1 {
+            (best, best_ratio) = (Some(t), r);
+        }
+    }
+    best
+}
+
 impl<D: Disk + Clone, C: Clock + Clone> Inner<D, C> {
     /// The budget of `level` (≥ 1), in bytes of tables.
     fn level_budget(&self, level: usize) -> u64 {
@@ -110,12 +139,14 @@ impl<D: Disk + Clone, C: Clock + Clone> Inner<D, C> {
             let level = (1..usize::from(LEVELS) - 1).find(|&l| {
                 levels[l].iter().map(|t| t.record.file_bytes).sum::<u64>() > self.level_budget(l)
             })?;
-            let after = state.pointer[level].as_deref();
-            let next = levels[level]
-                .iter()
-                .find(|t| after.is_none_or(|p| &*t.record.smallest > p))
-                .or_else(|| levels[level].first())?;
-            (level, vec![Arc::clone(next)])
+            (
+                level,
+                vec![Arc::clone(least_overlapping(
+                    &levels[level],
+                    &levels[level + 1],
+                    state.pointer[level].as_deref(),
+                )?)],
+            )
         };
         let lo = inputs.iter().map(|t| &*t.record.smallest).min()?.to_vec();
         let hi = inputs.iter().map(|t| &*t.record.largest).max()?.to_vec();
@@ -255,6 +286,10 @@ impl<D: Disk + Clone, C: Clock + Clone> Inner<D, C> {
                 let (x, y) = (heads[a].as_ref().expect("some"), heads[b].as_ref().expect("some"));
                 format::compare_entries((&*x.key, x.lsn), (&*y.key, y.lsn))
             }) {
+                // A close does not wait for a long merge: it is abandoned, its outputs removed.
+                if self.closed.load(SeqCst) {
+                    return Err(Error::Closed);
+                }
                 let e = heads[i].take().expect("picked a head");
                 heads[i] = sources[i].next().transpose()?;
                 let new_key = key.as_ref() != Some(&e.key);
@@ -351,12 +386,19 @@ pub(super) fn compact_loop<D: Disk + Clone, C: Clock + Clone>(
         let Some(inner) = weak.upgrade() else { return };
         retry = false;
         loop {
+            if inner.closed.load(SeqCst) {
+                return;
+            }
             match inner.compact_step() {
                 Ok(true) => {}
                 Ok(false) => break,
                 Err(e) => {
+                    if matches!(e, Error::Closed) {
+                        inner.mailbox.made_room();
+                        return;
+                    }
                     tracing::error!(dir = %inner.dir.display(), error = %e, "compaction failed");
-                    if matches!(e, Error::Closed) || lock(&inner.tree).failed.is_some() {
+                    if lock(&inner.tree).failed.is_some() {
                         *lock(&inner.last_flush_error) = Some(e);
                         inner.mailbox.made_room();
                         return;

@@ -8,8 +8,9 @@
 //!         the two ends have reached so far
 //! ```
 //!
-//! - **Lazy and bounded.** Pairs are fetched in chunks of at most [`CHUNK`] from each end, so an
-//!   iterator over any range holds at most two chunks; the layers are read again (from the
+//! - **Lazy and bounded.** Pairs are fetched in chunks of at most [`CHUNK`] from each end (32
+//!   first, then four times more each time), so an iterator over any range holds at most two
+//!   chunks and a short one decodes few blocks; the layers are read again (from the
 //!   current view) for each chunk, so a long iteration does not keep old memtables alive.
 //! - **A snapshot.** Every pair comes from the snapshot taken when the iterator was made
 //!   (registered, so no flush or compaction drops what it reads), in key order from the front,
@@ -33,6 +34,11 @@ use crate::types::Lsn;
 /// The most pairs one fetch reads from one end.
 pub const CHUNK: usize = 256;
 
+/// The pairs the first fetch from an end reads: each later fetch from that end reads four
+/// times more, up to [`CHUNK`] — a short read (a seek and the next few pairs) decodes few
+/// blocks, a long one fetches rarely.
+const FIRST_CHUNK: usize = 32;
+
 /// A lazy, double-ended iterator over the live pairs of a key range at a snapshot: see
 /// [`Db::range`](super::Db::range).
 pub struct DbRange<D: Disk + Clone, C: Clock + Clone> {
@@ -52,6 +58,8 @@ pub struct DbRange<D: Disk + Clone, C: Clock + Clone> {
     drained: bool,
     /// A read failed: the iterator has ended.
     failed: bool,
+    /// The size of the next fetch from the front and from the back.
+    chunk: [usize; 2],
 }
 
 impl<D: Disk + Clone, C: Clock + Clone> std::fmt::Debug for DbRange<D, C> {
@@ -83,6 +91,7 @@ impl<D: Disk + Clone, C: Clock + Clone> DbRange<D, C> {
             back: VecDeque::new(),
             drained: false,
             failed: false,
+            chunk: [FIRST_CHUNK; 2],
         }
     }
 
@@ -98,10 +107,12 @@ impl<D: Disk + Clone, C: Clock + Clone> DbRange<D, C> {
         }
         let view = self.db.view();
         let range = (borrowed(&self.lo), borrowed(&self.hi));
+        let limit = self.chunk[usize::from(from_back)];
+        self.chunk[usize::from(from_back)] = (limit * 4).min(CHUNK);
         let chunk = if from_back {
-            view.range_rev(range, self.at, CHUNK)?
+            view.range_rev(range, self.at, limit)?
         } else {
-            view.range(range, self.at, CHUNK)?
+            view.range(range, self.at, limit)?
         };
         let Some((last, _)) = chunk.last() else {
             self.drained = true;
@@ -110,7 +121,7 @@ impl<D: Disk + Clone, C: Clock + Clone> DbRange<D, C> {
         let bound = Bound::Excluded(Box::from(&**last));
         // A short chunk read everything between the bounds (the other end only ever narrows
         // them): the next fetch from either end would find nothing.
-        self.drained = chunk.len() < CHUNK;
+        self.drained = chunk.len() < limit;
         if from_back {
             self.hi = bound;
             self.back.extend(chunk);

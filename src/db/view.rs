@@ -318,18 +318,14 @@ fn table_versions_at<'a, F: DiskFile>(
     let mut entries = table.iter(range);
     let mut answered: Option<Key> = None;
     std::iter::from_fn(move || {
-        loop {
-            let e = match entries.next()? {
-                Ok(e) => e,
-                Err(err) => return Some(Err(err)),
-            };
-            // Versions come newest first: the first at or below `at` is the key's answer.
-            if e.lsn > at || answered.as_ref() == Some(&e.key) {
-                continue;
-            }
-            answered = Some(e.key.clone());
-            return Some(Ok((e.key, e.value)));
-        }
+        // Versions come newest first: the first at or below `at` is the key's answer; the
+        // others are passed over inside their block.
+        let e = match entries.next_matching(|e| e.lsn <= at && answered.as_deref() != Some(e.key))? {
+            Ok(e) => e,
+            Err(err) => return Some(Err(err)),
+        };
+        answered = Some(e.key.clone());
+        Some(Ok((e.key, e.value)))
     })
 }
 

@@ -308,23 +308,48 @@ impl<F: DiskFile> TableIter<'_, F> {
     }
 
     fn step(&mut self, back: bool) -> Result<Option<TableEntry>> {
-        let (front, end) = self.ends()?;
-        if front >= end {
-            return Ok(None);
+        self.step_matching(back, |_| true)
+    }
+
+    /// The next entry from one end that `keep` accepts, the others passed over without being
+    /// copied out of their block.
+    fn step_matching(
+        &mut self,
+        back: bool,
+        mut keep: impl FnMut(EntryRef<'_>) -> bool,
+    ) -> Result<Option<TableEntry>> {
+        loop {
+            let (front, end) = self.ends()?;
+            if front >= end {
+                return Ok(None);
+            }
+            let (pos, block) = if back {
+                let prev = if end.1 > 0 { (end.0, end.1 - 1) } else { (end.0 - 1, usize::MAX) };
+                let block = self.block(prev.0, true)?;
+                let pos = (prev.0, prev.1.min(block.len() - 1));
+                self.ends = Some((front, pos));
+                (pos, block)
+            } else {
+                let block = self.block(front.0, false)?;
+                let next = if front.1 + 1 == block.len() { (front.0 + 1, 0) } else { (front.0, front.1 + 1) };
+                self.ends = Some((next, end));
+                (front, block)
+            };
+            let e = block.entry(pos.1);
+            if keep(e) {
+                return Ok(Some(e.into()));
+            }
         }
-        let (pos, block) = if back {
-            let prev = if end.1 > 0 { (end.0, end.1 - 1) } else { (end.0 - 1, usize::MAX) };
-            let block = self.block(prev.0, true)?;
-            let pos = (prev.0, prev.1.min(block.len() - 1));
-            self.ends = Some((front, pos));
-            (pos, block)
-        } else {
-            let block = self.block(front.0, false)?;
-            let next = if front.1 + 1 == block.len() { (front.0 + 1, 0) } else { (front.0, front.1 + 1) };
-            self.ends = Some((next, end));
-            (front, block)
-        };
-        Ok(Some(block.entry(pos.1).into()))
+    }
+
+    /// The next entry from the front that `keep` accepts ([`Iterator::find`] without copying
+    /// the entries passed over).
+    pub fn next_matching(&mut self, keep: impl FnMut(EntryRef<'_>) -> bool) -> Option<Result<TableEntry>> {
+        if self.done {
+            return None;
+        }
+        let r = self.step_matching(false, keep);
+        self.yielded(r)
     }
 
     fn yielded(&mut self, r: Result<Option<TableEntry>>) -> Option<Result<TableEntry>> {

@@ -182,7 +182,10 @@ impl<D: Disk + Clone, C: Clock + Clone> Inner<D, C> {
         } else {
             self.horizon()
         };
-        let outputs = self.merge(&pick, horizon)?;
+        self.compacting_now.store(true, SeqCst);
+        let outputs = self.merge(&pick, horizon);
+        self.compacting_now.store(false, SeqCst);
+        let outputs = outputs?;
         let read: u64 = pick.inputs.iter().chain(&pick.overlaps).map(|t| t.record.file_bytes).sum();
         let written: u64 = outputs.iter().map(|t| t.record.file_bytes).sum();
         let mut tree = lock(&self.tree);
@@ -375,12 +378,26 @@ pub(super) fn sort_records(tables: &mut [TableRecord]) {
     });
 }
 
+/// The compactor's nice value (Linux; per thread): on a loaded machine commits get the CPU
+/// first, and a compaction that falls behind slows commits only through write stalls.
+const COMPACTOR_NICE: i32 = 10;
+
+/// Lowers the calling thread's CPU priority to `nice` (Linux: `setpriority` on the thread;
+/// elsewhere nothing). A failure changes nothing and is ignored.
+fn lower_thread_priority(nice: i32) {
+    #[cfg(target_os = "linux")]
+    let _ = rustix::process::setpriority_process(None, nice);
+    #[cfg(not(target_os = "linux"))]
+    let _ = nice;
+}
+
 /// The background compactor: compacts while anything needs it, whenever asked; after a
-/// failure, tries again a second later.
+/// failure, tries again a second later. It runs at a lower CPU priority ([`COMPACTOR_NICE`]).
 pub(super) fn compact_loop<D: Disk + Clone, C: Clock + Clone>(
     mailbox: &super::flush::Mailbox,
     weak: &std::sync::Weak<Inner<D, C>>,
 ) {
+    lower_thread_priority(COMPACTOR_NICE);
     let mut retry = false;
     while mailbox.wait_for_compaction(retry) {
         let Some(inner) = weak.upgrade() else { return };

@@ -216,6 +216,8 @@ pub struct DbStats {
     pub table_memory_bytes: u64,
     /// Compactions since open.
     pub compactions: u64,
+    /// Whether a compaction's merge is under way now.
+    pub compacting: bool,
     /// Bytes of tables compactions read and wrote since open: with the log's bytes and the
     /// flushes', the database's write amplification.
     pub compaction_bytes_read: u64,
@@ -319,6 +321,8 @@ pub(crate) struct Inner<D: Disk + Clone, C: Clock + Clone> {
     compacting: Mutex<()>,
     compact_state: Mutex<compact::CompactState<D::File>>,
     compactions: AtomicU64,
+    /// A compaction's merge is under way.
+    compacting_now: AtomicBool,
     compaction_bytes_read: AtomicU64,
     compaction_bytes_written: AtomicU64,
     flush_bytes_written: AtomicU64,
@@ -613,6 +617,7 @@ impl<D: Disk + Clone, C: Clock + Clone> Db<D, C> {
             block_reads: i.block_reads.load(SeqCst),
             table_memory_bytes: i.view().levels.iter().flatten().map(|t| t.table.memory_bytes() as u64).sum(),
             compactions: i.compactions.load(SeqCst),
+            compacting: i.compacting_now.load(SeqCst),
             compaction_bytes_read: i.compaction_bytes_read.load(SeqCst),
             compaction_bytes_written: i.compaction_bytes_written.load(SeqCst),
             stalls: i.stalls.load(SeqCst),

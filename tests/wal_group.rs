@@ -403,6 +403,40 @@ fn reopen_continues_the_lsns() {
     }
 }
 
+/// A `Buffered` append waits while the log holds an unsynced `Buffered` record older than the
+/// append's window (the log is late on its promise), and asks for the sync that ends the wait;
+/// within the window it does not wait. (Nobody steps a `Manual` log here: only the late
+/// append's wait can sync it.)
+#[test]
+fn a_buffered_append_waits_while_the_log_is_late_on_its_window() {
+    let tmp = tempfile::tempdir().unwrap();
+    let clock = waldb::SimClock::new();
+    let every = Duration::from_millis(10);
+    let cfg = config(Driver::Manual).with_durability(Durability::Buffered { every });
+    let (wal, _) = Wal::open_with(StdDisk, clock.clone(), tmp.path(), cfg).unwrap();
+    let append = |n: usize| wal.append(RecordKind::Txn, &payload(n, 10)).unwrap().wait().unwrap();
+    let a = append(1);
+    clock.advance(Duration::from_millis(4));
+    let b = append(2);
+    assert!(wal.durable_lsn() < a, "within the window nothing waits for a sync");
+    assert_eq!(wal.stats().window_waits, 0);
+    clock.advance(Duration::from_millis(7)); // `a` is 11 ms old and not durable
+    let c = append(3);
+    assert!(wal.durable_lsn() >= b, "the late append synced what was queued before it");
+    assert!(wal.durable_lsn() < c, "but was itself acknowledged once queued");
+    assert_eq!(wal.stats().window_waits, 1);
+    // The marks the sync covered are gone: a fresh window, no wait.
+    clock.advance(Duration::from_millis(9));
+    let d = append(4);
+    assert_eq!(wal.stats().window_waits, 1, "`c` is only 9 ms old");
+    clock.advance(Duration::from_millis(2));
+    append(5);
+    assert_eq!(wal.stats().window_waits, 2);
+    assert!(wal.durable_lsn() >= d);
+    wal.close().unwrap();
+    assert_eq!(recovered(&StdDisk, tmp.path(), cfg.log).len(), 5);
+}
+
 #[test]
 fn rotation_across_many_segments_prepares_ahead() {
     let tmp = tempfile::tempdir().unwrap();

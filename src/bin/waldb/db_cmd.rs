@@ -375,7 +375,7 @@ pub(crate) fn stress(
         let ms = |ns: u64| ns as f64 / 1e6;
         let _ = writeln!(
             std::io::stderr(),
-            "waldb: stress: {} commits, slowest {:.1} ms; Buffered window p99 {:.1} ms, max {:.1} ms ({} syncs, sync p99 {:.1} ms); \
+            "waldb: stress: {} commits, slowest {:.1} ms; Buffered window p99 {:.1} ms, max {:.1} ms ({} syncs, sync p99 {:.1} ms, {} window waits); \
              {} stalls ({:.1} ms); {} freezes, {} compactions",
             s.commits,
             slowest.as_secs_f64() * 1e3,
@@ -383,6 +383,7 @@ pub(crate) fn stress(
             ms(s.wal.buffered_window_ns.max),
             s.wal.syncs,
             ms(s.wal.sync_latency_ns.p99),
+            s.wal.window_waits,
             s.stalls,
             s.stall_time.as_secs_f64() * 1e3,
             s.freezes,

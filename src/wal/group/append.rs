@@ -5,6 +5,9 @@
 //!   [`BatchConfig::queue_bytes_max`] bytes, except for one record alone in an empty queue.
 //! - **Closed is final.** The closed flag lives in the same atomic as the reservations: either
 //!   a reservation sees it and fails with [`Error::Closed`], or `close` sees (and drains) it.
+//! - **A late log admits no `Buffered` record.** While an unsynced `Buffered` record is older
+//!   than a `Buffered` append's `every`, the append waits for the sync that covers it
+//!   (`window.rs`).
 //! - **LSNs are dense.** An append takes `records` consecutive LSNs from `next_lsn` after its
 //!   reservation; a withdrawn reservation never took any.
 
@@ -56,6 +59,9 @@ impl<D: Disk, C: Clock> Shared<D, C> {
         kick: bool,
     ) -> Result<Ticket> {
         this.check_usable()?;
+        if let Durability::Buffered { every } = durability {
+            this.keep_window(every)?;
+        }
         this.reserve(u64::from(records), bytes)?;
         // Checked again after reserving: `close` and a failure set their flag, then look at the
         // reservations, so one of the two sides sees the other.
@@ -69,6 +75,9 @@ impl<D: Disk, C: Clock> Shared<D, C> {
             if matches!(durability, Durability::Buffered { .. }) { this.clock.now() } else { Duration::ZERO };
         this.queue.push(Entry { first, records, bytes, durability, enqueued_at, body });
         this.note_queue_event();
+        if let Durability::Buffered { every } = durability {
+            this.marks.note(first, enqueued_at, every);
+        }
         let relaxed = std::sync::atomic::Ordering::Relaxed;
         this.stats.appends.fetch_add(1, relaxed);
         this.stats.records.fetch_add(u64::from(records), relaxed);

@@ -11,7 +11,7 @@ use crate::wal::WalOptions;
 /// | mode | the ticket resolves | after a crash or power loss |
 /// | --- | --- | --- |
 /// | `Sync` | after a sync covering the record (and every record before it) returned `Ok` | the record is in the recovered log |
-/// | `Buffered { every }` | once the record is queued | records acknowledged more than `every` (plus one flush) before the crash are in the recovered log, unless a write or sync failed (which poisons the log); later ones may be lost |
+/// | `Buffered { every }` | once the record is queued — after waiting, while the log is late (an unsynced `Buffered` record is older than `every`), for the sync that catches up | records acknowledged more than `every` (plus one flush) before the crash are in the recovered log, unless a write or sync failed (which poisons the log); later ones may be lost |
 /// | `None` | once the record is queued | anything not covered by a later sync may be lost; the OS decides when data reaches the disk |
 ///
 /// In every mode the recovered log is a prefix of the appended records in LSN order — no holes,

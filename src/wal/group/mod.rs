@@ -49,6 +49,7 @@
 //! | `lead.rs` | who steps: leadership, the hand-over policies, the background thread |
 //! | `wake.rs` | kicks, waits, and the unparking of satisfied waiters |
 //! | `preparer.rs` | the next segment, prepared ahead |
+//! | `window.rs` | the `Buffered` window under load: admission waits while the log lags |
 //! | `queue.rs`, `ticket.rs`, `config.rs`, `stats.rs`, `handon.rs`, `yielding.rs` | the queue, tickets, options, counters, and the two measured switches of the policies |
 //!
 //! The small methods an append calls in another of these files are `#[inline]`: a release
@@ -89,6 +90,7 @@ mod stats;
 mod step;
 mod ticket;
 mod wake;
+mod window;
 mod yielding;
 
 pub use api::WalBatch;
@@ -313,6 +315,8 @@ struct Shared<D: Disk, C: Clock> {
     written: AtomicU64,
     /// The highest LSN a caller of [`Wal::sync`] wants durable.
     sync_wanted: AtomicU64,
+    /// Unsynced `Buffered` records, for the window's admission (`window.rs`).
+    marks: window::Marks,
     poisoned: AtomicBool,
     /// Set by appends that need the background thread.
     kicked: AtomicBool,

@@ -124,6 +124,7 @@ pub(crate) struct Counters {
     pub(crate) segments_prepared: AtomicU64,
     pub(crate) prepare_failures: AtomicU64,
     pub(crate) backpressure_waits: AtomicU64,
+    pub(crate) window_waits: AtomicU64,
     pub(crate) crowd_handovers: AtomicU64,
     pub(crate) group_handovers: AtomicU64,
     pub(crate) slow_handons: AtomicU64,
@@ -151,6 +152,7 @@ impl Counters {
             segments_prepared: AtomicU64::new(0),
             prepare_failures: AtomicU64::new(0),
             backpressure_waits: AtomicU64::new(0),
+            window_waits: AtomicU64::new(0),
             crowd_handovers: AtomicU64::new(0),
             group_handovers: AtomicU64::new(0),
             slow_handons: AtomicU64::new(0),
@@ -222,6 +224,9 @@ pub struct WalStats {
     pub prepare_failures: u64,
     /// Appends that had to wait for queue space.
     pub backpressure_waits: u64,
+    /// `Buffered` appends that waited for the log to catch up with its window: an unsynced
+    /// `Buffered` record was older than their `every` (the disk fell behind).
+    pub window_waits: u64,
     /// Hand-overs of a step to the background thread because a crowd of committers was parked
     /// (8 per CPU), or because handing leadership on had been found slow and a committer was
     /// parked: a release of leadership (a committer's, or the background thread's own) that

@@ -273,28 +273,42 @@ impl<D: Disk + Clone, C: Clock + Clone> Inner<D, C> {
     }
 
     /// Merges the pick's tables into new tables of the next level, synced and named durably.
+    ///
+    /// The sources are runs ([`Run`]): each level-0 input on its own, and the tables of a
+    /// deeper level (disjoint, in key order) as one — so a heap of at most
+    /// [`L0_STOP_TABLES`] + 1 heads orders the entries, whatever the number of tables.
     fn merge(&self, pick: &Pick<D::File>, horizon: Lsn) -> Result<Vec<TableRef<D::File>>> {
-        let all = (Bound::Unbounded, Bound::Unbounded);
-        let mut sources: Vec<TableIter<'_, D::File>> =
-            pick.inputs.iter().chain(&pick.overlaps).map(|t| t.table.iter_uncached(all)).collect();
-        let mut heads: Vec<Option<TableEntry>> =
-            sources.iter_mut().map(|s| s.next().transpose()).collect::<Result<_>>()?;
+        let mut sources: Vec<Run<'_, D::File>> = if pick.level == 0 {
+            pick.inputs.iter().map(|t| Run::new(std::slice::from_ref(t))).collect()
+        } else {
+            vec![Run::new(&pick.inputs)]
+        };
+        sources.push(Run::new(&pick.overlaps));
+        let mut heap = std::collections::BinaryHeap::with_capacity(sources.len());
+        for (source, s) in sources.iter_mut().enumerate() {
+            if let Some(entry) = s.next().transpose()? {
+                heap.push(Head { entry, source });
+            }
+        }
         let mut outputs: Vec<TableRef<D::File>> = Vec::new();
         let mut writer: Option<(TableWriter<D::File>, PathBuf, u64)> = None;
         let result = (|| -> Result<()> {
             let mut key: Option<crate::db::Key> = None;
             let mut kept_below = false;
-            // The smallest head in table order (keys up, LSNs down), while any is left.
-            while let Some(i) = (0..heads.len()).filter(|&i| heads[i].is_some()).min_by(|&a, &b| {
-                let (x, y) = (heads[a].as_ref().expect("some"), heads[b].as_ref().expect("some"));
-                format::compare_entries((&*x.key, x.lsn), (&*y.key, y.lsn))
-            }) {
+            // The smallest head in table order (keys up, LSNs down), while any is left; its
+            // source's next entry takes its place.
+            loop {
+                let e = {
+                    let Some(mut top) = heap.peek_mut() else { break };
+                    match sources[top.source].next().transpose()? {
+                        Some(next) => std::mem::replace(&mut top.entry, next),
+                        None => std::collections::binary_heap::PeekMut::pop(top).entry,
+                    }
+                };
                 // A close does not wait for a long merge: it is abandoned, its outputs removed.
                 if self.closed.load(SeqCst) {
                     return Err(Error::Closed);
                 }
-                let e = heads[i].take().expect("picked a head");
-                heads[i] = sources[i].next().transpose()?;
                 let new_key = key.as_ref() != Some(&e.key);
                 if new_key {
                     key = Some(e.key.clone());
@@ -367,6 +381,67 @@ impl<D: Disk + Clone, C: Clock + Clone> Inner<D, C> {
         self.open_new_table(&path, id, level, meta)
     }
 }
+
+/// The entries of a run of tables — disjoint and in key order, as a level past 0 keeps them —
+/// one table after the other, read around the cache.
+struct Run<'a, F: crate::disk::DiskFile> {
+    tables: &'a [Arc<TableRef<F>>],
+    next: usize,
+    iter: Option<TableIter<'a, F>>,
+}
+
+impl<'a, F: crate::disk::DiskFile> Run<'a, F> {
+    fn new(tables: &'a [Arc<TableRef<F>>]) -> Self {
+        debug_assert!(
+            tables.windows(2).all(|w| w[0].record.largest < w[1].record.smallest),
+            "a run's tables are disjoint and in key order"
+        );
+        Run { tables, next: 0, iter: None }
+    }
+}
+
+impl<F: crate::disk::DiskFile> Iterator for Run<'_, F> {
+    type Item = Result<TableEntry>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(e) = self.iter.as_mut().and_then(Iterator::next) {
+                return Some(e);
+            }
+            let t = self.tables.get(self.next)?;
+            self.next += 1;
+            self.iter = Some(t.table.iter_uncached((Bound::Unbounded, Bound::Unbounded)));
+        }
+    }
+}
+
+/// A source's next entry in the merge's heap: the greatest is the first in table order (keys
+/// up, LSNs down; equal entries, which no two tables hold, by source).
+struct Head {
+    entry: TableEntry,
+    source: usize,
+}
+
+impl Ord for Head {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        format::compare_entries((&*other.entry.key, other.entry.lsn), (&*self.entry.key, self.entry.lsn))
+            .then(other.source.cmp(&self.source))
+    }
+}
+
+impl PartialOrd for Head {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for Head {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other).is_eq()
+    }
+}
+
+impl Eq for Head {}
 
 /// Puts a manifest's records in its order: by level; level 0 as it was (flush order), deeper
 /// levels by key.

@@ -70,7 +70,7 @@ fn main() -> waldb::Result<()> {
     let s = db.stats();
     println!(
         "{} overwrites in {:.1?}: slowest commit {:.1?} ({:.1?} after the release); resident at most {} MiB, \
-         {} MiB at the end; {} flushes, {} compactions, {} stalls, tables per level {:?}",
+         {} MiB at the end; {} flushes, {} compactions, {} stalls, {} slowed commits, tables per level {:?}",
         (round - 1) * KEYS,
         start.elapsed(),
         slowest,
@@ -80,6 +80,7 @@ fn main() -> waldb::Result<()> {
         s.checkpoints,
         s.compactions,
         s.stalls,
+        s.slowdowns,
         s.tables_per_level
     );
     db.close()?;

@@ -44,6 +44,8 @@ use crate::types::{Lsn, TxnId};
 
 /// Level 0 is compacted once it holds this many tables.
 pub(crate) const L0_COMPACT_TABLES: usize = 4;
+/// Commits are slowed down (a short sleep each) while level 0 holds this many tables.
+pub(crate) const L0_SLOWDOWN_TABLES: usize = 8;
 /// Commits wait (a write stall) while level 0 holds this many tables.
 pub(crate) const L0_STOP_TABLES: usize = 20;
 /// Each level past 1 may hold this many times the bytes of the one above.

@@ -203,6 +203,21 @@ impl<D: Disk + Clone, C: Clock + Clone> Inner<D, C> {
             || view.levels[0].len() >= super::compact::L0_STOP_TABLES
     }
 
+    /// Before a commit, with background threads: while level 0 holds
+    /// [`L0_SLOWDOWN_TABLES`](super::compact::L0_SLOWDOWN_TABLES) tables or more, sleeps
+    /// 100 µs per table over it less one (a write slowdown, counted), so that the compactor
+    /// gets the CPU before level 0 reaches the stop — many short waits instead of one long
+    /// stall.
+    pub(super) fn slow_down(&self, view: &View<D::File>) {
+        let l0 = view.levels[0].len();
+        if !self.in_background() || l0 < super::compact::L0_SLOWDOWN_TABLES {
+            return;
+        }
+        let over = u64::try_from(l0 - super::compact::L0_SLOWDOWN_TABLES + 1).unwrap_or(u64::MAX);
+        self.slowdowns.fetch_add(1, SeqCst);
+        std::thread::sleep(Duration::from_micros(100 * over));
+    }
+
     /// Whether this database runs flushes and compactions on its own threads.
     pub(super) fn in_background(&self) -> bool {
         self.options.driver != Driver::Manual && self.options.memtable_bytes.is_some()

@@ -228,6 +228,9 @@ pub struct DbStats {
     pub stalls: u64,
     /// Time commits spent in write stalls.
     pub stall_time: std::time::Duration,
+    /// Commits slowed down (a sleep of 100 µs per level-0 table over 7) before a stall
+    /// became necessary.
+    pub slowdowns: u64,
 }
 
 /// An embedded transactional key-value store. Cheap to clone (clones share the database).
@@ -335,6 +338,8 @@ pub(crate) struct Inner<D: Disk + Clone, C: Clock + Clone> {
     /// Commits that waited for a flush, and how long in all.
     stalls: AtomicU64,
     stall_nanos: AtomicU64,
+    /// Commits slowed down by a full level 0 (`flush.rs`, `slow_down`).
+    slowdowns: AtomicU64,
     commits: AtomicU64,
     conflicts: AtomicU64,
     checkpoints: AtomicU64,
@@ -621,6 +626,7 @@ impl<D: Disk + Clone, C: Clock + Clone> Db<D, C> {
             compaction_bytes_read: i.compaction_bytes_read.load(SeqCst),
             compaction_bytes_written: i.compaction_bytes_written.load(SeqCst),
             stalls: i.stalls.load(SeqCst),
+            slowdowns: i.slowdowns.load(SeqCst),
             stall_time: std::time::Duration::from_nanos(i.stall_nanos.load(SeqCst)),
         }
     }
@@ -829,6 +835,9 @@ impl<D: Disk + Clone, C: Clock + Clone> Inner<D, C> {
                 let _ = h.join();
             }
         }
+        // Replaced tables that a view still read when their compaction ended: no compaction
+        // is left to delete them.
+        self.sweep_graveyard();
         let r = self.wal.close().and_then(|l| flushed.map(|()| l));
         self.advance_visible();
         *result = Some(match &r {

@@ -221,6 +221,7 @@ impl<D: Disk + Clone, C: Clock + Clone> Inner<D, C> {
             freezes: AtomicU64::new(0),
             stalls: AtomicU64::new(0),
             stall_nanos: AtomicU64::new(0),
+            slowdowns: AtomicU64::new(0),
             commits: AtomicU64::new(0),
             conflicts: AtomicU64::new(0),
             checkpoints: AtomicU64::new(0),

@@ -182,6 +182,7 @@ impl<D: Disk + Clone, C: Clock + Clone> Transaction<D, C> {
                 self.db.wait_for_room()?;
                 continue;
             }
+            self.db.slow_down(&view);
             if let Some(done) = self.sequence_in(&view, durability, &mut payload) {
                 return done;
             }

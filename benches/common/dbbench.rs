@@ -335,6 +335,20 @@ impl Report {
     }
 }
 
+/// A table's header row (`first`, then one column per engine) and its alignment row.
+fn table_header(out: &mut String, first: &str, reports: &[Report]) {
+    use std::fmt::Write as _;
+    let _ = write!(out, "| {first} |");
+    for r in reports {
+        let _ = write!(out, " {} |", r.engine);
+    }
+    let _ = write!(out, "\n|---|");
+    for _ in reports {
+        let _ = write!(out, "---:|");
+    }
+    out.push('\n');
+}
+
 /// The reports as markdown tables: operations per second, then the costs.
 pub fn markdown(config: &Config, reports: &[Report]) -> String {
     use std::fmt::Write as _;
@@ -348,15 +362,7 @@ pub fn markdown(config: &Config, reports: &[Report]) -> String {
         config.seconds,
         config.cache_bytes >> 20
     );
-    let _ = write!(out, "| workload (ops/s) |");
-    for r in reports {
-        let _ = write!(out, " {} |", r.engine);
-    }
-    let _ = write!(out, "\n|---|");
-    for _ in reports {
-        let _ = write!(out, "---:|");
-    }
-    out.push('\n');
+    table_header(&mut out, "workload (ops/s)", reports);
     for (w, name) in WORKLOADS.iter().enumerate() {
         let _ = write!(out, "| {name} |");
         for r in reports {
@@ -378,15 +384,8 @@ pub fn markdown(config: &Config, reports: &[Report]) -> String {
             r.missing_block_reads.map_or("-".into(), |v| format!("{v:.4}"))
         }),
     ];
-    let _ = write!(out, "\n| cost |");
-    for r in reports {
-        let _ = write!(out, " {} |", r.engine);
-    }
-    let _ = write!(out, "\n|---|");
-    for _ in reports {
-        let _ = write!(out, "---:|");
-    }
     out.push('\n');
+    table_header(&mut out, "cost", reports);
     for (label, f) in rows {
         let _ = write!(out, "| {label} |");
         for r in reports {

@@ -456,7 +456,8 @@ pub(super) fn sort_records(tables: &mut [TableRecord]) {
 }
 
 /// The compactor's nice value (Linux; per thread): on a loaded machine commits get the CPU
-/// first, and a compaction that falls behind slows commits only through write stalls.
+/// first, and a compaction that falls behind slows commits only through write slowdowns and
+/// stalls (`flush.rs`).
 const COMPACTOR_NICE: i32 = 10;
 
 /// Lowers the calling thread's CPU priority to `nice` (Linux: `setpriority` on the thread;

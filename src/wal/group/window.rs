@@ -17,7 +17,8 @@
 //!   ([`WalStats::window_waits`](super::WalStats::window_waits) counts the appends that did).
 //!   No lock is held while it waits; the marks' lock is a leaf, held for a few instructions.
 //! - **No new failure.** The wait ends as a `Sync` commit's does: durable, or the log's
-//!   failure ([`Error::Poisoned`]), or [`Error::Closed`].
+//!   failure ([`Error::Poisoned`]), or [`Error::Closed`]. It blocks the calling thread, as a
+//!   full queue does, also for an append made from async code.
 //!
 //! `Sync` and `None` appends never look at the marks: a `Sync` commit waits for its sync
 //! anyway, and `None` promises nothing.

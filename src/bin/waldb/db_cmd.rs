@@ -376,7 +376,7 @@ pub(crate) fn stress(
         let _ = writeln!(
             std::io::stderr(),
             "waldb: stress: {} commits, slowest {:.1} ms; Buffered window p99 {:.1} ms, max {:.1} ms ({} syncs, sync p99 {:.1} ms, {} window waits); \
-             {} stalls ({:.1} ms); {} freezes, {} compactions",
+             {} stalls ({:.1} ms), {} slowed commits; {} freezes, {} compactions",
             s.commits,
             slowest.as_secs_f64() * 1e3,
             ms(s.wal.buffered_window_ns.p99),
@@ -386,6 +386,7 @@ pub(crate) fn stress(
             s.wal.window_waits,
             s.stalls,
             s.stall_time.as_secs_f64() * 1e3,
+            s.slowdowns,
             s.freezes,
             s.compactions,
         );

@@ -6,6 +6,7 @@
 //!  level n ≥ 1 over its budget   ─▶ one table (round robin by key) + the level-(n+1)
 //!                                   tables it overlaps ─▶ level n+1
 //!  budget: level 1 = 4 × memtable_bytes, ×10 per level; level 6 is the last
+//!  order:  the highest score first: level 0 tables / 4, level n bytes / budget
 //! ```
 //!
 //! - **Newer layers keep newer versions.** Level 0 is compacted whole (every table older than
@@ -119,6 +120,31 @@ fn least_overlapping<'a, F: crate::disk::DiskFile>(
     best
 }
 
+/// The level most in need of a compaction, if one needs it: the highest score, where level 0
+/// scores its `l0_tables` over [`L0_COMPACT_TABLES`] (from 1 at that count) and a deeper level
+/// `l` its bytes (`bytes[l]`) over `budget(l)` (needing it above 1); the last level never
+/// scores. Ties go to the upper level.
+///
+/// Scores, not "level 0 first": under a steady load level 0 refills while any compaction runs,
+/// so a fixed priority would never compact level 1 down, and level 1 would grow to hold the
+/// whole database, every level-0 compaction rewriting all of it (measured at 50M pairs: 129 GB
+/// written into level 1, 1 GB into level 2, write amplification 15).
+fn neediest_level(l0_tables: usize, bytes: &[u64], budget: impl Fn(usize) -> u64) -> Option<usize> {
+    let mut best = None;
+    let mut best_score = 1.0_f64;
+    if l0_tables >= L0_COMPACT_TABLES {
+        best = Some(0);
+        best_score = l0_tables as f64 / L0_COMPACT_TABLES as f64;
+    }
+    for (l, &b) in bytes.iter().enumerate().take(bytes.len().saturating_sub(1)).skip(1) {
+        let score = b as f64 / budget(l).max(1) as f64;
+        if score > best_score {
+            (best, best_score) = (Some(l), score);
+        }
+    }
+    best
+}
+
 impl<D: Disk + Clone, C: Clock + Clone> Inner<D, C> {
     /// The budget of `level` (≥ 1), in bytes of tables.
     fn level_budget(&self, level: usize) -> u64 {
@@ -135,12 +161,11 @@ impl<D: Disk + Clone, C: Clock + Clone> Inner<D, C> {
     /// What to compact next, if anything needs it.
     fn pick(&self, view: &View<D::File>, state: &CompactState<D::File>) -> Option<Pick<D::File>> {
         let levels = &view.levels;
-        let (level, inputs) = if levels[0].len() >= L0_COMPACT_TABLES {
+        let bytes: Vec<u64> = levels.iter().map(|l| l.iter().map(|t| t.record.file_bytes).sum()).collect();
+        let level = neediest_level(levels[0].len(), &bytes, |l| self.level_budget(l))?;
+        let (level, inputs) = if level == 0 {
             (0, levels[0].clone())
         } else {
-            let level = (1..usize::from(LEVELS) - 1).find(|&l| {
-                levels[l].iter().map(|t| t.record.file_bytes).sum::<u64>() > self.level_budget(l)
-            })?;
             (
                 level,
                 vec![Arc::clone(least_overlapping(
@@ -239,6 +264,7 @@ impl<D: Disk + Clone, C: Clock + Clone> Inner<D, C> {
                 state.graveyard.push(Doomed { table: Arc::downgrade(t), path });
             }
         }
+        self.compaction_bytes_per_level[pick.level + 1].fetch_add(written, SeqCst);
         drop(pick);
         self.compactions.fetch_add(1, SeqCst);
         self.compaction_bytes_read.fetch_add(read, SeqCst);
@@ -503,5 +529,43 @@ pub(super) fn compact_loop<D: Disk + Clone, C: Clock + Clone>(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: u64 = 1 << 20;
+
+    fn budget(l: usize) -> u64 {
+        256 * MIB * 10u64.pow(u32::try_from(l - 1).unwrap())
+    }
+
+    #[test]
+    fn nothing_needs_compaction_below_the_thresholds() {
+        assert_eq!(neediest_level(3, &[0, 256 * MIB, 2560 * MIB, 0, 0, 0, 0], budget), None);
+        assert_eq!(neediest_level(0, &[0; 7], budget), None);
+    }
+
+    #[test]
+    fn level_0_goes_first_when_the_levels_below_are_within_budget() {
+        assert_eq!(neediest_level(4, &[0, 255 * MIB, 0, 0, 0, 0, 0], budget), Some(0));
+        // A tie between level 0 and level 1 goes to level 0.
+        assert_eq!(neediest_level(8, &[0, 512 * MIB, 0, 0, 0, 0, 0], budget), Some(0));
+    }
+
+    #[test]
+    fn a_level_far_over_its_budget_goes_before_a_refilled_level_0() {
+        // The 50M-pair load: level 0 refills to 4–8 tables during every compaction; level 1
+        // must still be compacted down once it is over twice its budget.
+        assert_eq!(neediest_level(8, &[0, 600 * MIB, 0, 0, 0, 0, 0], budget), Some(1));
+        assert_eq!(neediest_level(4, &[0, 300 * MIB, 0, 0, 0, 0, 0], budget), Some(1));
+        assert_eq!(neediest_level(5, &[0, 100 * MIB, 5120 * MIB, 0, 0, 0, 0], budget), Some(2));
+    }
+
+    #[test]
+    fn the_last_level_never_scores() {
+        assert_eq!(neediest_level(0, &[0, 0, 0, 0, 0, 0, u64::MAX], budget), None);
     }
 }

@@ -223,6 +223,9 @@ pub struct DbStats {
     pub compaction_bytes_read: u64,
     /// See [`DbStats::compaction_bytes_read`].
     pub compaction_bytes_written: u64,
+    /// [`DbStats::compaction_bytes_written`] by the level written into (entry 0 stays 0:
+    /// flushes write level 0), to see which level's merges cost the most.
+    pub compaction_bytes_written_per_level: Vec<u64>,
     /// Commits that waited for a flush or a compaction (a write stall: `memtables_max`
     /// memtables, or 20 tables in level 0).
     pub stalls: u64,
@@ -328,6 +331,7 @@ pub(crate) struct Inner<D: Disk + Clone, C: Clock + Clone> {
     compacting_now: AtomicBool,
     compaction_bytes_read: AtomicU64,
     compaction_bytes_written: AtomicU64,
+    compaction_bytes_per_level: [AtomicU64; manifest::LEVELS as usize],
     flush_bytes_written: AtomicU64,
     /// Data blocks read from table files for reads, shared by every table.
     block_reads: Arc<AtomicU64>,
@@ -625,6 +629,11 @@ impl<D: Disk + Clone, C: Clock + Clone> Db<D, C> {
             compacting: i.compacting_now.load(SeqCst),
             compaction_bytes_read: i.compaction_bytes_read.load(SeqCst),
             compaction_bytes_written: i.compaction_bytes_written.load(SeqCst),
+            compaction_bytes_written_per_level: i
+                .compaction_bytes_per_level
+                .iter()
+                .map(|b| b.load(SeqCst))
+                .collect(),
             stalls: i.stalls.load(SeqCst),
             slowdowns: i.slowdowns.load(SeqCst),
             stall_time: std::time::Duration::from_nanos(i.stall_nanos.load(SeqCst)),

@@ -215,6 +215,7 @@ impl<D: Disk + Clone, C: Clock + Clone> Inner<D, C> {
             compacting_now: AtomicBool::new(false),
             compaction_bytes_read: AtomicU64::new(0),
             compaction_bytes_written: AtomicU64::new(0),
+            compaction_bytes_per_level: Default::default(),
             flush_bytes_written: AtomicU64::new(0),
             block_reads: r.block_reads,
             last_flush_error: Mutex::new(None),

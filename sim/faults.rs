@@ -23,7 +23,7 @@ fn interrupted_preparation_is_completed_not_refused() {
     }
     assert!(disk.open(&dir.join(segment_file_name(SegmentId(1))), OpenMode::Read).is_ok());
     let file = prepare_segment(&disk, dir, SegmentId(1), 4096).expect("the retry completes it");
-    assert_eq!(file.len().unwrap(), 4096);
+    assert_eq!(file.file.len().unwrap(), 4096);
     // And the log works on top of it, across a crash.
     let opts = WalOptions::default().with_segment_bytes(4096);
     let (mut w, _) = LogWriter::open(disk.clone(), dir, opts).unwrap();

@@ -60,10 +60,11 @@ fn segment_header_table_matches_the_code() {
         prev_last_lsn: Lsn(0x0303),
         prev_last_crc: 0x0506,
         segment_bytes: 0x1_0000,
+        recycled: false,
     };
     let b = encode_segment_header(&h);
     assert_eq!(&b[0..8], b"WALDBSEG");
-    assert_eq!(b[8..12], 1u32.to_le_bytes());
+    assert_eq!(b[8..12], 2u32.to_le_bytes());
     assert_eq!(b[16..24], 0x0102u64.to_le_bytes());
     assert_eq!(b[24..32], 0x0304u64.to_le_bytes());
     assert_eq!(b[32..40], 0x0303u64.to_le_bytes());

@@ -166,6 +166,7 @@ fn stale_records_of_a_recycled_segment<D: Disk + Clone>(disk: D, dir: &Path) {
         prev_last_lsn: Lsn::ZERO,
         prev_last_crc: 0,
         segment_bytes: 4096,
+        recycled: false,
     };
     old[..64].copy_from_slice(&encode_segment_header(&header));
     let mut recs = Vec::new();
@@ -184,6 +185,7 @@ fn stale_records_of_a_recycled_segment<D: Disk + Clone>(disk: D, dir: &Path) {
             prev_last_lsn: Lsn(50),
             prev_last_crc: 0x1234,
             segment_bytes: 4096,
+            recycled: false,
         };
         bytes[..64].copy_from_slice(&encode_segment_header(&header));
         let mut new = Vec::new();

@@ -442,6 +442,17 @@ impl Engine for WaldbEngine {
     }
 
     fn close(self: Box<Self>) {
+        let s = self.0.stats();
+        let mib = |b: u64| b >> 20;
+        eprintln!(
+            "waldb: wrote log {} MiB in {} new segments ({} recycled), flushes {} MiB, compactions {} MiB (into levels 1.. {:?} MiB)",
+            mib(s.wal.bytes_written),
+            s.wal.rotations,
+            s.wal.segments_recycled,
+            mib(s.flush_bytes_written),
+            mib(s.compaction_bytes_written),
+            s.compaction_bytes_written_per_level[1..].iter().map(|&b| mib(b)).collect::<Vec<_>>()
+        );
         self.0.close().unwrap();
     }
 

@@ -179,6 +179,14 @@ pub enum HeaderDecoded {
     Valid(SegmentHeader),
     /// All zero (or an all-zero file shorter than a header): a prepared, never used segment.
     Zero,
+    /// A recycled file prepared for `segment` and never used ([`format::FLAG_BLANK`]): it ends
+    /// the log as [`HeaderDecoded::Zero`] does, and the rest of the file is an earlier use's.
+    Blank {
+        /// The segment it was prepared for.
+        segment: SegmentId,
+        /// Its size as prepared.
+        segment_bytes: u64,
+    },
     /// A header with a valid checksum but another format version.
     UnsupportedVersion(u32),
     /// Anything else: torn, or damaged.
@@ -206,10 +214,12 @@ pub fn decode_segment_header(buf: &[u8]) -> HeaderDecoded {
         return HeaderDecoded::Invalid("segment header checksum mismatch");
     }
     let version = read_u32(h, seg::VERSION);
-    if version != format::FORMAT_VERSION {
+    if !(format::FORMAT_VERSION_OLDEST..=format::FORMAT_VERSION).contains(&version) {
         return HeaderDecoded::UnsupportedVersion(version);
     }
-    if read_u32(h, seg::FLAGS) != 0 || h[seg::RESERVED].iter().any(|&b| b != 0) {
+    let flags = read_u32(h, seg::FLAGS);
+    let known = if version == 1 { 0 } else { format::FLAG_RECYCLED | format::FLAG_BLANK };
+    if flags & !known != 0 || h[seg::RESERVED].iter().any(|&b| b != 0) {
         return HeaderDecoded::Invalid("segment header has unknown flags or reserved bytes set");
     }
     let header = SegmentHeader {
@@ -218,7 +228,20 @@ pub fn decode_segment_header(buf: &[u8]) -> HeaderDecoded {
         prev_last_lsn: Lsn(read_u64(h, seg::PREV_LAST_LSN)),
         prev_last_crc: read_u32(h, seg::PREV_LAST_CRC),
         segment_bytes: read_u64(h, seg::SEGMENT_BYTES),
+        recycled: flags & format::FLAG_RECYCLED != 0,
     };
+    if flags & format::FLAG_BLANK != 0 {
+        let empty = header.first_lsn.0 == 0 && header.prev_last_lsn.0 == 0 && header.prev_last_crc == 0;
+        return if !header.recycled || !empty {
+            HeaderDecoded::Invalid("a blank segment header that is not recycled or has LSNs set")
+        } else if header.segment.0 == 0 {
+            HeaderDecoded::Invalid("segment number 0")
+        } else if !(format::SEGMENT_BYTES_MIN..=format::SEGMENT_BYTES_MAX).contains(&header.segment_bytes) {
+            HeaderDecoded::Invalid("segment size out of range")
+        } else {
+            HeaderDecoded::Blank { segment: header.segment, segment_bytes: header.segment_bytes }
+        };
+    }
     match header.invalid_reason() {
         Some(reason) => HeaderDecoded::Invalid(reason),
         None => HeaderDecoded::Valid(header),
@@ -227,7 +250,9 @@ pub fn decode_segment_header(buf: &[u8]) -> HeaderDecoded {
 
 #[cfg(test)]
 mod tests {
-    use super::super::encode::{RecordMeta, encode_record, encode_segment_header};
+    use super::super::encode::{
+        RecordMeta, encode_blank_segment_header, encode_record, encode_segment_header,
+    };
     use super::*;
 
     const LIMITS: DecodeLimits = DecodeLimits { segment: SegmentId(3), payload_bytes_max: 1024 };
@@ -307,6 +332,7 @@ mod tests {
             prev_last_lsn: Lsn(9),
             prev_last_crc: 0xDEAD_BEEF,
             segment_bytes: 1 << 20,
+            recycled: false,
         };
         let bytes = encode_segment_header(&h);
         assert_eq!(decode_segment_header(&bytes), HeaderDecoded::Valid(h));
@@ -320,11 +346,59 @@ mod tests {
                 "flip in byte {i} must be caught"
             );
         }
+        let resealed = |mut b: [u8; 64]| {
+            let crc = crc32c::crc32c(&b[..60]);
+            b[60..64].copy_from_slice(&crc.to_le_bytes());
+            b
+        };
         // A valid checksum over another version is "unsupported", not "corrupt".
-        let mut v2 = bytes;
-        v2[8..12].copy_from_slice(&2u32.to_le_bytes());
-        let crc = crc32c::crc32c(&v2[..60]);
-        v2[60..64].copy_from_slice(&crc.to_le_bytes());
-        assert_eq!(decode_segment_header(&v2), HeaderDecoded::UnsupportedVersion(2));
+        let mut v3 = bytes;
+        v3[8..12].copy_from_slice(&3u32.to_le_bytes());
+        assert_eq!(decode_segment_header(&resealed(v3)), HeaderDecoded::UnsupportedVersion(3));
+        // Version 1 is read, without flags.
+        let mut v1 = bytes;
+        v1[8..12].copy_from_slice(&1u32.to_le_bytes());
+        assert_eq!(decode_segment_header(&resealed(v1)), HeaderDecoded::Valid(h));
+        v1[12] = 1;
+        assert!(matches!(decode_segment_header(&resealed(v1)), HeaderDecoded::Invalid(_)));
+        // Unknown flags are refused.
+        let mut odd = bytes;
+        odd[12] = 4;
+        assert!(matches!(decode_segment_header(&resealed(odd)), HeaderDecoded::Invalid(_)));
+    }
+
+    #[test]
+    fn recycled_and_blank_headers() {
+        let h = SegmentHeader {
+            segment: SegmentId(7),
+            first_lsn: Lsn(10),
+            prev_last_lsn: Lsn(9),
+            prev_last_crc: 1,
+            segment_bytes: 1 << 20,
+            recycled: true,
+        };
+        assert_eq!(decode_segment_header(&encode_segment_header(&h)), HeaderDecoded::Valid(h));
+        let blank = encode_blank_segment_header(SegmentId(7), 1 << 20);
+        assert_eq!(
+            decode_segment_header(&blank),
+            HeaderDecoded::Blank { segment: SegmentId(7), segment_bytes: 1 << 20 }
+        );
+        for i in 0..64 {
+            let mut b = blank;
+            b[i] ^= 0x10;
+            assert!(matches!(decode_segment_header(&b), HeaderDecoded::Invalid(_)), "flip in byte {i}");
+        }
+        let reseal = |mut b: [u8; 64]| {
+            let crc = crc32c::crc32c(&b[..60]);
+            b[60..64].copy_from_slice(&crc.to_le_bytes());
+            decode_segment_header(&b)
+        };
+        // Blank without recycled, or with an LSN set, is refused.
+        let mut b = blank;
+        b[12] = 2;
+        assert!(matches!(reseal(b), HeaderDecoded::Invalid(_)));
+        let mut b = blank;
+        b[24] = 1;
+        assert!(matches!(reseal(b), HeaderDecoded::Invalid(_)));
     }
 }

@@ -18,6 +18,9 @@ pub struct SegmentHeader {
     pub prev_last_crc: u32,
     /// The size of the segment file as created.
     pub segment_bytes: u64,
+    /// Whether the file held earlier segments ([`format::FLAG_RECYCLED`]): bytes after this
+    /// segment's records may then be an earlier use's rather than zeroes.
+    pub recycled: bool,
 }
 
 impl SegmentHeader {
@@ -52,12 +55,36 @@ pub fn encode_segment_header(header: &SegmentHeader) -> [u8; format::SEGMENT_HEA
     let mut out = [0u8; format::SEGMENT_HEADER_BYTES];
     out[seg::MAGIC].copy_from_slice(&format::SEGMENT_MAGIC);
     out[seg::VERSION].copy_from_slice(&format::FORMAT_VERSION.to_le_bytes());
-    out[seg::FLAGS].copy_from_slice(&0u32.to_le_bytes());
+    let flags = if header.recycled { format::FLAG_RECYCLED } else { 0 };
+    out[seg::FLAGS].copy_from_slice(&flags.to_le_bytes());
     out[seg::SEGMENT].copy_from_slice(&header.segment.0.to_le_bytes());
     out[seg::FIRST_LSN].copy_from_slice(&header.first_lsn.0.to_le_bytes());
     out[seg::PREV_LAST_LSN].copy_from_slice(&header.prev_last_lsn.0.to_le_bytes());
     out[seg::SEGMENT_BYTES].copy_from_slice(&header.segment_bytes.to_le_bytes());
     out[seg::PREV_LAST_CRC].copy_from_slice(&header.prev_last_crc.to_le_bytes());
+    let crc = crc32c::crc32c(&out[..seg::HEADER_CRC.start]);
+    out[seg::HEADER_CRC].copy_from_slice(&crc.to_le_bytes());
+    out
+}
+
+/// Encodes the header of a recycled file prepared for segment `segment` of `segment_bytes` and
+/// not yet used ([`format::FLAG_BLANK`]).
+///
+/// # Panics
+///
+/// If `segment` is 0 or `segment_bytes` is out of range (a programmer error).
+pub fn encode_blank_segment_header(
+    segment: SegmentId,
+    segment_bytes: u64,
+) -> [u8; format::SEGMENT_HEADER_BYTES] {
+    assert!(segment.0 > 0, "segment number 0");
+    assert!((format::SEGMENT_BYTES_MIN..=format::SEGMENT_BYTES_MAX).contains(&segment_bytes), "segment size");
+    let mut out = [0u8; format::SEGMENT_HEADER_BYTES];
+    out[seg::MAGIC].copy_from_slice(&format::SEGMENT_MAGIC);
+    out[seg::VERSION].copy_from_slice(&format::FORMAT_VERSION.to_le_bytes());
+    out[seg::FLAGS].copy_from_slice(&(format::FLAG_RECYCLED | format::FLAG_BLANK).to_le_bytes());
+    out[seg::SEGMENT].copy_from_slice(&segment.0.to_le_bytes());
+    out[seg::SEGMENT_BYTES].copy_from_slice(&segment_bytes.to_le_bytes());
     let crc = crc32c::crc32c(&out[..seg::HEADER_CRC.start]);
     out[seg::HEADER_CRC].copy_from_slice(&crc.to_le_bytes());
     out

@@ -9,9 +9,24 @@ use std::ops::Range;
 /// The first eight bytes of every segment file.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"WALDBSEG";
 
-/// The format version this build writes and reads. A file with another version (and a valid
-/// header checksum) is refused with [`Error::UnsupportedVersion`](crate::Error::UnsupportedVersion).
-pub const FORMAT_VERSION: u32 = 1;
+/// The format version this build writes. It reads this one and every version from
+/// [`FORMAT_VERSION_OLDEST`] on; a file with another version (and a valid header checksum) is
+/// refused with [`Error::UnsupportedVersion`](crate::Error::UnsupportedVersion).
+pub const FORMAT_VERSION: u32 = 2;
+
+/// The oldest format version this build reads: version 1 is version 2 without header flags
+/// (no segment file is recycled).
+pub const FORMAT_VERSION_OLDEST: u32 = 1;
+
+/// Segment header flag (version 2): the file held earlier segments, so bytes after this
+/// segment's records may be an earlier use's (records of lower segment numbers, or pieces of
+/// them) rather than zeroes.
+pub const FLAG_RECYCLED: u32 = 1;
+
+/// Segment header flag (version 2, with [`FLAG_RECYCLED`]): a recycled file prepared for this
+/// segment and not yet used. Only `segment` and `segment_bytes` are set; the LSN fields and
+/// `prev_last_crc` are zero. It ends the log as an all-zero header does.
+pub const FLAG_BLANK: u32 = 2;
 
 /// Size of the segment header; records start right after it.
 pub const SEGMENT_HEADER_BYTES: usize = 64;
@@ -34,6 +49,9 @@ pub const SEGMENT_SUFFIX: &str = ".wal";
 /// Suffix of a segment being prepared (zero-filled) before it is renamed into place.
 pub const TEMP_SUFFIX: &str = ".wal.tmp";
 
+/// Suffix of a segment file the log no longer needs, kept to be recycled as a later segment.
+pub const FREE_SUFFIX: &str = ".wal.free";
+
 /// Digits in a segment file name.
 pub const SEGMENT_NAME_DIGITS: usize = 20;
 
@@ -42,8 +60,8 @@ pub const SEGMENT_NAME_DIGITS: usize = 20;
 /// ```text
 /// // Format: segment header, 64 bytes
 /// //   0  [u8; 8]  magic           "WALDBSEG"
-/// //   8  u32      format_version  1
-/// //  12  u32      flags           0 (no flags are defined; others are refused)
+/// //   8  u32      format_version  2 (1 is read too: no flags)
+/// //  12  u32      flags           1 recycled, 2 blank (with 1); others are refused
 /// //  16  u64      segment         segment sequence number, equal to the file name's
 /// //  24  u64      first_lsn       LSN of the first record in this segment
 /// //  32  u64      prev_last_lsn   LSN of the last record of the previous segment (0: none)
@@ -58,7 +76,7 @@ pub mod seg {
     pub const MAGIC: Range<usize> = 0..8;
     /// Format version.
     pub const VERSION: Range<usize> = 8..12;
-    /// Flags, all zero.
+    /// Flags: [`FLAG_RECYCLED`](super::FLAG_RECYCLED), [`FLAG_BLANK`](super::FLAG_BLANK).
     pub const FLAGS: Range<usize> = 12..16;
     /// Segment sequence number.
     pub const SEGMENT: Range<usize> = 16..24;

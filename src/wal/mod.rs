@@ -75,7 +75,9 @@ pub mod writer;
 #[doc(hidden)]
 pub use decode::{Corruption, DecodeLimits, Decoded, RecordRef, decode_record, decode_segment_header};
 #[doc(hidden)]
-pub use encode::{RecordMeta, SegmentHeader, encode_record, encode_segment_header};
+pub use encode::{
+    RecordMeta, SegmentHeader, encode_blank_segment_header, encode_record, encode_segment_header,
+};
 pub use group::{
     BatchConfig, Driver, Durability, PrepareAhead, StepReport, Ticket, Wal, WalBatch, WalConfig, WalStats,
 };

@@ -30,6 +30,18 @@
 //! the writer rotated — and the bad bytes lie in unused space: reading goes on with the next
 //! segment (`Strict` still reports the non-zero bytes).
 //!
+//! **Recycled segments** (header flag [`format::FLAG_RECYCLED`]) keep an earlier use's bytes
+//! after their own records, so "only zeroes" becomes "none of this segment's own records": after
+//! a bad point in such a segment only valid records carrying its segment number count (as
+//! dropped records, as evidence, and as what the writer zeroes before resuming), and zeroes or
+//! a stale record followed by none of them is a clean end. The writer makes that hold at every
+//! clean end: each of its writes in a recycled segment covers a zero record header after the
+//! last record. A lost sector of an unsynced write reads back as earlier bytes rather than
+//! zeroes: a bad record (torn tail), or the end of the records; either way only unsynced records
+//! are dropped. A *blank* header (a recycled file prepared and never used) ends the log like an
+//! all-zero one, and its file's bytes count for nothing. `Strict` does not report non-zero bytes
+//! in a recycled segment's unused space: they are expected there.
+//!
 //! Some problems cannot come from a crash at all and are corruption wherever they are: a CRC-valid
 //! record with the wrong LSN, an unknown mandatory record type, a malformed payload, a broken
 //! chain between segments, a header whose segment number differs from its file name. A missing
@@ -238,6 +250,8 @@ pub(crate) struct ResumeAt {
     pub offset: u64,
     /// The segment's header, if it is valid (then `offset ≥` the header size).
     pub header: Option<SegmentHeader>,
+    /// Whether the segment has a blank header: a recycled file prepared and never used.
+    pub blank: bool,
     /// Offset just after the last non-zero byte at or after `offset` in this segment: the writer
     /// zeroes `offset..junk_end` before writing there.
     pub junk_end: u64,
@@ -304,6 +318,8 @@ pub struct LogReader<D: Disk> {
     buf: Vec<u8>,
     pos: usize,
     header: Option<SegmentHeader>,
+    /// The segment where reading stopped has a blank header (see [`HeaderDecoded::Blank`]).
+    blank: bool,
     /// (LSN, crc) of the last record read, or the current header's previous-segment values.
     chain: Option<(Lsn, u32)>,
     expected: Lsn,
@@ -332,6 +348,7 @@ impl<D: Disk> LogReader<D> {
             buf: Vec::new(),
             pos: 0,
             header: None,
+            blank: false,
             chain: None,
             expected: Lsn(1),
             records: 0,
@@ -429,6 +446,19 @@ impl<D: Disk> LogReader<D> {
         self.pos = 0;
         match decode::decode_segment_header(&self.buf) {
             HeaderDecoded::Zero => self.conclude(0, Cause::Zero),
+            HeaderDecoded::Blank { segment, .. } if segment != id => {
+                let why = format!(
+                    "file name says segment {} but its blank header says segment {}",
+                    id.0, segment.0
+                );
+                self.conclude(0, Cause::Hard(why))
+            }
+            // A recycled file prepared and never used: the log ends here, and the rest of the
+            // file is an earlier use's.
+            HeaderDecoded::Blank { .. } => {
+                self.blank = true;
+                self.conclude(0, Cause::Stale)
+            }
             HeaderDecoded::Invalid(reason) => self.conclude(0, Cause::Torn(reason.to_owned())),
             HeaderDecoded::UnsupportedVersion(found) => {
                 Err(Error::UnsupportedVersion { file: path, found, supported: format::FORMAT_VERSION })
@@ -472,6 +502,10 @@ impl<D: Disk> LogReader<D> {
         if pos >= self.buf.len() {
             return self.end_of_segment(Cause::Zero);
         }
+        if self.recycled() && pos + format::RECORD_HEADER_BYTES > self.buf.len() {
+            // No record fits here, so the writer never wrote here: an earlier use's bytes.
+            return self.end_of_segment(Cause::Stale);
+        }
         let limits = DecodeLimits { segment: id, payload_bytes_max: self.opts.record_payload_bytes_max };
         match decode::decode_record(&self.buf[pos..], &limits) {
             Decoded::Record(r) => {
@@ -511,6 +545,13 @@ impl<D: Disk> LogReader<D> {
             }
             Decoded::Corrupt(c) => self.end_of_segment(Cause::Torn(c.to_string())),
         }
+    }
+
+    /// Whether the segment being read is a recycled file ([`format::FLAG_RECYCLED`]): bytes
+    /// after its records may be an earlier use's, so only its own records count after a bad
+    /// point.
+    fn recycled(&self) -> bool {
+        self.phase == Phase::Records && self.header.is_some_and(|h| h.recycled)
     }
 
     /// The header of the next segment file, if that file is the next in sequence and holds at
@@ -564,6 +605,7 @@ impl<D: Disk> LogReader<D> {
         let rest = self.buf.get(self.pos..).unwrap_or(&[]);
         if self.opts.mode == RecoveryMode::Strict
             && !matches!(cause, Cause::Stale)
+            && !self.recycled()
             && let Some(at) = rest.iter().position(|&b| b != 0)
         {
             let offset = (self.pos + at) as u64;
@@ -591,8 +633,9 @@ impl<D: Disk> LogReader<D> {
         let (id, path) = (self.current().0, self.current().1.to_path_buf());
         let due = self.due();
         let scan_from = match cause {
-            // The rest of the segment is an earlier use's data; only later files matter.
-            Cause::Stale => self.buf.len(),
+            // The rest of the segment is an earlier use's data; only later files matter. (In a
+            // recycled segment the scan looks past it for this segment's own records.)
+            Cause::Stale if !self.recycled() => self.buf.len(),
             _ => offset,
         };
         let scan = self.scan_after(scan_from, due)?;
@@ -634,11 +677,16 @@ impl<D: Disk> LogReader<D> {
         let mut scan = Scan::default();
         let (id, _) = self.current();
         let region = self.buf.get(offset..).unwrap_or(&[]);
-        if let Some(end) = region.iter().rposition(|&b| b != 0) {
-            scan.junk_end = (offset + end + 1) as u64;
-            scan.dropped_bytes += end as u64 + 1;
+        let records_end = self.scan_records(region, offset, id, due, &mut scan, self.current().1);
+        // What the writer must zero before writing at `offset`: every non-zero byte of the
+        // segment after it; in a recycled segment, the extent of this segment's own records
+        // (anything else there is an earlier use's, no different from what follows).
+        let junk =
+            if self.recycled() { records_end } else { region.iter().rposition(|&b| b != 0).map(|e| e + 1) };
+        if let Some(end) = junk {
+            scan.junk_end = (offset + end) as u64;
+            scan.dropped_bytes += end as u64;
         }
-        self.scan_records(region, offset, id, due, &mut scan, self.current().1);
         let mut expected_id = id.next();
         for (later_id, later_path) in &self.segments[self.idx + 1..] {
             if scan.evidence.is_some() {
@@ -651,11 +699,22 @@ impl<D: Disk> LogReader<D> {
             };
             expected_id = later_id.next();
             let bytes = self.load(later_path)?;
-            if let Some(end) = bytes.iter().rposition(|&b| b != 0) {
-                scan.dropped_bytes += end as u64 + 1;
+            let header = decode::decode_segment_header(&bytes);
+            match header {
+                // Prepared and never used: the rest is an earlier use's.
+                HeaderDecoded::Blank { .. } => continue,
+                // Only the header and this segment's own records are this use's.
+                HeaderDecoded::Valid(h) if h.recycled => {
+                    scan.dropped_bytes += format::SEGMENT_HEADER_BYTES as u64;
+                }
+                _ => {
+                    if let Some(end) = bytes.iter().rposition(|&b| b != 0) {
+                        scan.dropped_bytes += end as u64 + 1;
+                    }
+                }
             }
             let mut seg_id = *later_id;
-            if let HeaderDecoded::Valid(h) = decode::decode_segment_header(&bytes) {
+            if let HeaderDecoded::Valid(h) = header {
                 seg_id = h.segment;
                 scan.max_lsn = scan.max_lsn.max(Lsn(h.first_lsn.0 - 1));
                 if h.prev_last_lsn >= due {
@@ -667,7 +726,11 @@ impl<D: Disk> LogReader<D> {
                     break;
                 }
             }
-            self.scan_records(&bytes, 0, seg_id, due, &mut scan, later_path);
+            let records_end = self.scan_records(&bytes, 0, seg_id, due, &mut scan, later_path);
+            if matches!(header, HeaderDecoded::Valid(h) if h.recycled) {
+                scan.dropped_bytes +=
+                    records_end.map_or(0, |e| e.saturating_sub(format::SEGMENT_HEADER_BYTES)) as u64;
+            }
             if let Some(ev) = scan.evidence.take() {
                 scan.evidence = Some(format!("{gap}{ev}"));
             }
@@ -676,7 +739,8 @@ impl<D: Disk> LogReader<D> {
     }
 
     /// Looks at every byte offset of `bytes` (which starts at file offset `base`) for a valid
-    /// record of segment `segment`; records what it finds in `scan`.
+    /// record of segment `segment`; records what it finds in `scan`. Returns the offset in
+    /// `bytes` just after the last such record, if any.
     fn scan_records(
         &self,
         bytes: &[u8],
@@ -685,9 +749,10 @@ impl<D: Disk> LogReader<D> {
         due: Lsn,
         scan: &mut Scan,
         path: &Path,
-    ) {
+    ) -> Option<usize> {
         let limits = DecodeLimits { segment, payload_bytes_max: self.opts.record_payload_bytes_max };
-        let Some(first) = bytes.iter().position(|&b| b != 0) else { return };
+        let first = bytes.iter().position(|&b| b != 0)?;
+        let mut records_end = None;
         let last = bytes.iter().rposition(|&b| b != 0).unwrap_or(first);
         let want = segment.0.to_le_bytes();
         let mut at = first.saturating_sub(rec::SEGMENT.start);
@@ -698,6 +763,7 @@ impl<D: Disk> LogReader<D> {
             {
                 scan.dropped_records += 1;
                 scan.max_lsn = scan.max_lsn.max(r.lsn);
+                records_end = Some(at + r.encoded_len());
                 if r.synced_lsn >= due {
                     scan.evidence = Some(format!(
                         "a valid record at offset {} of {} (LSN {}) was written after LSN {} was durable",
@@ -706,13 +772,14 @@ impl<D: Disk> LogReader<D> {
                         r.lsn,
                         r.synced_lsn
                     ));
-                    return;
+                    return records_end;
                 }
                 at += r.encoded_len();
                 continue;
             }
             at += 1;
         }
+        records_end
     }
 
     fn finish(&mut self, end: LogEnd, scan: Scan, offset: usize) -> Result<Step> {
@@ -721,6 +788,7 @@ impl<D: Disk> LogReader<D> {
             path: path.clone(),
             offset: offset as u64,
             header: if self.phase == Phase::Records { self.header } else { None },
+            blank: self.blank,
             junk_end: scan.junk_end.max(offset as u64),
         });
         let later_files =

@@ -12,6 +12,14 @@
 //!   grow.
 //! - Leftover `.wal.tmp` files are debris of an interrupted preparation; opening a log for
 //!   writing removes them.
+//! - **Recycling.** A segment the log no longer needs ([`remove_segments_through`]) is renamed
+//!   `{segment:020}.wal.free` rather than deleted, up to [`FREE_SEGMENTS_MAX`] of them, and
+//!   the next preparation of the same size takes one: renamed to the new `.wal.tmp`, its first
+//!   page overwritten with a *blank* header ([`format::FLAG_BLANK`]), synced, renamed to its
+//!   final name. Its old bytes stay: records of lower segment numbers, which the reader tells
+//!   from this segment's own by the segment number every record carries (see
+//!   [`recovery`](super::recovery)). So a segment's zeros are written once per file, not once
+//!   per segment: at a steady load the log writes each byte once, not twice.
 //!
 //! Failure model: every step's error is returned with the path it concerns; a failure leaves at
 //! most a temporary file behind, never a half-filled segment under a final name.
@@ -43,6 +51,21 @@ pub struct DirListing {
     pub segments: Vec<(SegmentId, PathBuf)>,
     /// Leftover temporary files of interrupted preparations.
     pub temp_files: Vec<PathBuf>,
+    /// Segment files kept for recycling (`.wal.free`), in ascending order.
+    pub free_files: Vec<PathBuf>,
+}
+
+/// The most segment files kept for recycling; more are deleted.
+pub const FREE_SEGMENTS_MAX: usize = 2;
+
+/// A segment prepared for use: its file, open for writing, and whether it is a recycled one
+/// (holding an earlier use's bytes after its blank header) or all zeroes.
+#[derive(Debug)]
+pub struct PreparedSegment<F> {
+    /// The file, under its final name, full size and durable.
+    pub file: F,
+    /// Whether the file was recycled: its header must then carry [`format::FLAG_RECYCLED`].
+    pub recycled: bool,
 }
 
 /// Lists the segment files of the log directory `dir`.
@@ -58,10 +81,13 @@ pub fn list_segments<D: Disk>(disk: &D, dir: &Path) -> Result<DirListing> {
             listing.segments.push((id, dir.join(&name)));
         } else if name.ends_with(format::TEMP_SUFFIX) {
             listing.temp_files.push(dir.join(&name));
+        } else if name.ends_with(format::FREE_SUFFIX) {
+            listing.free_files.push(dir.join(&name));
         }
     }
     listing.segments.sort();
     listing.temp_files.sort();
+    listing.free_files.sort();
     Ok(listing)
 }
 
@@ -111,7 +137,12 @@ pub fn create_dir_durable<D: Disk>(disk: &D, dir: &Path) -> Result<()> {
 /// [`Error::Io`](crate::Error::Io) or [`Error::StorageFull`](crate::Error::StorageFull) with the
 /// step and path. An existing segment `id` holding data is an error (`AlreadyExists`): it is
 /// never overwritten.
-pub fn prepare_segment<D: Disk>(disk: &D, dir: &Path, id: SegmentId, segment_bytes: u64) -> Result<D::File> {
+pub fn prepare_segment<D: Disk>(
+    disk: &D,
+    dir: &Path,
+    id: SegmentId,
+    segment_bytes: u64,
+) -> Result<PreparedSegment<D::File>> {
     assert!(
         (format::SEGMENT_BYTES_MIN..=format::SEGMENT_BYTES_MAX).contains(&segment_bytes),
         "segment size {segment_bytes} out of range: options are validated before use"
@@ -121,13 +152,24 @@ pub fn prepare_segment<D: Disk>(disk: &D, dir: &Path, id: SegmentId, segment_byt
     let temp = dir.join(format!("{name}.tmp"));
     if let Ok(existing) = disk.open(&path, OpenMode::ReadWrite) {
         // An earlier preparation that failed after its rename (at the directory sync) leaves a
-        // full-size, all-zero file: finish that preparation. Anything else is refused, never
-        // overwritten.
+        // full-size file, all zero or with this segment's blank header: finish that
+        // preparation. Anything else is refused, never overwritten.
         let bytes = crate::disk::read_file(disk, &path, segment_bytes).ctx("read", &path);
-        if bytes.is_ok_and(|b| b.len() as u64 == segment_bytes && b.iter().all(|&x| x == 0)) {
+        let prepared = bytes.ok().filter(|b| b.len() as u64 == segment_bytes).and_then(|b| {
+            match crate::wal::decode::decode_segment_header(&b) {
+                crate::wal::decode::HeaderDecoded::Zero if b.iter().all(|&x| x == 0) => Some(false),
+                crate::wal::decode::HeaderDecoded::Blank { segment, segment_bytes: n }
+                    if segment == id && n == segment_bytes =>
+                {
+                    Some(true)
+                }
+                _ => None,
+            }
+        });
+        if let Some(recycled) = prepared {
             existing.sync_all().ctx("sync_all", &path)?;
             disk.sync_dir(dir).ctx("sync_dir", dir)?;
-            return Ok(existing);
+            return Ok(PreparedSegment { file: existing, recycled });
         }
         return Err(crate::Error::io(
             "prepare_segment",
@@ -140,15 +182,57 @@ pub fn prepare_segment<D: Disk>(disk: &D, dir: &Path, id: SegmentId, segment_byt
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(crate::Error::io("remove", &temp, e)),
     }
-    let file = disk.open(&temp, OpenMode::CreateNew).ctx("create", &temp)?;
-    disk.write_zeros(&temp, &file, segment_bytes).ctx("write", &temp)?;
+    let (file, recycled) = match recycle_free_file(disk, dir, id, segment_bytes, &temp)? {
+        Some(file) => (file, true),
+        None => {
+            let file = disk.open(&temp, OpenMode::CreateNew).ctx("create", &temp)?;
+            disk.write_zeros(&temp, &file, segment_bytes).ctx("write", &temp)?;
+            (file, false)
+        }
+    };
     file.sync_all().ctx("sync_all", &temp)?;
     disk.rename(&temp, &path).ctx("rename", &temp)?;
     if !crate::mutation::active(crate::mutation::Mutation::NoDirSyncAfterSegmentCreate) {
         disk.sync_dir(dir).ctx("sync_dir", dir)?;
     }
-    Ok(file)
+    Ok(PreparedSegment { file, recycled })
 }
+
+/// Takes a free segment file of `segment_bytes`, if there is one, as `temp`: renamed, its first
+/// page a blank header for `id` (not yet synced). Free files of another size are deleted.
+fn recycle_free_file<D: Disk>(
+    disk: &D,
+    dir: &Path,
+    id: SegmentId,
+    segment_bytes: u64,
+    temp: &Path,
+) -> Result<Option<D::File>> {
+    for free in list_segments(disk, dir)?.free_files {
+        // Taken by its rename: a file another preparation took first is simply gone.
+        match disk.rename(&free, temp) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(crate::Error::io("rename", &free, e)),
+        }
+        let file = disk.open(temp, OpenMode::ReadWrite).ctx("open", temp)?;
+        if file.len().ctx("len", temp)? != segment_bytes {
+            drop(file);
+            disk.remove_file(temp).ctx("remove", temp)?;
+            continue;
+        }
+        // Segments are at least a page (`SEGMENT_BYTES_MIN`).
+        let mut page = vec![0u8; PAGE_BYTES];
+        page[..format::SEGMENT_HEADER_BYTES]
+            .copy_from_slice(&super::encode::encode_blank_segment_header(id, segment_bytes));
+        file.write_all_at(&page, 0).ctx("write", temp)?;
+        return Ok(Some(file));
+    }
+    Ok(None)
+}
+
+/// The unit of a recycled file's first write.
+const PAGE_BYTES: usize = 4096;
+const _: () = assert!(PAGE_BYTES as u64 <= format::SEGMENT_BYTES_MIN);
 
 /// Removes the file `path` and syncs its directory.
 ///
@@ -163,8 +247,9 @@ pub fn remove_durable<D: Disk>(disk: &D, path: &Path) -> Result<()> {
 
 /// Removes, oldest first, the segments of the log in `dir` whose every record is at or below
 /// `lsn` — a segment is known to end at or below `lsn` when the *next* segment's valid header
-/// says so (`prev_last_lsn ≤ lsn`) — and returns how many it removed. The last segment is never
-/// removed. Each removal is made durable before the next, so a crash leaves the log a suffix
+/// says so (`prev_last_lsn ≤ lsn`) — and returns how many it removed. Up to
+/// [`FREE_SEGMENTS_MAX`] free files are kept, renamed for recycling; the others are deleted.
+/// The last segment is never removed. Each removal is made durable before the next, so a crash leaves the log a suffix
 /// of itself, never a log with a hole.
 ///
 /// # Errors
@@ -173,6 +258,7 @@ pub fn remove_durable<D: Disk>(disk: &D, path: &Path) -> Result<()> {
 pub fn remove_segments_through<D: Disk>(disk: &D, dir: &Path, lsn: crate::types::Lsn) -> Result<u64> {
     let listing = list_segments(disk, dir)?;
     let mut removed = 0;
+    let mut free = listing.free_files.len();
     for pair in listing.segments.windows(2) {
         let (_, path) = &pair[0];
         let (_, next_path) = &pair[1];
@@ -186,13 +272,28 @@ pub fn remove_segments_through<D: Disk>(disk: &D, dir: &Path, lsn: crate::types:
         }
         match crate::wal::decode::decode_segment_header(&head) {
             crate::wal::decode::HeaderDecoded::Valid(h) if h.prev_last_lsn <= lsn => {
-                remove_durable(disk, path)?;
+                if free < FREE_SEGMENTS_MAX {
+                    retire_durable(disk, dir, path)?;
+                    free += 1;
+                } else {
+                    remove_durable(disk, path)?;
+                }
                 removed += 1;
             }
             _ => break,
         }
     }
     Ok(removed)
+}
+
+/// Renames the segment file `path` (of the log in `dir`) to its free name, for recycling, and
+/// syncs the directory: a removal, as far as the log is concerned.
+fn retire_durable<D: Disk>(disk: &D, dir: &Path, path: &Path) -> Result<()> {
+    let mut free = path.as_os_str().to_owned();
+    free.push(&format::FREE_SUFFIX[format::SEGMENT_SUFFIX.len()..]);
+    let free = PathBuf::from(free);
+    disk.rename(path, &free).ctx("rename", path)?;
+    disk.sync_dir(dir).ctx("sync_dir", dir)
 }
 
 #[cfg(test)]

@@ -22,7 +22,10 @@
 //!   what recovery read is durable before a new record's watermark claims it, and bytes of a
 //!   dropped tail can never be mistaken for records written after it.
 //! - Every write covers whole 4 KiB pages: the start of the first page again (the same bytes),
-//!   the batch, and zeros to the end of the last page (over a prepared segment's zeros). The OS
+//!   the batch, and zeros to the end of the last page (over a prepared segment's zeros; in a
+//!   recycled segment, over an earlier use's bytes, and one page further if fewer than a record
+//!   header's 40 bytes of zeros would follow the batch, so that this use's records always end
+//!   in zeroes). The OS
 //!   writes back whole pages anyway, so the disk sees the same sectors; what this saves is the
 //!   read of a page that is not in the OS cache (segments are zero-filled past it), which a
 //!   write of part of a page would cost first. Whole pages also let
@@ -42,7 +45,9 @@ use super::encode::{self, RecordMeta, SegmentHeader};
 use super::format;
 use super::payload::RecordKind;
 use super::recovery::{LogReader, ReadOptions, RecoveryMode, RecoveryReport};
-use super::segment::{self, create_dir_durable, list_segments, prepare_segment, remove_durable};
+use super::segment::{
+    self, PreparedSegment, create_dir_durable, list_segments, prepare_segment, remove_durable,
+};
 use crate::disk::{Disk, DiskFile, OpenMode, PageBuf};
 use crate::error::{Error, IoContext, Result};
 use crate::mutation::{self, Mutation};
@@ -167,6 +172,9 @@ struct Active<F> {
     page: PageBuf,
     /// The segment's size.
     segment_bytes: u64,
+    /// Whether the file was recycled: then every write leaves a zero record header after its
+    /// last record (see [`LogWriter::write_buffer`]).
+    recycled: bool,
 }
 
 /// Appends records to a log directory. See the [module docs](self).
@@ -181,7 +189,7 @@ pub struct LogWriter<D: Disk> {
     opts: WalOptions,
     active: Option<Active<D::File>>,
     /// A segment prepared ahead of need: (id, path, file).
-    prepared: Option<(SegmentId, PathBuf, D::File)>,
+    prepared: Option<(SegmentId, PathBuf, PreparedSegment<D::File>)>,
     next_segment: SegmentId,
     next_lsn: Lsn,
     /// (LSN, crc) of the last record appended; `(0, 0)` for none.
@@ -279,6 +287,7 @@ impl<D: Disk> LogWriter<D> {
                     write_offset: at.offset,
                     page: PageBuf::from_slice(&bytes[page_start..]),
                     segment_bytes: header.segment_bytes,
+                    recycled: header.recycled,
                 });
                 if next_lsn != resume.expected {
                     // LSNs jump: only a segment boundary may say so.
@@ -287,12 +296,13 @@ impl<D: Disk> LogWriter<D> {
             }
             None => {
                 writer.next_segment = at.segment;
-                // A prepared segment that was never used is all zeroes: keep it. Anything else
-                // with an unusable header is replaced.
+                // A prepared segment that was never used is all zeroes, or recycled with a blank
+                // header: keep it. Anything else with an unusable header is replaced.
                 let file = writer.disk.open(&at.path, OpenMode::ReadWrite).ctx("open", &at.path)?;
                 let len = file.len().ctx("len", &at.path)?;
                 if at.junk_end == 0 && len == writer.opts.segment_bytes {
-                    writer.prepared = Some((at.segment, at.path.clone(), file));
+                    let prepared = PreparedSegment { file, recycled: at.blank };
+                    writer.prepared = Some((at.segment, at.path.clone(), prepared));
                 } else {
                     drop(file);
                     remove_durable(&writer.disk, &at.path)?;
@@ -349,10 +359,10 @@ impl<D: Disk> LogWriter<D> {
     ///
     /// If `id` is not the next segment or one is already prepared: the caller's bookkeeping is
     /// broken.
-    pub fn install_prepared(&mut self, id: SegmentId, file: D::File) {
+    pub fn install_prepared(&mut self, id: SegmentId, segment: PreparedSegment<D::File>) {
         assert_eq!(id, self.next_segment, "prepared segment for the wrong id");
         assert!(self.prepared.is_none(), "a segment is already prepared");
-        self.prepared = Some((id, self.dir.join(segment::segment_file_name(id)), file));
+        self.prepared = Some((id, self.dir.join(segment::segment_file_name(id)), segment));
     }
 
     /// The options the writer runs with.
@@ -445,7 +455,12 @@ impl<D: Disk> LogWriter<D> {
         let start = active.write_offset - kept as u64;
         debug_assert_eq!(start % PAGE_BYTES, 0, "the page buffer starts a page");
         let end = active.write_offset + self.buf.len() as u64;
-        let padded = end.next_multiple_of(PAGE_BYTES).min(active.segment_bytes);
+        // In a recycled file the bytes after the batch are an earlier use's: the write goes on
+        // to cover a whole zero record header after the last record, so that a reader finds
+        // this use's records ending in zeroes, not in a piece of an old record (which would
+        // look like a torn write).
+        let zero_after = if active.recycled { format::RECORD_HEADER_BYTES as u64 } else { 0 };
+        let padded = (end + zero_after).next_multiple_of(PAGE_BYTES).min(active.segment_bytes);
         active.page.extend_from_slice(&self.buf);
         let live = active.page.len();
         active.page.resize_zeroed(usize::try_from(padded - start).expect("within one segment"));
@@ -524,8 +539,8 @@ impl<D: Disk> LogWriter<D> {
         self.check()?;
         if self.prepared.is_none() {
             let id = self.next_segment;
-            let file = prepare_segment(&self.disk, &self.dir, id, self.opts.segment_bytes)?;
-            self.prepared = Some((id, self.dir.join(segment::segment_file_name(id)), file));
+            let prepared = prepare_segment(&self.disk, &self.dir, id, self.opts.segment_bytes)?;
+            self.prepared = Some((id, self.dir.join(segment::segment_file_name(id)), prepared));
         }
         Ok(())
     }
@@ -534,7 +549,7 @@ impl<D: Disk> LogWriter<D> {
     fn rotate(&mut self) -> Result<()> {
         self.write_and_sync()?;
         self.prepare_next()?;
-        let (id, path, file) = self.prepared.take().expect("prepared above");
+        let (id, path, PreparedSegment { file, recycled }) = self.prepared.take().expect("prepared above");
         debug_assert_eq!(id, self.next_segment);
         let header = SegmentHeader {
             segment: id,
@@ -542,6 +557,7 @@ impl<D: Disk> LogWriter<D> {
             prev_last_lsn: self.last.0,
             prev_last_crc: self.last.1,
             segment_bytes: self.opts.segment_bytes,
+            recycled,
         };
         debug_assert!(self.buf.is_empty());
         self.buf.extend_from_slice(&encode::encode_segment_header(&header));
@@ -552,6 +568,7 @@ impl<D: Disk> LogWriter<D> {
             write_offset: 0,
             page: PageBuf::default(),
             segment_bytes: self.opts.segment_bytes,
+            recycled,
         });
         self.next_segment = id.next();
         Ok(())

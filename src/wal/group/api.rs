@@ -392,6 +392,7 @@ impl<D: Disk, C: Clock> Wal<D, C> {
             rotations: c.rotations.load(relaxed),
             rotations_inline: c.rotations_inline.load(relaxed),
             segments_prepared: c.segments_prepared.load(relaxed),
+            segments_recycled: c.segments_recycled.load(relaxed),
             prepare_failures: c.prepare_failures.load(relaxed),
             backpressure_waits: c.backpressure_waits.load(relaxed),
             window_waits: c.window_waits.load(relaxed),

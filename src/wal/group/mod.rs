@@ -112,7 +112,7 @@ use self::ticket::Durable;
 use super::encode::record_bytes;
 use super::payload::RecordKind;
 use super::recovery::RecoveryReport;
-use super::segment::prepare_segment;
+use super::segment::{PreparedSegment, prepare_segment};
 use super::writer::LogWriter;
 use crate::clock::{Clock, SystemClock};
 use crate::disk::{Disk, StdDisk};
@@ -225,7 +225,7 @@ enum Prep<F> {
     Idle,
     Requested(SegmentId),
     Working(SegmentId),
-    Ready(SegmentId, F),
+    Ready(SegmentId, PreparedSegment<F>),
 }
 
 struct PrepState<F> {

@@ -84,6 +84,9 @@ impl<D: Disk, C: Clock> Shared<D, C> {
         self.prep_changed.notify_all();
         match result {
             Ok(file) => {
+                if file.recycled {
+                    self.stats.segments_recycled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
                 prep.slot = Prep::Ready(id, file);
                 self.stats.segments_prepared.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 Ok(true)

@@ -122,6 +122,7 @@ pub(crate) struct Counters {
     pub(crate) rotations: AtomicU64,
     pub(crate) rotations_inline: AtomicU64,
     pub(crate) segments_prepared: AtomicU64,
+    pub(crate) segments_recycled: AtomicU64,
     pub(crate) prepare_failures: AtomicU64,
     pub(crate) backpressure_waits: AtomicU64,
     pub(crate) window_waits: AtomicU64,
@@ -150,6 +151,7 @@ impl Counters {
             rotations: AtomicU64::new(0),
             rotations_inline: AtomicU64::new(0),
             segments_prepared: AtomicU64::new(0),
+            segments_recycled: AtomicU64::new(0),
             prepare_failures: AtomicU64::new(0),
             backpressure_waits: AtomicU64::new(0),
             window_waits: AtomicU64::new(0),
@@ -220,6 +222,9 @@ pub struct WalStats {
     pub rotations_inline: u64,
     /// Segments prepared ahead of need.
     pub segments_prepared: u64,
+    /// Of [`WalStats::segments_prepared`], those made from a recycled file (one the log no
+    /// longer needed) rather than written full of zeros.
+    pub segments_recycled: u64,
     /// Ahead-of-need preparations that failed (rotation retries inline).
     pub prepare_failures: u64,
     /// Appends that had to wait for queue space.

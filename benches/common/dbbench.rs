@@ -445,13 +445,16 @@ impl Engine for WaldbEngine {
         let s = self.0.stats();
         let mib = |b: u64| b >> 20;
         eprintln!(
-            "waldb: wrote log {} MiB in {} new segments ({} recycled), flushes {} MiB, compactions {} MiB (into levels 1.. {:?} MiB)",
+            "waldb: wrote log {} MiB in {} new segments ({} recycled), flushes {} MiB, compactions {} MiB (into levels 1.. {:?} MiB); {} commits slowed, {} stalls ({:.1} s)",
             mib(s.wal.bytes_written),
             s.wal.rotations,
             s.wal.segments_recycled,
             mib(s.flush_bytes_written),
             mib(s.compaction_bytes_written),
-            s.compaction_bytes_written_per_level[1..].iter().map(|&b| mib(b)).collect::<Vec<_>>()
+            s.compaction_bytes_written_per_level[1..].iter().map(|&b| mib(b)).collect::<Vec<_>>(),
+            s.slowdowns,
+            s.stalls,
+            s.stall_time.as_secs_f64()
         );
         self.0.close().unwrap();
     }

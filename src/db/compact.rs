@@ -46,9 +46,9 @@ use crate::types::{Lsn, TxnId};
 /// Level 0 is compacted once it holds this many tables.
 pub(crate) const L0_COMPACT_TABLES: usize = 4;
 /// Commits are slowed down (a short sleep each) while level 0 holds this many tables.
-pub(crate) const L0_SLOWDOWN_TABLES: usize = 8;
+pub(crate) const L0_SLOWDOWN_TABLES: usize = 12;
 /// Commits wait (a write stall) while level 0 holds this many tables.
-pub(crate) const L0_STOP_TABLES: usize = 20;
+pub(crate) const L0_STOP_TABLES: usize = 28;
 /// Each level past 1 may hold this many times the bytes of the one above.
 const LEVEL_MULTIPLIER: u64 = 10;
 /// The memtable size assumed for the budgets when memtables are never frozen on their own.
@@ -557,7 +557,7 @@ mod tests {
 
     #[test]
     fn a_level_far_over_its_budget_goes_before_a_refilled_level_0() {
-        // The 50M-pair load: level 0 refills to 4–8 tables during every compaction; level 1
+        // The 50M-pair load: level 0 refills to 4–12 tables during every compaction; level 1
         // must still be compacted down once it is over twice its budget.
         assert_eq!(neediest_level(8, &[0, 600 * MIB, 0, 0, 0, 0, 0], budget), Some(1));
         assert_eq!(neediest_level(4, &[0, 300 * MIB, 0, 0, 0, 0, 0], budget), Some(1));

@@ -612,6 +612,16 @@ fn turmoil_crash_and_bounce() {
     }
 }
 
+/// Seed 7 found a recycled log segment under its final name with its earlier header, the
+/// rename that took the free file having been made durable only with the final one: turmoil's
+/// filesystem keeps durability per name, not per file (`src/wal/segment.rs`,
+/// `recycle_free_file`, now syncs the directory right after that rename).
+#[test]
+fn turmoil_regression_seed_7_recycled_segment_keeps_its_blank_header() {
+    let o = run_seed(7).unwrap_or_else(|f| panic!("{f}"));
+    assert!(o.crashes > 0 && o.recoveries_checked > 0, "{o:?}");
+}
+
 #[test]
 fn turmoil_is_deterministic() {
     for seed in [5, 12] {

@@ -214,6 +214,12 @@ fn recycle_free_file<D: Disk>(
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => return Err(crate::Error::io("rename", &free, e)),
         }
+        // The new name durable before anything is written under it: a filesystem that keeps
+        // durability per name rather than per file (turmoil's model: seed 7 of
+        // `turmoil_crash_and_bounce` found a segment under its final name with its earlier
+        // header, when this rename was made durable only with the final one) then applies the
+        // rename before the write, not after.
+        disk.sync_dir(dir).ctx("sync_dir", dir)?;
         let file = disk.open(temp, OpenMode::ReadWrite).ctx("open", temp)?;
         if file.len().ctx("len", temp)? != segment_bytes {
             drop(file);

@@ -240,6 +240,10 @@ pub(crate) struct Resume {
     pub expected: Lsn,
     /// Segment files after the segment holding the end: junk, prepared, or dropped.
     pub later_files: Vec<PathBuf>,
+    /// Non-zero bytes in the unused space of segments before the end (`file`, from, to), which
+    /// a mode other than `Strict` read past: the writer zeroes them before it writes, so that
+    /// the log it continues reads strictly.
+    pub unused_junk: Vec<(PathBuf, u64, u64)>,
 }
 
 /// The end position inside its segment.
@@ -320,6 +324,8 @@ pub struct LogReader<D: Disk> {
     header: Option<SegmentHeader>,
     /// The segment where reading stopped has a blank header (see [`HeaderDecoded::Blank`]).
     blank: bool,
+    /// See [`Resume::unused_junk`].
+    unused_junk: Vec<(PathBuf, u64, u64)>,
     /// (LSN, crc) of the last record read, or the current header's previous-segment values.
     chain: Option<(Lsn, u32)>,
     expected: Lsn,
@@ -349,6 +355,7 @@ impl<D: Disk> LogReader<D> {
             pos: 0,
             header: None,
             blank: false,
+            unused_junk: Vec::new(),
             chain: None,
             expected: Lsn(1),
             records: 0,
@@ -603,14 +610,21 @@ impl<D: Disk> LogReader<D> {
             return self.conclude(self.pos, cause);
         }
         let rest = self.buf.get(self.pos..).unwrap_or(&[]);
-        if self.opts.mode == RecoveryMode::Strict
-            && !matches!(cause, Cause::Stale)
+        if !matches!(cause, Cause::Stale)
             && !self.recycled()
             && let Some(at) = rest.iter().position(|&b| b != 0)
         {
             let offset = (self.pos + at) as u64;
             let path = self.current().1.to_path_buf();
-            return Err(Error::corrupt(path, offset, "non-zero bytes after the last record of a segment"));
+            if self.opts.mode == RecoveryMode::Strict {
+                return Err(Error::corrupt(
+                    path,
+                    offset,
+                    "non-zero bytes after the last record of a segment",
+                ));
+            }
+            let end = rest.iter().rposition(|&b| b != 0).map_or(offset, |e| (self.pos + e + 1) as u64);
+            self.unused_junk.push((path, self.pos as u64, end));
         }
         self.idx += 1;
         self.phase = Phase::Segment;
@@ -804,7 +818,13 @@ impl<D: Disk> LogReader<D> {
             max_lsn_seen,
             starts_after: self.starts_after,
             end,
-            resume: Resume { at, chain: self.chain.unwrap_or((Lsn::ZERO, 0)), expected, later_files },
+            resume: Resume {
+                at,
+                chain: self.chain.unwrap_or((Lsn::ZERO, 0)),
+                expected,
+                later_files,
+                unused_junk: std::mem::take(&mut self.unused_junk),
+            },
         });
         self.phase = Phase::Done;
         Ok(Step::End)

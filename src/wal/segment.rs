@@ -14,8 +14,8 @@
 //!   writing removes them.
 //! - **Recycling.** A segment the log no longer needs ([`remove_segments_through`]) is renamed
 //!   `{segment:020}.wal.free` rather than deleted, up to [`FREE_SEGMENTS_MAX`] of them, and
-//!   the next preparation of the same size takes one: renamed to the new `.wal.tmp`, its first
-//!   page overwritten with a *blank* header ([`format::FLAG_BLANK`]), synced, renamed to its
+//!   the next preparation of the same size takes one: renamed to the new `.wal.tmp` (the
+//!   directory synced), its first page overwritten with a *blank* header ([`format::FLAG_BLANK`]), synced, renamed to its
 //!   final name. Its old bytes stay: records of lower segment numbers, which the reader tells
 //!   from this segment's own by the segment number every record carries (see
 //!   [`recovery`](super::recovery)). So a segment's zeros are written once per file, not once

@@ -241,6 +241,15 @@ impl<D: Disk> LogWriter<D> {
         for later in &resume.later_files {
             remove_durable(&disk, later)?;
         }
+        // Damage in the unused space of a segment before the end (bit rot: no write of the
+        // writer goes there) that the mode read past: zeroed, so the continued log reads
+        // strictly (fuzzed: seed `wal_recover/regression_junk_in_unused_space_before_the_end`).
+        for (path, from, to) in &resume.unused_junk {
+            let file = disk.open(path, OpenMode::ReadWrite).ctx("open", path)?;
+            let len = usize::try_from(to - from).expect("within one segment");
+            file.write_all_at(&vec![0u8; len], *from).ctx("write", path)?;
+            file.sync_data().ctx("sync_data", path)?;
+        }
         // Never reuse an LSN that any valid record or header on disk has used.
         let next_lsn = resume.expected.max(report.max_lsn_seen.next());
         let mut writer = LogWriter {

@@ -70,6 +70,13 @@ fn record(segment: u64, lsn: u64, synced: u64, kind: RecordKind, payload: &[u8])
     out
 }
 
+/// Writes `bytes` as the committed seed `name` of fuzz target `target`.
+fn put(target: &str, name: &str, bytes: &[u8]) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds").join(target);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(name), bytes).unwrap();
+}
+
 /// Writes the seeds of recycled segments (format version 2): a header with the recycled flag, a
 /// blank header, and real logs whose later segments are recycled files still holding their
 /// earlier bytes. Run by hand: `cargo test --test fuzz_seeds -- --ignored recycling`. (The
@@ -77,11 +84,6 @@ fn record(segment: u64, lsn: u64, synced: u64, kind: RecordKind, payload: &[u8])
 #[test]
 #[ignore]
 fn generate_recycling_fuzz_seeds() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds");
-    let put = |target: &str, name: &str, bytes: &[u8]| {
-        std::fs::create_dir_all(root.join(target)).unwrap();
-        std::fs::write(root.join(target).join(name), bytes).unwrap();
-    };
     let params = 0b1000_0000u8;
     let header = wal::SegmentHeader {
         segment: SegmentId(2),
@@ -133,11 +135,6 @@ fn generate_recycling_fuzz_seeds() {
 #[test]
 #[ignore]
 fn generate_fuzz_seeds() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds");
-    let put = |target: &str, name: &str, bytes: &[u8]| {
-        std::fs::create_dir_all(root.join(target)).unwrap();
-        std::fs::write(root.join(target).join(name), bytes).unwrap();
-    };
     // wal_decode: byte 0 = params (segment 1, maximum 4096 → 0b10_000000).
     let params = 0b1000_0000u8;
     let txn = common::txn_payload(1, 60);

@@ -15,8 +15,8 @@
 //! - **Recycling.** A segment the log no longer needs ([`remove_segments_through`]) is renamed
 //!   `{segment:020}.wal.free` rather than deleted, up to [`FREE_SEGMENTS_MAX`] of them, and
 //!   the next preparation of the same size takes one: renamed to the new `.wal.tmp` (the
-//!   directory synced), its first page overwritten with a *blank* header ([`format::FLAG_BLANK`]), synced, renamed to its
-//!   final name. Its old bytes stay: records of lower segment numbers, which the reader tells
+//!   directory synced), its first page overwritten with a *blank* header
+//!   ([`format::FLAG_BLANK`]), synced, renamed to its final name. Its old bytes stay: records of lower segment numbers, which the reader tells
 //!   from this segment's own by the segment number every record carries (see
 //!   [`recovery`](super::recovery)). So a segment's zeros are written once per file, not once
 //!   per segment: at a steady load the log writes each byte once, not twice.
@@ -255,8 +255,8 @@ pub fn remove_durable<D: Disk>(disk: &D, path: &Path) -> Result<()> {
 /// `lsn` — a segment is known to end at or below `lsn` when the *next* segment's valid header
 /// says so (`prev_last_lsn ≤ lsn`) — and returns how many it removed. Up to
 /// [`FREE_SEGMENTS_MAX`] free files are kept, renamed for recycling; the others are deleted.
-/// The last segment is never removed. Each removal is made durable before the next, so a crash leaves the log a suffix
-/// of itself, never a log with a hole.
+/// The last segment is never removed. Each removal is made durable before the next, so a
+/// crash leaves the log a suffix of itself, never a log with a hole.
 ///
 /// # Errors
 ///

@@ -35,6 +35,7 @@ fn main() -> waldb::Result<()> {
     let _ = std::fs::remove_dir_all(&dir);
     let (db, _) = Db::open_opts(&dir, DbOptions::default().with_durability(Durability::None))?;
     const KEYS: u64 = 100_000;
+    let t0 = Instant::now();
     let put_all = |round: u64, slowest: &mut Duration| -> waldb::Result<()> {
         for t in 0..KEYS / 100 {
             let started = Instant::now();
@@ -44,6 +45,9 @@ fn main() -> waldb::Result<()> {
                 }
                 Ok(())
             })?;
+            if started.elapsed().as_millis() >= 15 {
+                eprintln!("SLOW COMMIT {:?} at {:?}", started.elapsed(), t0.elapsed());
+            }
             *slowest = (*slowest).max(started.elapsed());
         }
         Ok(())

@@ -270,6 +270,7 @@ impl<D: Disk + Clone, C: Clock + Clone> Inner<D, C> {
         self.compaction_bytes_read.fetch_add(read, SeqCst);
         self.compaction_bytes_written.fetch_add(written, SeqCst);
         self.sweep_graveyard();
+        self.free_retired();
         self.mailbox.made_room();
         Ok(true)
     }

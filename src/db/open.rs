@@ -218,6 +218,7 @@ impl<D: Disk + Clone, C: Clock + Clone> Inner<D, C> {
             compaction_bytes_per_level: Default::default(),
             flush_bytes_written: AtomicU64::new(0),
             block_reads: r.block_reads,
+            retired: Mutex::new(Vec::new()),
             last_flush_error: Mutex::new(None),
             freezes: AtomicU64::new(0),
             stalls: AtomicU64::new(0),

@@ -216,15 +216,17 @@ pub type OwnedEntry = (Vec<u8>, Lsn, Option<Vec<u8>>);
 ///   makes a table of them, which must decode to exactly those entries, and the table with one
 ///   byte changed must be refused.
 pub fn table_decode(data: &[u8]) {
-    use waldb::db::table::{self, BuildOptions, TableBuilder, TableLimits, format};
+    use waldb::db::table::{self, BuildOptions, Compression, TableBuilder, TableLimits, format};
     let Some((&params, rest)) = data.split_first() else { return };
+    // Bit 4: tables are built with LZ4-compressed data blocks.
+    let compression = if params & 0x10 == 0 { Compression::None } else { Compression::Lz4 };
     let maxima = [0u32, 8, 4096, u32::MAX];
     let limits = TableLimits {
         key_bytes_max: maxima[usize::from(params & 3)],
         value_bytes_max: maxima[usize::from((params >> 2) & 3)],
     };
     let build = |entries: &[OwnedEntry], block_bytes: u32| {
-        let mut b = TableBuilder::new(BuildOptions { block_bytes, bloom_bits_per_key: 10 });
+        let mut b = TableBuilder::new(BuildOptions { block_bytes, bloom_bits_per_key: 10, compression });
         let mut out = Vec::new();
         for (k, l, v) in entries {
             b.add(k, *l, v.as_deref());

@@ -112,7 +112,7 @@ mod types;
 pub mod wal;
 
 pub use clock::{Clock, SimClock, SystemClock};
-pub use db::{Commit, Db, DbOptions, Isolation, Key, Limits, Pair, Transaction};
+pub use db::{Commit, Compression, Db, DbOptions, Isolation, Key, Limits, Pair, Transaction};
 pub use disk::{Disk, DiskFile, OpenMode, StdDisk};
 pub use error::{ConflictOn, Error, Result};
 pub use types::{Lsn, SegmentId, TxnId};

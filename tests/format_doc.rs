@@ -155,6 +155,31 @@ fn table_entries_are_encoded_as_documented() {
     assert_eq!(b, [0, 1, 0], "an empty key, LSN 1, a deletion");
 }
 
+/// The compression bytes the document lists are the code's, and an LZ4 block is laid out as
+/// it says: `u32 len`, then the LZ4 block, then the compression byte and the checksum.
+#[test]
+fn block_compression_is_as_documented() {
+    use waldb::db::table::format::{self, COMPRESSION_LZ4, COMPRESSION_NONE};
+    let doc = doc();
+    assert!(doc.contains(&format!("- {COMPRESSION_NONE}: it is the payload")), "FORMAT.md: compression 0");
+    assert!(doc.contains(&format!("- {COMPRESSION_LZ4} (LZ4): `u32 len`")), "FORMAT.md: compression 1");
+    let payload = b"waldb waldb waldb waldb waldb waldb waldb waldb".to_vec();
+    let mut block = payload.clone();
+    let h = format::seal_block_lz4(&mut block, 1, 0, &mut Vec::new());
+    let len = payload.len() + 4; // the entry count follows the entries
+    assert_eq!(block[..4], (len as u32).to_le_bytes(), "u32 len first");
+    let mut whole = payload;
+    whole.extend_from_slice(&1u32.to_le_bytes());
+    assert_eq!(lz4_flex::block::decompress(&block[4..h.len as usize], len).unwrap(), whole);
+    assert_eq!(block[h.len as usize], COMPRESSION_LZ4);
+    let crc = crc32c::crc32c(&block[..=h.len as usize]);
+    assert_eq!(
+        block[h.len as usize + 1..],
+        crc.to_le_bytes(),
+        "the checksum of the stored bytes and the byte"
+    );
+}
+
 #[test]
 fn manifest_tables_match_the_code() {
     use waldb::TxnId;

@@ -171,15 +171,23 @@ fn generate_fuzz_seeds() {
             (format!("key{:03}", i / 2).into_bytes(), Lsn(100 - i % 2), (i % 5 != 4).then(|| vec![b'v'; 20]))
         })
         .collect();
-    for (name, n, block_bytes) in [("one", 1usize, 4096u32), ("small", 4, 4096), ("blocks", 30, 64)] {
+    // Byte 0's bit 4: LZ4-compressed data blocks ("lz4": its 10 blocks are all compressed).
+    use waldb::db::table::Compression::{Lz4, None as Raw};
+    for (name, n, block_bytes, compression) in [
+        ("one", 1usize, 4096u32, Raw),
+        ("small", 4, 4096, Raw),
+        ("blocks", 30, 64, Raw),
+        ("lz4", 30, 96, Lz4),
+    ] {
         let mut b = waldb::db::table::TableBuilder::new(waldb::db::table::BuildOptions {
             block_bytes,
             bloom_bits_per_key: 10,
+            compression,
         });
         for (k, l, v) in &entries[..n] {
             b.add(k, *l, v.as_deref());
         }
-        let mut seed = vec![0b1010u8];
+        let mut seed = vec![if compression == Lz4 { 0b1_1010u8 } else { 0b1010 }];
         seed.extend(b.take_ready());
         seed.extend(b.finish().0);
         put("table_decode", name, &seed);
@@ -194,6 +202,8 @@ fn generate_fuzz_seeds() {
     put("table_decode", "described", &described);
     described[4] = 0; // no change: the built table must decode
     put("table_decode", "described_unchanged", &described);
+    described[0] |= 0x10; // the same entries, built with LZ4-compressed blocks
+    put("table_decode", "described_lz4", &described);
 
     // manifest_decode: manifests as the database writes them (byte 0 = key limit 4096), and
     // with the repair bit.

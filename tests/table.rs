@@ -8,7 +8,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use proptest::prelude::*;
-use waldb::db::table::{self, BuildOptions, Table, TableBuilder, TableEntry, TableLimits, TableWriter};
+use waldb::db::table::{
+    self, BuildOptions, Compression, Table, TableBuilder, TableEntry, TableLimits, TableWriter, format,
+};
 use waldb::{Disk, Key, Lsn, OpenMode, StdDisk};
 
 const LIMITS: TableLimits = TableLimits { key_bytes_max: 64, value_bytes_max: 256 };
@@ -54,7 +56,12 @@ fn owned(k: &[u8], l: u64, v: &Option<Vec<u8>>) -> TableEntry {
 fn model_strategy() -> impl Strategy<Value = Model> {
     // Keys over a small alphabet share prefixes and repeat; some pass the 16 inline bytes.
     let key = prop::collection::vec(prop::sample::select(&b"abc"[..]), 0..20);
-    let version = (1u64..40, prop::option::weighted(0.8, prop::collection::vec(any::<u8>(), 0..40)));
+    // Values of random bytes, and values that compress (runs of two letters).
+    let value = prop_oneof![
+        prop::collection::vec(any::<u8>(), 0..40),
+        prop::collection::vec(prop::sample::select(&b"xy"[..]), 0..120),
+    ];
+    let version = (1u64..40, prop::option::weighted(0.8, value));
     prop::collection::btree_map(
         key,
         prop::collection::btree_map(version.prop_map(|(l, v)| (l, v)), Just(()), 1..4),
@@ -87,9 +94,11 @@ proptest! {
     fn a_table_reads_back_what_it_was_built_from(
         model in model_strategy(),
         block_bytes in 16u32..600,
+        lz4 in any::<bool>(),
         ranges in prop::collection::vec((bound_strategy(), bound_strategy(), prop::collection::vec(any::<bool>(), 0..80)), 1..6),
     ) {
-        let options = BuildOptions { block_bytes, bloom_bits_per_key: 10 };
+        let compression = if lz4 { Compression::Lz4 } else { Compression::None };
+        let options = BuildOptions { block_bytes, bloom_bits_per_key: 10, compression };
         let bytes = build_bytes(&model, options);
         let decoded = table::decode(&bytes, &LIMITS).expect("a built table decodes");
         let all: Vec<_> = decoded.blocks.iter().flat_map(|b| (0..b.len()).map(move |i| b.entry(i))).collect();
@@ -152,9 +161,24 @@ fn sample_model(keys: usize, versions: u64) -> Model {
 
 #[test]
 fn every_changed_byte_of_a_table_is_refused() {
+    every_changed_byte_is_refused(Compression::None);
+}
+
+/// With LZ4, the checksum covers the compressed bytes: a change is refused before anything is
+/// decompressed.
+#[test]
+fn every_changed_byte_of_a_compressed_table_is_refused() {
+    every_changed_byte_is_refused(Compression::Lz4);
+}
+
+fn every_changed_byte_is_refused(compression: Compression) {
     let model = sample_model(40, 2);
-    let options = BuildOptions { block_bytes: 256, bloom_bits_per_key: 10 };
+    let options = BuildOptions { block_bytes: 256, bloom_bits_per_key: 10, compression };
     let bytes = build_bytes(&model, options);
+    let raw = build_bytes(&model, BuildOptions { compression: Compression::None, ..options });
+    if compression == Compression::Lz4 {
+        assert!(bytes.len() * 4 < raw.len() * 3, "compressed {} of {} bytes", bytes.len(), raw.len());
+    }
     let decoded = table::decode(&bytes, &LIMITS).unwrap();
     assert!(decoded.blocks.len() > 5, "several blocks: {}", decoded.blocks.len());
     let tmp = tempfile::tempdir().unwrap();
@@ -237,4 +261,97 @@ fn the_builder_refuses_entries_out_of_order() {
     let mut b = TableBuilder::new(BuildOptions::default());
     b.add(b"a", Lsn(1), None);
     b.add(b"a", Lsn(2), None); // versions of a key go newest first
+}
+
+/// Blocks that do not shrink by an eighth are stored as they are: random values cost the
+/// attempt and nothing on disk or on reads.
+#[test]
+fn incompressible_blocks_are_stored_as_they_are() {
+    let mut model = Model::new();
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    for i in 0..2_000u64 {
+        let value: Vec<u8> = (0..100)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x.to_le_bytes()[0]
+            })
+            .collect();
+        model.insert((format!("key{i:06}").into_bytes(), std::cmp::Reverse(i + 1)), Some(value));
+    }
+    let raw = build_bytes(&model, BuildOptions::default());
+    let lz4 = build_bytes(&model, BuildOptions { compression: Compression::Lz4, ..BuildOptions::default() });
+    assert_eq!(lz4, raw, "no block of random values shrank by an eighth");
+}
+
+/// A compressed block's stated length is checked against the bound for its kind, and against
+/// what its bytes can decompress to, before anything is allocated for it; a length the bytes
+/// do not decompress to exactly is refused.
+#[test]
+fn a_compressed_block_is_bounded_and_exact() {
+    let payload: Vec<u8> = b"abcabcabcabcabcabcabcabcabcabcabcabcabc".repeat(20);
+    let mut block = payload.clone();
+    let mut scratch = Vec::new();
+    let h = format::seal_block_lz4(&mut block, 1, 0, &mut scratch);
+    assert_eq!(block[h.len as usize], format::COMPRESSION_LZ4, "it compresses");
+    let mut want = payload.clone();
+    want.extend_from_slice(&1u32.to_le_bytes());
+    assert_eq!(&*format::check_block(&block, h, 1 << 20).unwrap(), &want[..]);
+    // Under a bound below its length, it is refused.
+    assert!(format::check_block(&block, h, want.len() as u64 - 1).is_err());
+    // A stated length other than the true one, checksum redone: refused, whether above (even
+    // past what the bytes could ever decompress to) or below.
+    let stored = &block[..h.len as usize];
+    for stated in [want.len() as u32 + 1, want.len() as u32 - 1, u32::MAX, 0] {
+        let mut bad = stated.to_le_bytes().to_vec();
+        bad.extend_from_slice(&stored[4..]);
+        let mut tampered = bad.clone();
+        let h = format::BlockHandle { offset: 0, len: tampered.len() as u32 };
+        tampered.push(format::COMPRESSION_LZ4);
+        let crc = crc32c::crc32c(&tampered);
+        tampered.extend_from_slice(&crc.to_le_bytes());
+        assert!(format::check_block(&tampered, h, u64::from(u32::MAX)).is_err(), "stated {stated}");
+    }
+}
+
+/// A database with `Compression::Lz4` reads back what it wrote, through flushes and
+/// compactions, and writes fewer table bytes for values that compress.
+#[test]
+fn a_database_with_lz4_tables_reads_back_and_writes_less() {
+    let written = |compression: Compression| {
+        let dir = tempfile::tempdir().unwrap();
+        let options = waldb::DbOptions::default()
+            .with_memtable_bytes(Some(64 << 10))
+            .with_driver(waldb::wal::Driver::Manual)
+            .with_compression(compression);
+        let value = |i: u64| format!("{{\"user\": {i}, \"name\": \"user number {i}\", \"active\": true}}");
+        {
+            let (db, _) = waldb::Db::open_opts(dir.path(), options).unwrap();
+            for chunk in 0..40u64 {
+                db.transact(|t| {
+                    for i in chunk * 100..(chunk + 1) * 100 {
+                        t.put(format!("user{i:08}").as_bytes(), value(i).as_bytes())?;
+                    }
+                    Ok(())
+                })
+                .unwrap();
+            }
+            db.checkpoint().unwrap();
+            let s = db.stats();
+            assert!(s.compactions > 0, "compacted: {s:?}");
+            db.close().unwrap();
+        }
+        let (db, _) = waldb::Db::open_opts(dir.path(), options).unwrap();
+        for i in (0..4_000u64).step_by(7) {
+            assert_eq!(
+                db.get(format!("user{i:08}").as_bytes()).unwrap().as_deref(),
+                Some(value(i).as_bytes())
+            );
+        }
+        assert_eq!(db.scan(..).unwrap().len(), 4_000);
+        db.stats().table_bytes
+    };
+    let (raw, lz4) = (written(Compression::None), written(Compression::Lz4));
+    assert!(lz4 * 2 < raw, "LZ4 tables {lz4} bytes, raw {raw} bytes");
 }

@@ -3,7 +3,7 @@
 //! RocksDB, fjall, redb, each in a process of its own).
 //!
 //! One thread, in this order, on `keys` pairs of a 16-byte key and a 100-byte value of random
-//! (incompressible) bytes:
+//! (incompressible) bytes, or with `compressible` of 50 random bytes twice:
 //!
 //! 1. `fillrandom`: every key once, in a random order, in non-durable batches of `batch` puts;
 //! 2. `overwrite`: `overwrites` puts of random existing keys (new values), batched the same;
@@ -62,12 +62,16 @@ pub struct Config {
     pub seconds: f64,
     /// Each engine's block cache, in bytes.
     pub cache_bytes: u64,
+    /// Values that compress to about half (50 random bytes, then the same 50 again), as
+    /// `db_bench`'s default compression ratio; random bytes otherwise.
+    pub compressible: bool,
 }
 
 impl Config {
     /// From `WALDB_DBBENCH_KEYS` (default 50,000,000), `WALDB_DBBENCH_BATCH` (100),
     /// `WALDB_DBBENCH_OVERWRITES` (as keys), `WALDB_DBBENCH_SECONDS` (20) and
-    /// `WALDB_DBBENCH_CACHE_MIB` (256).
+    /// `WALDB_DBBENCH_CACHE_MIB` (256) and `WALDB_DBBENCH_COMPRESSIBLE` (0; 1: compressible
+    /// values).
     pub fn from_env() -> Config {
         let num = |name: &str, default: f64| -> f64 {
             std::env::var(name)
@@ -81,6 +85,7 @@ impl Config {
             overwrites: num("WALDB_DBBENCH_OVERWRITES", keys as f64) as u64,
             seconds: num("WALDB_DBBENCH_SECONDS", 20.0),
             cache_bytes: (num("WALDB_DBBENCH_CACHE_MIB", 256.0) * 1048576.0) as u64,
+            compressible: num("WALDB_DBBENCH_COMPRESSIBLE", 0.0) != 0.0,
         }
     }
 }
@@ -146,11 +151,15 @@ impl Rng {
         ((u128::from(self.next()) * u128::from(n)) >> 64) as u64
     }
 
-    fn value(&mut self) -> [u8; VALUE] {
+    fn value(&mut self, compressible: bool) -> [u8; VALUE] {
         let mut v = [0u8; VALUE];
-        for chunk in v.chunks_mut(8) {
+        let random = if compressible { VALUE / 2 } else { VALUE };
+        for chunk in v[..random].chunks_mut(8) {
             let r = self.next().to_le_bytes();
             chunk.copy_from_slice(&r[..chunk.len()]);
+        }
+        if compressible {
+            v.copy_within(..VALUE / 2, VALUE / 2);
         }
         v
     }
@@ -212,7 +221,7 @@ fn load(
     let mut tick = Instant::now();
     for n in 0..count {
         let i = pick(rng, n);
-        batch.push((key(i, false), rng.value()));
+        batch.push((key(i, false), rng.value(config.compressible)));
         if batch.len() == config.batch || n + 1 == count {
             engine.write(&batch);
             batch.clear();
@@ -355,8 +364,9 @@ pub fn markdown(config: &Config, reports: &[Report]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{} pairs of {KEY} + {VALUE} bytes (random values), {} overwrites, batches of {}, {:.0} s per read workload, {} MiB block cache, one thread.\n",
+        "{} pairs of {KEY} + {VALUE} bytes ({} values), {} overwrites, batches of {}, {:.0} s per read workload, {} MiB block cache, one thread.\n",
         config.keys,
+        if config.compressible { "compressible" } else { "random" },
         config.overwrites,
         config.batch,
         config.seconds,
@@ -413,9 +423,9 @@ type CostRow = (&'static str, &'static dyn Fn(&Report) -> String);
 pub struct WaldbEngine(pub waldb::Db);
 
 impl WaldbEngine {
-    /// Opens `dir` with a block cache of `cache_bytes`.
-    pub fn open(dir: &Path, cache_bytes: u64) -> WaldbEngine {
-        let options = waldb::DbOptions::default().with_cache_bytes(cache_bytes);
+    /// Opens `dir` with a block cache of `cache_bytes` and tables of `compression`.
+    pub fn open(dir: &Path, cache_bytes: u64, compression: waldb::Compression) -> WaldbEngine {
+        let options = waldb::DbOptions::default().with_cache_bytes(cache_bytes).with_compression(compression);
         WaldbEngine(waldb::Db::open_opts(dir, options).unwrap().0)
     }
 }

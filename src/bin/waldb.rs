@@ -11,7 +11,7 @@
 //! waldb del <dir> <key> [--hex]           one transaction; prints its LSN
 //! waldb checkpoint <dir>                  flushes the memtables to sorted tables, removes the log they cover
 //! waldb stress <dir> --writers N --seconds S [--durability sync|buffered] [--value-size B] [--report]
-//! waldb bench [<dir>] [--seconds S] [--db-bench [--keys N] [--batch B]]
+//! waldb bench [<dir>] [--seconds S] [--db-bench [--keys N] [--batch B] [--lz4] [--compressible]]
 //! waldb sim --seeds N [--from S] [--faults mixed|none|all] [--verbose]   (feature `sim`)
 //! ```
 //!
@@ -190,6 +190,14 @@ enum Command {
         /// Puts per non-durable transaction in `--db-bench`'s loads (1 to 10,000).
         #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=10_000))]
         batch: u64,
+        /// With `--db-bench`: store the tables' data blocks LZ4-compressed
+        /// (`DbOptions::compression`).
+        #[arg(long)]
+        lz4: bool,
+        /// With `--db-bench`: values that compress to about half (50 random bytes, twice)
+        /// instead of random bytes.
+        #[arg(long)]
+        compressible: bool,
     },
     /// Run the deterministic crash-recovery campaign of the database over a range of seeds.
     #[cfg(feature = "sim")]
@@ -309,10 +317,10 @@ fn main() -> ExitCode {
         Command::Stress { dir, writers, seconds, durability, value_size, report } => {
             db_cmd::stress(&dir, writers, seconds, durability, value_size, report)
         }
-        Command::Bench { dir, seconds, db_bench, keys, batch } => {
+        Command::Bench { dir, seconds, db_bench, keys, batch, lz4, compressible } => {
             let dir = dir.unwrap_or_else(|| PathBuf::from("waldb-bench-data"));
             if db_bench {
-                bench_cmd::db_bench(&dir, seconds, keys, batch as usize)
+                bench_cmd::db_bench(&dir, seconds, keys, batch as usize, lz4, compressible)
             } else {
                 bench_cmd::run(&dir, seconds)
             }

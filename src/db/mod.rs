@@ -98,6 +98,7 @@ pub use iter::{CHUNK as RANGE_CHUNK, DbRange, TxnRange};
 pub use key::Key;
 pub use options::{DbOptions, Isolation, Limits};
 pub use read_only::ReadOnlyDb;
+pub use table::Compression;
 pub use txn::{Commit, Transaction};
 
 use std::collections::VecDeque;

@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use crate::db::table::Compression;
 use crate::error::{Error, Result};
 use crate::wal::{BatchConfig, Driver, Durability, RecoveryMode, WalConfig, WalOptions};
 
@@ -80,6 +81,12 @@ pub struct DbOptions {
     /// Bits per key of the sorted tables' bloom filters (about 1 % false positives at 10).
     /// Default 10; 1 to 64.
     pub bloom_bits_per_key: u32,
+    /// How the tables' data blocks are stored: [`Compression::Lz4`] compresses each block
+    /// that shrinks by an eighth or more, which pays on values that compress (text, JSON:
+    /// fewer bytes written by flushes and compactions, more pairs per cached block) and costs
+    /// one failed attempt per block on values that do not (docs/bench/README.md, "LZ4").
+    /// Tables written either way read the same. Default [`Compression::None`].
+    pub compression: Compression,
     /// The most bytes of decoded table blocks kept in memory (the block cache, shared by every
     /// table). 0 disables it: every read of a block reads the file. Default 256 MiB.
     pub cache_bytes: u64,
@@ -128,6 +135,7 @@ with_setters!(DbOptions {
     with_memtables_max: memtables_max: u32;
     with_table_block_bytes: table_block_bytes: u32;
     with_bloom_bits_per_key: bloom_bits_per_key: u32;
+    with_compression: compression: Compression;
     with_cache_bytes: cache_bytes: u64;
     with_txn_retries_max: txn_retries_max: u32;
     with_txn_backoff_max: txn_backoff_max: Duration;
@@ -149,6 +157,7 @@ impl Default for DbOptions {
             memtables_max: 3,
             table_block_bytes: 4096,
             bloom_bits_per_key: 10,
+            compression: Compression::None,
             cache_bytes: 256 << 20,
             txn_retries_max: 16,
             txn_backoff_max: Duration::from_millis(20),
@@ -184,6 +193,7 @@ impl DbOptions {
         crate::db::table::BuildOptions {
             block_bytes: self.table_block_bytes,
             bloom_bits_per_key: self.bloom_bits_per_key,
+            compression: self.compression,
         }
     }
 

@@ -46,7 +46,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use crate::db::{DbOptions, Isolation};
+use crate::db::{Compression, DbOptions, Isolation};
 use crate::sim::{FaultOp, SimClock, SimConfig, SimDisk, SimFaults, SimRng, SimStats};
 use crate::wal::{BatchConfig, Driver, Durability};
 use crate::{Commit, Db, Error, Lsn, Transaction};
@@ -315,6 +315,12 @@ impl Sim {
         };
         let mut v = vec![0u8; len];
         self.rng.fill(&mut v);
+        if self.options.compression == Compression::Lz4 {
+            // Values that compress (the first half twice), so that the tables' data blocks are
+            // stored compressed; the draws are those of the random values.
+            let half = len / 2;
+            v.copy_within(..half, len - half);
+        }
         v
     }
 
@@ -1064,6 +1070,12 @@ fn run(seed: u64, seed_options: SeedOptions) -> Outcome {
     // five keeps one memtable (flushed only by checkpoints). Drawn from a generator of its own,
     // so that the workload's draws stay those of earlier releases.
     let memtable_draw = SimRng::new(seed ^ 0x6d65_6d74_6162_6c65).below(5);
+    // Half the seeds write LZ4-compressed tables (and values that compress), drawn the same way.
+    let compression = if SimRng::new(seed ^ 0x6c7a_345f_6472_6177).below(2) == 0 {
+        Compression::Lz4
+    } else {
+        Compression::None
+    };
     let options = DbOptions {
         durability,
         driver: Driver::Manual,
@@ -1078,6 +1090,7 @@ fn run(seed: u64, seed_options: SeedOptions) -> Outcome {
         key_bytes_max: Some(64),
         value_bytes_max: Some(2048),
         txn_bytes_max: Some(6000),
+        compression,
         ..DbOptions::default()
     };
     let clients = 1 + rng.below_usize(5);
@@ -1097,7 +1110,9 @@ fn run(seed: u64, seed_options: SeedOptions) -> Outcome {
         durable_at_end: Lsn::ZERO,
         flipped: None,
     };
-    sim.event(format!("seed {seed}: {clients} clients, {lives} lives, faulty {faulty}, {durability:?}"));
+    sim.event(format!(
+        "seed {seed}: {clients} clients, {lives} lives, faulty {faulty}, {durability:?}, {compression:?} tables"
+    ));
     for life in 0..lives {
         sim.life(clients, life + 1 == lives);
     }

@@ -19,7 +19,7 @@ const ENGINES: &[&str] = &["waldb", "RocksDB", "fjall"];
 /// Opens `engine` on `dir` with `config`'s cache.
 fn open(engine: &str, dir: &Path, config: &Config) -> Box<dyn Engine> {
     match engine {
-        "waldb" => Box::new(WaldbEngine::open(dir, config.cache_bytes)),
+        "waldb" => Box::new(WaldbEngine::open(dir, config.cache_bytes, waldb::Compression::None)),
         "fjall" => Box::new(Fjall::open(dir, config.cache_bytes)),
         #[cfg(feature = "rocksdb")]
         "RocksDB" => Box::new(Rocks::open(dir, config.cache_bytes)),

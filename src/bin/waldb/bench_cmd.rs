@@ -172,8 +172,16 @@ fn us(ns: u64) -> String {
 /// status 0, or 64 for a `seconds` out of range.
 /// `waldb bench --db-bench`: the db_bench-style workloads of `benches/common/dbbench.rs` on
 /// waldb alone, `keys` pairs loaded in transactions of `batch` puts, `seconds` per read
-/// workload, in a new directory `dir` deleted at the end. Prints markdown tables.
-pub(crate) fn db_bench(dir: &Path, seconds: f64, keys: u64, batch: usize) -> Result<u8, Error> {
+/// workload, in a new directory `dir` deleted at the end; with `lz4`, LZ4-compressed tables;
+/// with `compressible`, values that compress to about half. Prints markdown tables.
+pub(crate) fn db_bench(
+    dir: &Path,
+    seconds: f64,
+    keys: u64,
+    batch: usize,
+    lz4: bool,
+    compressible: bool,
+) -> Result<u8, Error> {
     if !(0.05..=600.0).contains(&seconds) {
         let _ = writeln!(std::io::stderr(), "waldb: error: --seconds is between 0.05 and 600, not {seconds}");
         return Ok(64);
@@ -185,9 +193,12 @@ pub(crate) fn db_bench(dir: &Path, seconds: f64, keys: u64, batch: usize) -> Res
         overwrites: keys,
         seconds,
         cache_bytes: DbOptions::default().cache_bytes,
+        compressible,
     };
-    let report =
-        dbbench::run("waldb", dir, &config, &|d| Box::new(dbbench::WaldbEngine::open(d, config.cache_bytes)));
+    let compression = if lz4 { waldb::Compression::Lz4 } else { waldb::Compression::None };
+    let report = dbbench::run("waldb", dir, &config, &|d| {
+        Box::new(dbbench::WaldbEngine::open(d, config.cache_bytes, compression))
+    });
     let _ = std::fs::remove_dir_all(dir);
     let _ = writeln!(std::io::stdout(), "{}", dbbench::markdown(&config, &[report]));
     Ok(0)

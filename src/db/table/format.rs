@@ -5,6 +5,7 @@
 //! allocations are bounded by the input's length) and total (any bytes give a value or a
 //! [`TableError`], never a panic); `cargo fuzz run table_decode` holds them to it.
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::fmt;
 use std::ops::Range;
@@ -25,8 +26,13 @@ pub const FOOTER_BYTES: usize = 72;
 /// and that byte.
 pub const BLOCK_TRAILER_BYTES: usize = 5;
 
-/// The compression byte of a block stored as is (the only one this version writes).
+/// The compression byte of a block stored as is.
 pub const COMPRESSION_NONE: u8 = 0;
+
+/// The compression byte of a block stored LZ4-compressed: its stored payload is the length of
+/// the payload it decompresses to (`u32`, little-endian) and then an LZ4 block of that payload.
+/// Only data blocks are written so, and only where it saves at least an eighth of the bytes.
+pub const COMPRESSION_LZ4: u8 = 1;
 
 /// The most bytes of a data block's entries the builder aims for: the option is refused above it.
 pub const BLOCK_TARGET_BYTES_MAX: u32 = 1 << 20;
@@ -247,10 +253,40 @@ pub fn seal_block(payload: &mut Vec<u8>, entries: u32, offset: u64) -> BlockHand
     seal_raw(payload, offset)
 }
 
+/// [`seal_block`], storing the block LZ4-compressed ([`COMPRESSION_LZ4`]) if that takes at
+/// least an eighth off its bytes, as is otherwise (random values do not compress: they cost one
+/// attempt and nothing on reads). `scratch` is a buffer for the attempt, kept between calls.
+pub fn seal_block_lz4(
+    payload: &mut Vec<u8>,
+    entries: u32,
+    offset: u64,
+    scratch: &mut Vec<u8>,
+) -> BlockHandle {
+    payload.extend_from_slice(&entries.to_le_bytes());
+    let raw_len = payload.len();
+    scratch.clear();
+    scratch.resize(4 + lz4_flex::block::get_maximum_output_size(raw_len), 0);
+    // A block is far below 4 GiB (the builder's target is at most 1 MiB plus one entry).
+    let raw_len32 = u32::try_from(raw_len).expect("blocks are bounded far below 4 GiB");
+    let stored = match lz4_flex::block::compress_into(payload, &mut scratch[4..]) {
+        Ok(n) if 4 + n <= raw_len - raw_len / 8 => 4 + n,
+        _ => return seal_raw(payload, offset),
+    };
+    scratch[..4].copy_from_slice(&raw_len32.to_le_bytes());
+    payload.clear();
+    payload.extend_from_slice(&scratch[..stored]);
+    seal_with(payload, offset, COMPRESSION_LZ4)
+}
+
 /// Appends the trailer to a payload that is complete as it is (the filter).
 pub fn seal_raw(payload: &mut Vec<u8>, offset: u64) -> BlockHandle {
+    seal_with(payload, offset, COMPRESSION_NONE)
+}
+
+/// Appends the trailer, with `compression`, to a payload stored as it is.
+fn seal_with(payload: &mut Vec<u8>, offset: u64, compression: u8) -> BlockHandle {
     let len = u32::try_from(payload.len()).expect("blocks are bounded far below 4 GiB");
-    payload.push(COMPRESSION_NONE);
+    payload.push(compression);
     let crc = crc32c::crc32c(payload);
     payload.extend_from_slice(&crc.to_le_bytes());
     BlockHandle { offset, len }
@@ -324,13 +360,17 @@ pub fn decode_footer(b: &[u8], file_len: u64) -> Result<Footer, TableError> {
     Ok(footer)
 }
 
-/// Checks a block's trailer: `b` is the payload and the trailer, read at `handle`. Returns the
-/// payload.
+/// Checks a block's trailer: `b` is the stored payload and the trailer, read at `handle`.
+/// Returns the payload: the stored bytes, or for a compressed block the bytes they decompress
+/// to, of at most `payload_max` bytes (the bound for the block's kind:
+/// [`TableLimits::data_block_bytes_max`] or [`META_BLOCK_BYTES_MAX`]), so that damaged bytes
+/// allocate no more than a valid block could hold.
 ///
 /// # Errors
 ///
-/// [`TableError::Corrupt`] for a checksum mismatch or an unknown compression.
-pub fn check_block(b: &[u8], handle: BlockHandle) -> Result<&[u8], TableError> {
+/// [`TableError::Corrupt`] for a checksum mismatch, an unknown compression, or a compressed
+/// payload that does not decompress to exactly its stated length within the bound.
+pub fn check_block(b: &[u8], handle: BlockHandle, payload_max: u64) -> Result<Cow<'_, [u8]>, TableError> {
     if b.len() as u64 != u64::from(handle.len) + BLOCK_TRAILER_BYTES as u64 {
         return Err(corrupt(handle.offset, "block shorter than its handle says"));
     }
@@ -339,10 +379,30 @@ pub fn check_block(b: &[u8], handle: BlockHandle) -> Result<&[u8], TableError> {
         return Err(corrupt(handle.offset, "block checksum mismatch"));
     }
     let (payload, compression) = body.split_at(body.len() - 1);
-    if compression[0] != COMPRESSION_NONE {
-        return Err(corrupt(handle.offset + u64::from(handle.len), "unknown block compression"));
+    match compression[0] {
+        COMPRESSION_NONE => Ok(Cow::Borrowed(payload)),
+        COMPRESSION_LZ4 => decompress_lz4(payload, handle.offset, payload_max).map(Cow::Owned),
+        _ => Err(corrupt(handle.offset + u64::from(handle.len), "unknown block compression")),
     }
-    Ok(payload)
+}
+
+/// The payload a [`COMPRESSION_LZ4`] block's stored bytes (at `offset`) decompress to.
+fn decompress_lz4(stored: &[u8], offset: u64, payload_max: u64) -> Result<Vec<u8>, TableError> {
+    let Some((len, block)) = stored.split_first_chunk::<4>() else {
+        return Err(corrupt(offset, "compressed block shorter than its length"));
+    };
+    let len = u32::from_le_bytes(*len);
+    // LZ4 expands at most 255 bytes per byte: a longer stated length cannot be right, and is
+    // refused before anything is allocated for it.
+    if u64::from(len) > payload_max || u64::from(len) > (block.len() as u64).saturating_mul(255) {
+        return Err(corrupt(offset, "compressed block's length over the bound"));
+    }
+    let mut out = vec![0u8; len as usize];
+    match lz4_flex::block::decompress_into(block, &mut out) {
+        Ok(n) if n == out.len() => Ok(out),
+        Ok(_) => Err(corrupt(offset, "compressed block shorter than its stated length")),
+        Err(_) => Err(corrupt(offset, "compressed block does not decompress")),
+    }
 }
 
 /// One entry of a decoded [`Block`]: where its key and value lie in the block's bytes.
@@ -555,7 +615,7 @@ pub struct DecodedTable<'a> {
     /// The footer.
     pub footer: Footer,
     /// The filter's bytes.
-    pub filter: &'a [u8],
+    pub filter: Cow<'a, [u8]>,
     /// The index block.
     pub index: Block,
     /// The data blocks, in order.
@@ -580,16 +640,18 @@ pub fn decode<'a>(file: &'a [u8], limits: &TableLimits) -> Result<DecodedTable<'
         let at = |v: u64| usize::try_from(v).expect("within the file");
         &file[at(r.start)..at(r.end)]
     };
-    let filter = check_block(slice(footer.filter), footer.filter)?;
-    let index_payload = check_block(slice(footer.index), footer.index)?;
-    let index = Block::decode(index_payload, footer.index.offset, BlockKind::Index, limits)?;
+    let meta_max = u64::from(META_BLOCK_BYTES_MAX);
+    let filter = check_block(slice(footer.filter), footer.filter, meta_max)?;
+    let index_payload = check_block(slice(footer.index), footer.index, meta_max)?;
+    let index = Block::decode(&index_payload, footer.index.offset, BlockKind::Index, limits)?;
     check_index(&index, footer.filter.offset, limits, footer.index.offset)?;
     let mut blocks = Vec::with_capacity(index.len());
     let mut count = 0u64;
     let (mut min, mut max) = (Lsn(u64::MAX), Lsn::ZERO);
     for i in 0..index.len() {
         let h = index.handle(i);
-        let block = Block::decode(check_block(slice(h), h)?, h.offset, BlockKind::Data, limits)?;
+        let payload = check_block(slice(h), h, limits.data_block_bytes_max())?;
+        let block = Block::decode(&payload, h.offset, BlockKind::Data, limits)?;
         let (last, marker) = (block.last(), index.entry(i));
         if (last.key, last.lsn) != (marker.key, marker.lsn) {
             return Err(corrupt(h.offset, "the index's key is not its block's last entry"));
@@ -602,7 +664,7 @@ pub fn decode<'a>(file: &'a [u8], limits: &TableLimits) -> Result<DecodedTable<'
         }
         for j in 0..block.len() {
             let e = block.entry(j);
-            if !bloom::may_contain(filter, bloom::hash64(e.key)) {
+            if !bloom::may_contain(&filter, bloom::hash64(e.key)) {
                 return Err(corrupt(
                     footer.filter.offset,
                     "the filter answers absent for a key the table holds",

@@ -21,6 +21,9 @@
 //! - **Bounded decoding.** The decoders in [`format`] are pure and total; lengths are checked
 //!   against the bytes left and the database's key and value limits before use (fuzzed:
 //!   `cargo fuzz run table_decode`).
+//! - **Compression, where it pays.** With [`Compression::Lz4`] a data block that LZ4 shrinks by
+//!   an eighth is stored compressed (its compression byte says so, and its checksum covers the
+//!   compressed bytes); after one that does not, the next seven are not tried.
 //! - **Immutable and written once.** A table is written whole by [`TableWriter`] and synced
 //!   before anything names it; it is never changed after.
 //!
@@ -30,6 +33,6 @@ pub mod build;
 pub mod format;
 pub mod read;
 
-pub use build::{BuildOptions, TableBuilder, TableMeta, TableWriter};
+pub use build::{BuildOptions, Compression, TableBuilder, TableMeta, TableWriter};
 pub use format::{Block, BlockKind, DecodedTable, EntryRef, Footer, TableError, TableLimits, decode};
 pub use read::{Table, TableEntry, TableIter};

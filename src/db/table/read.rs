@@ -80,8 +80,9 @@ impl<F: DiskFile> Table<F> {
         let mut tail = [0u8; FOOTER_BYTES];
         file.read_exact_at(&mut tail, len - FOOTER_BYTES as u64).ctx("read", path)?;
         let footer = format::decode_footer(&tail, len).map_err(|e| table_error(path, e))?;
-        let filter = read_checked(&file, path, footer.filter)?;
-        let index_bytes = read_checked(&file, path, footer.index)?;
+        let meta_max = u64::from(format::META_BLOCK_BYTES_MAX);
+        let filter = read_checked(&file, path, footer.filter, meta_max)?;
+        let index_bytes = read_checked(&file, path, footer.index, meta_max)?;
         let index = Block::decode(&index_bytes, footer.index.offset, BlockKind::Index, &limits)
             .map_err(|e| table_error(path, e))?;
         format::check_index(&index, footer.filter.offset, &limits, footer.index.offset)
@@ -171,7 +172,7 @@ impl<F: DiskFile> Table<F> {
     /// compaction, which reads each block once and should not evict what readers use.
     pub fn read_block_uncached(&self, i: usize) -> Result<Arc<Block>> {
         let h = self.index.handle(i);
-        let payload = read_checked(&self.file, &self.path, h)?;
+        let payload = read_checked(&self.file, &self.path, h, self.limits.data_block_bytes_max())?;
         let block = Block::decode(&payload, h.offset, BlockKind::Data, &self.limits)
             .map_err(|e| table_error(&self.path, e))?;
         let (last, marker) = (block.last(), self.index.entry(i));
@@ -228,13 +229,19 @@ impl<F: DiskFile> Table<F> {
     }
 }
 
-/// Reads the block at `h` and checks its trailer; returns the payload.
-fn read_checked<F: DiskFile>(file: &F, path: &Path, h: BlockHandle) -> Result<Vec<u8>> {
+/// Reads the block at `h` and checks its trailer; returns the payload (decompressed, of at most
+/// `payload_max` bytes: see [`format::check_block`]).
+fn read_checked<F: DiskFile>(file: &F, path: &Path, h: BlockHandle, payload_max: u64) -> Result<Vec<u8>> {
     let mut buf = vec![0u8; h.len as usize + format::BLOCK_TRAILER_BYTES];
     file.read_exact_at(&mut buf, h.offset).ctx("read", path)?;
-    format::check_block(&buf, h).map_err(|e| table_error(path, e))?;
-    buf.truncate(h.len as usize);
-    Ok(buf)
+    let decompressed = match format::check_block(&buf, h, payload_max).map_err(|e| table_error(path, e))? {
+        std::borrow::Cow::Borrowed(_) => None,
+        std::borrow::Cow::Owned(payload) => Some(payload),
+    };
+    Ok(decompressed.unwrap_or_else(|| {
+        buf.truncate(h.len as usize);
+        buf
+    }))
 }
 
 /// A place in a table: (data block, entry). `(block_count, 0)` is the end; an entry index is

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 
 use common::block_on;
 use waldb::db::{DbOptions, Isolation};
-use waldb::wal::{Driver, Durability};
+use waldb::wal::Durability;
 use waldb::{ConflictOn, Db, Error, Lsn, SystemClock};
 
 fn small() -> DbOptions {
@@ -578,7 +578,7 @@ mod sim {
     use waldb::sim::SimDisk;
 
     fn manual() -> DbOptions {
-        small().with_driver(Driver::Manual)
+        small().with_driver(waldb::wal::Driver::Manual)
     }
 
     fn open(disk: &SimDisk) -> Db<SimDisk, SystemClock> {

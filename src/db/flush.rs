@@ -21,9 +21,11 @@
 //!   waits for a flush (a write stall, counted); under [`Driver::Manual`](crate::wal::Driver::Manual)
 //!   it flushes the oldest itself. A failed flush is retried by the background flusher; while
 //!   it fails, stalled commits return its error (nothing written).
-//! - **Commits never free a memtable.** A flushed memtable goes to a list the flusher frees from
-//!   (after each flush and compaction) once no reader's view holds it, so the last reader to let
-//!   go of it does not pay for its frees (tens of milliseconds for 64 MiB).
+//! - **Commits never free a memtable** (with background threads). A flushed memtable goes to a
+//!   list the flusher frees from (after each flush and compaction) once no reader's view holds
+//!   it, so the last reader to let go of it does not pay for its frees (tens of milliseconds for
+//!   64 MiB). Under [`Driver::Manual`](crate::wal::Driver::Manual) the committer that flushes
+//!   frees them, as it does the rest of the flush.
 //! - **After a failed manifest write, no more.** Whether the new manifest is in force is then
 //!   unknown, so the tree stops changing until the database is reopened (as the log does
 //!   after a failed sync); commits go on until the memtables fill.

@@ -304,9 +304,8 @@ fn a_compressed_block_is_bounded_and_exact() {
     // past what the bytes could ever decompress to) or below.
     let stored = &block[..h.len as usize];
     for stated in [want.len() as u32 + 1, want.len() as u32 - 1, u32::MAX, 0] {
-        let mut bad = stated.to_le_bytes().to_vec();
-        bad.extend_from_slice(&stored[4..]);
-        let mut tampered = bad.clone();
+        let mut tampered = stated.to_le_bytes().to_vec();
+        tampered.extend_from_slice(&stored[4..]);
         let h = format::BlockHandle { offset: 0, len: tampered.len() as u32 };
         tampered.push(format::COMPRESSION_LZ4);
         let crc = crc32c::crc32c(&tampered);

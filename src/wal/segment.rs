@@ -16,10 +16,11 @@
 //!   `{segment:020}.wal.free` rather than deleted, up to [`FREE_SEGMENTS_MAX`] of them, and
 //!   the next preparation of the same size takes one: renamed to the new `.wal.tmp` (the
 //!   directory synced), its first page overwritten with a *blank* header
-//!   ([`format::FLAG_BLANK`]), synced, renamed to its final name. Its old bytes stay: records of lower segment numbers, which the reader tells
-//!   from this segment's own by the segment number every record carries (see
-//!   [`recovery`](super::recovery)). So a segment's zeros are written once per file, not once
-//!   per segment: at a steady load the log writes each byte once, not twice.
+//!   ([`format::FLAG_BLANK`]), synced, renamed to its final name. Its old bytes stay: records
+//!   of lower segment numbers, which the reader tells from this segment's own by the segment
+//!   number every record carries (see [`recovery`](super::recovery)). So a segment's zeros are
+//!   written once per file, not once per segment: at a steady load the log writes each byte
+//!   once, not twice.
 //!
 //! Failure model: every step's error is returned with the path it concerns; a failure leaves at
 //! most a temporary file behind, never a half-filled segment under a final name.

@@ -89,6 +89,87 @@ fn tiny_memtables_flush_in_the_background_and_every_key_reads_back() {
     check(&db, &model);
 }
 
+/// Level 0 is compacted from 8 tables while flushes keep coming (fewer, larger compactions
+/// write less), and from 4 once no flush came for a few seconds (reads consult fewer tables).
+#[test]
+fn level_0_is_compacted_from_fewer_tables_once_flushes_stop() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Background threads; memtables that only the checkpoints below freeze.
+    let options = DbOptions::default().with_memtable_bytes(Some(64 << 20)).with_segment_bytes(64 << 10);
+    let (db, _) = Db::open_opts(tmp.path(), options).unwrap();
+    let mut model = Model::new();
+    for round in 0..5u32 {
+        churn(&db, &mut model, 10 + round);
+        db.checkpoint().unwrap();
+    }
+    let stats = db.stats();
+    assert_eq!(stats.tables_per_level[0], 5, "not compacted while flushes came: {stats:?}");
+    assert_eq!(stats.compactions, 0, "{stats:?}");
+    let waited = std::time::Instant::now();
+    while db.stats().compactions == 0 {
+        assert!(waited.elapsed() < std::time::Duration::from_secs(30), "never compacted: {:?}", db.stats());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // The quiet pass waits a few seconds after the last flush, not less.
+    assert!(waited.elapsed() > std::time::Duration::from_secs(1), "compacted after {:?}", waited.elapsed());
+    let stats = db.stats();
+    assert_eq!(stats.tables_per_level[0], 0, "{stats:?}");
+    assert!(stats.tables_per_level[1] > 0, "{stats:?}");
+    check(&db, &model);
+}
+
+/// Four levels of tables under random overwrites (compactions from level 1 down, whose
+/// outputs end where tables two levels down end): every key reads back, before and after a
+/// reopen.
+#[test]
+fn random_overwrites_through_four_levels_read_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let options = DbOptions::default()
+        .with_driver(Driver::Manual)
+        .with_memtable_bytes(Some(2048))
+        .with_segment_bytes(64 << 10)
+        .with_table_block_bytes(256);
+    let mut model = BTreeMap::new();
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    {
+        let (db, _) = Db::open_opts(tmp.path(), options).unwrap();
+        for round in 0..1500u32 {
+            let mut puts = Vec::new();
+            for _ in 0..8 {
+                let k = format!("k{:06}", next() % 4000).into_bytes();
+                let v = format!("{round} {}", "v".repeat((next() % 100) as usize)).into_bytes();
+                puts.push((k, v));
+            }
+            db.transact(|t| {
+                for (k, v) in &puts {
+                    t.put(k, v)?;
+                }
+                Ok(())
+            })
+            .unwrap();
+            model.extend(puts);
+            db.flush_step().unwrap();
+        }
+        let stats = db.stats();
+        assert!(stats.compaction_bytes_written_per_level[2] > 0, "{stats:?}");
+        assert!(stats.compaction_bytes_written_per_level[3] > 0, "{stats:?}");
+        for (k, v) in &model {
+            assert_eq!(db.get(k).unwrap().as_deref(), Some(v.as_slice()));
+        }
+        db.close().unwrap();
+    }
+    let (db, _) = Db::open_opts(tmp.path(), options).unwrap();
+    let all: Vec<(Vec<u8>, Vec<u8>)> =
+        db.scan(..).unwrap().into_iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect();
+    assert_eq!(all, model.into_iter().collect::<Vec<_>>());
+}
+
 #[test]
 fn a_snapshot_reads_its_versions_after_they_were_flushed() {
     let tmp = tempfile::tempdir().unwrap();
@@ -210,6 +291,109 @@ fn orphaned_tables_are_removed_at_open() {
     assert!(!orphan.exists());
     assert!(tmp.path().join("tables/notes").exists());
     check(&db, &model);
+}
+
+/// 600 keys of about 100 bytes rewritten in transactions of 10 (round `r`), recorded in `model`.
+fn churn_wide<D: waldb::Disk + Clone, C: waldb::Clock + Clone>(db: &Db<D, C>, model: &mut Model, r: u32) {
+    let puts: Vec<(Vec<u8>, Vec<u8>)> = (0..10u32)
+        .map(|j| {
+            let i = (r * 37 + j * 61) % 600;
+            (key(i), format!("{r:08} {}", "w".repeat(90 + (i % 7) as usize)).into_bytes())
+        })
+        .collect();
+    db.transact(|t| {
+        for (k, v) in &puts {
+            t.put(k, v)?;
+        }
+        Ok(())
+    })
+    .unwrap();
+    model.extend(puts);
+}
+
+/// As below, for a flush whose compactions reach level 3 with tables already there (levels
+/// past 1 compacted down, outputs cut where the tables two levels down end): the n-th write,
+/// sync, directory sync or read of that flush fails, then the disk crashes, for every n.
+#[test]
+fn a_crash_at_every_step_of_a_compaction_below_level_1_loses_nothing() {
+    use waldb::sim::FaultOp;
+    let options = DbOptions::default()
+        .with_memtable_bytes(Some(1024))
+        .with_driver(Driver::Manual)
+        .with_segment_bytes(64 << 10)
+        .with_table_block_bytes(512);
+    let open =
+        |disk: &SimDisk| Db::open_with(disk.clone(), SystemClock::new(), "/db".as_ref(), options).unwrap().0;
+    // Rounds of writes, each followed by a flush of everything, until one flush compacts into
+    // level 3 while level 3 holds tables: that flush is the one the faults strike.
+    let build = |db: &Db<SimDisk, SystemClock>, model: &mut Model, rounds: u32| {
+        for r in 0..rounds {
+            churn_wide(db, model, r);
+            db.checkpoint().unwrap();
+        }
+    };
+    let target = {
+        let disk = SimDisk::new(7);
+        let db = open(&disk);
+        let mut model = Model::new();
+        (0..2000u32)
+            .find(|&r| {
+                churn_wide(&db, &mut model, r);
+                let before = db.stats();
+                db.checkpoint().unwrap();
+                let after = db.stats();
+                before.tables_per_level[3] > 0
+                    && after.compaction_bytes_written_per_level[3]
+                        > before.compaction_bytes_written_per_level[3]
+            })
+            .expect("a flush compacting into level 3")
+    };
+    let mut crashes = 0;
+    for op in [FaultOp::Write, FaultOp::Sync, FaultOp::SyncDir, FaultOp::Read] {
+        for n in 1.. {
+            let disk = SimDisk::new(1000 * n + op.index() as u64);
+            let db = open(&disk);
+            let mut model = Model::new();
+            build(&db, &mut model, target);
+            churn_wide(&db, &mut model, target);
+            let errors_before = disk.stats().io_errors[op.index()];
+            let deep_before = db.stats().compaction_bytes_written_per_level[3];
+            disk.fail_nth(op, n);
+            let outcome = db.checkpoint();
+            let hit = disk.stats().io_errors[op.index()] > errors_before;
+            if outcome.is_ok() {
+                assert!(
+                    db.stats().compaction_bytes_written_per_level[3] > deep_before,
+                    "{op:?} #{n}: {:?}",
+                    db.stats()
+                );
+            } else {
+                assert!(hit, "{op:?} #{n}: {outcome:?}");
+            }
+            drop(db);
+            disk.clear_scheduled();
+            disk.crash();
+            crashes += 1;
+            let (db, _) = Db::open_with(disk.clone(), SystemClock::new(), "/db".as_ref(), options).unwrap();
+            for (k, v) in &model {
+                assert_eq!(db.get(k).unwrap().as_deref(), Some(v.as_slice()), "{op:?} #{n}");
+            }
+            // And the next flush and compactions work from whatever the crash left.
+            db.checkpoint().unwrap();
+            let all: Vec<(Vec<u8>, Vec<u8>)> =
+                db.scan(..).unwrap().into_iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect();
+            assert_eq!(
+                all,
+                model.iter().map(|(k, v)| (k.clone(), v.clone())).collect::<Vec<_>>(),
+                "{op:?} #{n}"
+            );
+            if !hit {
+                break;
+            }
+            assert!(n < 5000, "the flush never finished");
+        }
+    }
+    assert!(crashes > 100, "only {crashes} crash points");
 }
 
 /// A crash at every step of a flush that triggers a compaction loses nothing: the checkpoint's

@@ -58,6 +58,17 @@ pub(super) struct Mailbox {
     room: Condvar,
 }
 
+/// Why a background thread's wait ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Wake {
+    /// It was asked to work.
+    Asked,
+    /// Its timeout passed with nothing asked.
+    TimedOut,
+    /// The database is shutting down.
+    ShutDown,
+}
+
 #[derive(Default)]
 struct MailState {
     requested: bool,
@@ -84,37 +95,39 @@ impl Mailbox {
         }
     }
 
-    /// The compactor's wait: until asked (or, after a failure, a second passed). `false` once
+    /// The compactor's wait: until asked, or until `timeout` passed with nothing asked.
+    pub(super) fn wait_for_compaction(&self, timeout: Option<Duration>) -> Wake {
+        self.wait_for(|m| &mut m.compaction_requested, timeout)
+    }
+
+    /// The flusher's wait: until asked (or, after a failure, a second passed). `false` once
     /// the database shuts down.
-    pub(super) fn wait_for_compaction(&self, retry: bool) -> bool {
-        self.wait_for(|m| &mut m.compaction_requested, retry)
-    }
-
-    /// The flusher's wait, as [`Mailbox::wait_for_compaction`].
     fn wait_for_flush(&self, retry: bool) -> bool {
-        self.wait_for(|m| &mut m.requested, retry)
+        let timeout = retry.then_some(Duration::from_secs(1));
+        self.wait_for(|m| &mut m.requested, timeout) != Wake::ShutDown
     }
 
-    /// Waits until the flag `flag` picks is set (or, with `retry`, a second passed), and clears
-    /// it. `false` once the database shuts down.
-    fn wait_for(&self, flag: fn(&mut MailState) -> &mut bool, retry: bool) -> bool {
+    /// Waits until the flag `flag` picks is set (it is then cleared), the database shuts down,
+    /// or `timeout` passes.
+    fn wait_for(&self, flag: fn(&mut MailState) -> &mut bool, timeout: Option<Duration>) -> Wake {
         let mut m = lock(&self.state);
+        let deadline = timeout.map(|t| std::time::Instant::now() + t);
         while !*flag(&mut m) && !m.shutdown {
-            if retry {
-                let (guard, timeout) = self
-                    .changed
-                    .wait_timeout(m, Duration::from_secs(1))
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                m = guard;
-                if timeout.timed_out() {
-                    break;
+            if let Some(deadline) = deadline {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() {
+                    return Wake::TimedOut;
                 }
+                m = self.changed.wait_timeout(m, left).unwrap_or_else(std::sync::PoisonError::into_inner).0;
             } else {
                 m = self.changed.wait(m).unwrap_or_else(std::sync::PoisonError::into_inner);
             }
         }
+        if m.shutdown {
+            return Wake::ShutDown;
+        }
         *flag(&mut m) = false;
-        !m.shutdown
+        Wake::Asked
     }
 
     pub(super) fn shut_down(&self) {
@@ -228,9 +241,12 @@ impl<D: Disk + Clone, C: Clock + Clone> Inner<D, C> {
         self.options.driver != Driver::Manual && self.options.memtable_bytes.is_some()
     }
 
-    /// Runs the compactions needed now, on this thread (without background threads).
+    /// Runs the compactions needed now, on this thread (without background threads). Level 0
+    /// goes by the quiet trigger ([`L0_QUIET_COMPACT_TABLES`](super::compact::L0_QUIET_COMPACT_TABLES)):
+    /// without threads there is no "while flushes keep coming", and the campaigns, which run
+    /// this way, compact more often.
     fn compact_inline(&self) -> Result<()> {
-        while self.compact_step()? {}
+        while self.compact_step(true)? {}
         Ok(())
     }
 

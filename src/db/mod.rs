@@ -228,11 +228,11 @@ pub struct DbStats {
     /// flushes write level 0), to see which level's merges cost the most.
     pub compaction_bytes_written_per_level: Vec<u64>,
     /// Commits that waited for a flush or a compaction (a write stall: `memtables_max`
-    /// memtables, or 28 tables in level 0).
+    /// memtables, or 36 tables in level 0).
     pub stalls: u64,
     /// Time commits spent in write stalls.
     pub stall_time: std::time::Duration,
-    /// Commits slowed down (a sleep of 100 µs per level-0 table over 11) before a stall
+    /// Commits slowed down (a sleep of 100 µs per level-0 table over 19) before a stall
     /// became necessary.
     pub slowdowns: u64,
 }

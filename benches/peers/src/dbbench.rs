@@ -91,7 +91,12 @@ impl Engine for Fjall {
     }
 
     fn seek(&self, key: &[u8], n: usize) -> usize {
-        self.keyspace.range(key..).take(n).map(|g| g.into_inner()).map(|r| std::hint::black_box(r.unwrap())).fold(0, |n, _| n + 1)
+        self.keyspace
+            .range(key..)
+            .take(n)
+            .map(|g| g.into_inner())
+            .map(|r| std::hint::black_box(r.unwrap()))
+            .fold(0, |n, _| n + 1)
     }
 
     fn scan(&self) -> u64 {
@@ -124,6 +129,14 @@ impl Engine for Rocks {
             batch.put(k, v);
         }
         self.0.write(batch).unwrap();
+    }
+
+    fn close(self: Box<Self>) {
+        // `WALDB_DBBENCH_ROCKSDB_STATS=1`: RocksDB's own per-level compaction counters at the
+        // close after the load (and at the end), to compare with waldb's `DbStats` line.
+        if std::env::var_os("WALDB_DBBENCH_ROCKSDB_STATS").is_some() {
+            eprintln!("{}", self.0.property_value("rocksdb.stats").unwrap().unwrap_or_default());
+        }
     }
 
     fn get(&self, key: &[u8]) -> bool {

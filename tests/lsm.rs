@@ -170,6 +170,47 @@ fn random_overwrites_through_four_levels_read_back() {
     assert_eq!(all, model.into_iter().collect::<Vec<_>>());
 }
 
+/// Keys written in ascending order: a table that nothing in the level below overlaps moves down
+/// as it is (its file kept, no bytes written), and everything reads back, after a reopen too.
+#[test]
+fn a_table_nothing_below_overlaps_moves_down_without_a_rewrite() {
+    let tmp = tempfile::tempdir().unwrap();
+    let options = DbOptions::default()
+        .with_driver(Driver::Manual)
+        .with_memtable_bytes(Some(2048))
+        .with_segment_bytes(64 << 10)
+        .with_table_block_bytes(256);
+    let value = |i: u32| format!("{i} {}", "v".repeat(60)).into_bytes();
+    let n = 3000u32;
+    {
+        let (db, _) = Db::open_opts(tmp.path(), options).unwrap();
+        for chunk in 0..n / 10 {
+            db.transact(|t| {
+                for i in chunk * 10..chunk * 10 + 10 {
+                    t.put(&key(i), &value(i))?;
+                }
+                Ok(())
+            })
+            .unwrap();
+        }
+        db.checkpoint().unwrap();
+        let stats = db.stats();
+        assert!(stats.table_moves > 0, "{stats:?}");
+        assert!(stats.tables_per_level[2..].iter().sum::<u64>() > 0, "{stats:?}");
+        for i in 0..n {
+            assert_eq!(db.get(&key(i)).unwrap(), Some(value(i).into()), "key {i}");
+        }
+        db.close().unwrap();
+    }
+    let (db, report) = Db::open_opts(tmp.path(), options).unwrap();
+    assert_eq!(report.orphans_removed, 0, "{report:?}");
+    let all = db.scan(..).unwrap();
+    assert_eq!(all.len(), n as usize);
+    for (i, (k, v)) in (0..n).zip(&all) {
+        assert_eq!((k.to_vec(), v.to_vec()), (key(i), value(i)));
+    }
+}
+
 #[test]
 fn a_snapshot_reads_its_versions_after_they_were_flushed() {
     let tmp = tempfile::tempdir().unwrap();

@@ -20,6 +20,9 @@
 //!   (nothing older can be hidden by it). A key's newest version is therefore dropped only if it
 //!   is a deletion at or below every live snapshot, which no validation can see as "after" its
 //!   snapshot.
+//! - **A table that nothing below overlaps moves** down as it is (one input, no overlapped
+//!   table): a new manifest record names the same file, and nothing is written. Its versions
+//!   stay as they were (none dropped), which the rules above allow.
 //! - **Tables of a level past 0 stay disjoint and sorted.** Outputs are cut only between keys,
 //!   and the union of the inputs' ranges is contiguous in the next level, so they fit where the
 //!   tables they replace were.
@@ -252,18 +255,34 @@ impl<D: Disk + Clone, C: Clock + Clone> Inner<D, C> {
         } else {
             self.horizon()
         };
-        self.compacting_now.store(true, SeqCst);
-        let outputs = self.merge(&pick, horizon);
-        self.compacting_now.store(false, SeqCst);
-        let outputs = outputs?;
-        let read: u64 = pick.inputs.iter().chain(&pick.overlaps).map(|t| t.record.file_bytes).sum();
-        let written: u64 = outputs.iter().map(|t| t.record.file_bytes).sum();
+        // One table that nothing below overlaps moves down as it is: a new record, the same
+        // file (RocksDB's "trivial move").
+        let moved = pick.inputs.len() == 1 && pick.overlaps.is_empty();
+        let outputs = if moved {
+            let t = &pick.inputs[0];
+            let mut record = t.record.clone();
+            record.level = u8::try_from(pick.level + 1).expect("a level below LEVELS");
+            vec![TableRef { record, table: Arc::clone(&t.table) }]
+        } else {
+            self.compacting_now.store(true, SeqCst);
+            let outputs = self.merge(&pick, horizon);
+            self.compacting_now.store(false, SeqCst);
+            outputs?
+        };
+        let (read, written): (u64, u64) = if moved {
+            (0, 0)
+        } else {
+            (
+                pick.inputs.iter().chain(&pick.overlaps).map(|t| t.record.file_bytes).sum(),
+                outputs.iter().map(|t| t.record.file_bytes).sum(),
+            )
+        };
         let mut tree = lock(&self.tree);
         if let Some(e) = &tree.failed {
             return Err(e.clone_lossy());
         }
         let gone: Vec<u64> = pick.inputs.iter().chain(&pick.overlaps).map(|t| t.record.id).collect();
-        if crate::mutation::active(crate::mutation::Mutation::TableDeletedBeforeManifest) {
+        if !moved && crate::mutation::active(crate::mutation::Mutation::TableDeletedBeforeManifest) {
             for id in &gone {
                 let _ =
                     crate::wal::segment::remove_durable(&self.disk, &manifest::table_path(&self.dir, *id));
@@ -302,7 +321,8 @@ impl<D: Disk + Clone, C: Clock + Clone> Inner<D, C> {
         {
             let mut state = lock(&self.compact_state);
             state.pointer[pick.level] = pick.inputs.iter().map(|t| t.record.largest.clone()).max();
-            for t in pick.inputs.iter().chain(&pick.overlaps) {
+            // A moved table's file stays: its new record names it.
+            for t in pick.inputs.iter().chain(&pick.overlaps).filter(|_| !moved) {
                 let path = manifest::table_path(&self.dir, t.record.id);
                 state.graveyard.push(Doomed { table: Arc::downgrade(t), path });
             }
@@ -313,11 +333,15 @@ impl<D: Disk + Clone, C: Clock + Clone> Inner<D, C> {
             overlaps = pick.overlaps.len(),
             read,
             written,
+            moved,
             "compacted"
         );
         self.compaction_bytes_per_level[pick.level + 1].fetch_add(written, SeqCst);
         drop(pick);
         self.compactions.fetch_add(1, SeqCst);
+        if moved {
+            self.table_moves.fetch_add(1, SeqCst);
+        }
         self.compaction_bytes_read.fetch_add(read, SeqCst);
         self.compaction_bytes_written.fetch_add(written, SeqCst);
         self.sweep_graveyard();

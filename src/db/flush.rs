@@ -493,7 +493,7 @@ impl<D: Disk + Clone, C: Clock + Clone> Inner<D, C> {
             smallest: meta.smallest,
             largest: meta.largest,
         };
-        Ok(TableRef { record, table })
+        Ok(TableRef { record, table: Arc::new(table) })
     }
 }
 

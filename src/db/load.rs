@@ -101,7 +101,8 @@ pub(super) fn load<D: Disk + Clone>(
         {
             return Err(Error::corrupt(&path, 0, "the table is not the one the manifest names"));
         }
-        levels[usize::from(record.level)].push(Arc::new(TableRef { record: record.clone(), table }));
+        levels[usize::from(record.level)]
+            .push(Arc::new(TableRef { record: record.clone(), table: Arc::new(table) }));
     }
     // Level 0 is read newest first; the manifest lists it oldest first.
     levels[0].reverse();

@@ -215,8 +215,11 @@ pub struct DbStats {
     pub block_reads: u64,
     /// Memory the tables hold open: their indexes and filters.
     pub table_memory_bytes: u64,
-    /// Compactions since open.
+    /// Compactions since open (table moves included).
     pub compactions: u64,
+    /// Compactions that moved a table down a level without rewriting it: nothing in the level
+    /// below overlapped it.
+    pub table_moves: u64,
     /// Whether a compaction's merge is under way now.
     pub compacting: bool,
     /// Bytes of tables compactions read and wrote since open: with the log's bytes and the
@@ -328,6 +331,7 @@ pub(crate) struct Inner<D: Disk + Clone, C: Clock + Clone> {
     compacting: Mutex<()>,
     compact_state: Mutex<compact::CompactState<D::File>>,
     compactions: AtomicU64,
+    table_moves: AtomicU64,
     /// A compaction's merge is under way.
     compacting_now: AtomicBool,
     compaction_bytes_read: AtomicU64,
@@ -631,6 +635,7 @@ impl<D: Disk + Clone, C: Clock + Clone> Db<D, C> {
             block_reads: i.block_reads.load(SeqCst),
             table_memory_bytes: i.view().levels.iter().flatten().map(|t| t.table.memory_bytes() as u64).sum(),
             compactions: i.compactions.load(SeqCst),
+            table_moves: i.table_moves.load(SeqCst),
             compacting: i.compacting_now.load(SeqCst),
             compaction_bytes_read: i.compaction_bytes_read.load(SeqCst),
             compaction_bytes_written: i.compaction_bytes_written.load(SeqCst),

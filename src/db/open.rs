@@ -212,6 +212,7 @@ impl<D: Disk + Clone, C: Clock + Clone> Inner<D, C> {
             compacting: Mutex::new(()),
             compact_state: Mutex::new(compact::CompactState::default()),
             compactions: AtomicU64::new(0),
+            table_moves: AtomicU64::new(0),
             compacting_now: AtomicBool::new(false),
             compaction_bytes_read: AtomicU64::new(0),
             compaction_bytes_written: AtomicU64::new(0),

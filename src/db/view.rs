@@ -45,7 +45,8 @@ pub(crate) struct Frozen {
 /// An open table and what the manifest says about it.
 pub(crate) struct TableRef<F: DiskFile> {
     pub(crate) record: TableRecord,
-    pub(crate) table: Table<F>,
+    /// Shared by the records of a table moved down a level (`compact.rs`).
+    pub(crate) table: Arc<Table<F>>,
 }
 
 /// See the [module docs](self).

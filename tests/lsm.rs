@@ -16,6 +16,15 @@ fn tiny() -> DbOptions {
     DbOptions::default().with_memtable_bytes(Some(4096)).with_segment_bytes(64 << 10)
 }
 
+/// Without threads, 2 KiB memtables, 256-byte blocks: many levels from little data.
+fn manual_tiny() -> DbOptions {
+    DbOptions::default()
+        .with_driver(Driver::Manual)
+        .with_memtable_bytes(Some(2048))
+        .with_segment_bytes(64 << 10)
+        .with_table_block_bytes(256)
+}
+
 fn key(i: u32) -> Vec<u8> {
     format!("key{:05}", i).into_bytes()
 }
@@ -124,11 +133,7 @@ fn level_0_is_compacted_from_fewer_tables_once_flushes_stop() {
 #[test]
 fn random_overwrites_through_four_levels_read_back() {
     let tmp = tempfile::tempdir().unwrap();
-    let options = DbOptions::default()
-        .with_driver(Driver::Manual)
-        .with_memtable_bytes(Some(2048))
-        .with_segment_bytes(64 << 10)
-        .with_table_block_bytes(256);
+    let options = manual_tiny();
     let mut model = BTreeMap::new();
     let mut x: u64 = 0x2545_f491_4f6c_dd1d;
     let mut next = || {
@@ -175,11 +180,7 @@ fn random_overwrites_through_four_levels_read_back() {
 #[test]
 fn a_table_nothing_below_overlaps_moves_down_without_a_rewrite() {
     let tmp = tempfile::tempdir().unwrap();
-    let options = DbOptions::default()
-        .with_driver(Driver::Manual)
-        .with_memtable_bytes(Some(2048))
-        .with_segment_bytes(64 << 10)
-        .with_table_block_bytes(256);
+    let options = manual_tiny();
     let value = |i: u32| format!("{i} {}", "v".repeat(60)).into_bytes();
     let n = 3000u32;
     {

@@ -110,19 +110,21 @@ impl Mailbox {
     /// Waits until the flag `flag` picks is set (it is then cleared), the database shuts down,
     /// or `timeout` passes.
     fn wait_for(&self, flag: fn(&mut MailState) -> &mut bool, timeout: Option<Duration>) -> Wake {
-        let mut m = lock(&self.state);
-        let deadline = timeout.map(|t| std::time::Instant::now() + t);
-        while !*flag(&mut m) && !m.shutdown {
-            if let Some(deadline) = deadline {
-                let left = deadline.saturating_duration_since(std::time::Instant::now());
-                if left.is_zero() {
+        let idle = |m: &mut MailState| !*flag(m) && !m.shutdown;
+        let m = lock(&self.state);
+        let mut m = match timeout {
+            Some(t) => {
+                let (m, waited) = self
+                    .changed
+                    .wait_timeout_while(m, t, idle)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if waited.timed_out() {
                     return Wake::TimedOut;
                 }
-                m = self.changed.wait_timeout(m, left).unwrap_or_else(std::sync::PoisonError::into_inner).0;
-            } else {
-                m = self.changed.wait(m).unwrap_or_else(std::sync::PoisonError::into_inner);
+                m
             }
-        }
+            None => self.changed.wait_while(m, idle).unwrap_or_else(std::sync::PoisonError::into_inner),
+        };
         if m.shutdown {
             return Wake::ShutDown;
         }

@@ -213,6 +213,25 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         matches!(self, Error::Conflict { .. })
     }
+
+    /// Whether this error is, or was caused by, a panic inside waldb: an
+    /// [`Error::FlusherPanicked`], or an [`Error::Poisoned`] or [`Error::CommitUnknown`] whose
+    /// cause is one. Never the result of a fault of the disk: a bug to report. The simulation
+    /// campaigns fail on it even where they inject faults.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// let panic = waldb::Error::FlusherPanicked { message: "boom".into() };
+    /// assert!(waldb::Error::Poisoned { cause: Arc::new(panic) }.is_panic());
+    /// assert!(!waldb::Error::Closed.is_panic());
+    /// ```
+    pub fn is_panic(&self) -> bool {
+        match self {
+            Error::FlusherPanicked { .. } => true,
+            Error::Poisoned { cause } | Error::CommitUnknown { cause, .. } => cause.is_panic(),
+            _ => false,
+        }
+    }
 }
 
 impl Error {

@@ -593,3 +593,55 @@ fn flusher_thread_panic_on_real_files() {
         }
     }
 }
+
+/// A log reopened after recovery skipped LSNs (a torn record with valid records after it: the
+/// writer never reuses their LSNs) counts the skipped LSNs as durable, and its durable LSN never
+/// goes back below them when the next step publishes.
+/// Regression: madsim seed 932 (`sim/madsim`, 1,000 seeds): the first unsynced write after such
+/// an open published the writer's synced LSN (237) below the one the open had published (240),
+/// a `debug_assert` in the step panicked and the log was poisoned; in release the durable LSN
+/// went back.
+#[test]
+fn a_reopen_past_skipped_lsns_never_publishes_a_lower_durable_lsn() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = config(Driver::LeaderFollower);
+    let (wal, _) = Wal::open(tmp.path(), cfg).unwrap();
+    let mut batch = WalBatch::new();
+    for i in 0..5 {
+        batch.push(RecordKind::Txn, &payload(i, 60));
+    }
+    // One write, synced only by the close: every record's header says nothing was durable.
+    assert_eq!(wal.append_batch(batch, Durability::None).unwrap().wait().unwrap(), Lsn(5));
+    wal.close().unwrap();
+    // Tear record 3 (its key is `key-000002`): records 4 and 5 stay valid after it.
+    let segment = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| std::fs::read(p).unwrap().windows(10).any(|w| w == b"key-000002"))
+        .expect("a segment holds record 3");
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let at = bytes.windows(10).position(|w| w == b"key-000002").unwrap();
+    bytes[at + 12] ^= 0x40;
+    std::fs::write(&segment, &bytes).unwrap();
+
+    let (wal, report) = Wal::open(tmp.path(), cfg).unwrap();
+    assert_eq!(report.records, 2, "{report:?}");
+    assert_eq!(wal.next_lsn(), Lsn(6), "LSNs 3 to 5 are skipped");
+    assert_eq!(wal.durable_lsn(), Lsn(5), "nothing will ever be written at a skipped LSN");
+    let lsn = wal.append_with(RecordKind::Txn, &payload(10, 60), Durability::None).unwrap().wait().unwrap();
+    assert_eq!(lsn, Lsn(6));
+    // Written behind, not synced: the step that writes it publishes.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while wal.written_lsn() < Lsn(6) {
+        assert!(wal.durable_lsn() >= Lsn(5), "the durable LSN went back to {:?}", wal.durable_lsn());
+        assert!(std::time::Instant::now() < deadline, "LSN 6 never written: {:?}", wal.poisoned());
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(wal.durable_lsn() >= Lsn(5), "the durable LSN went back to {:?}", wal.durable_lsn());
+    assert!(wal.poisoned().is_none(), "{:?}", wal.poisoned());
+    assert_eq!(wal.append(RecordKind::Txn, &payload(11, 60)).unwrap().wait().unwrap(), Lsn(7));
+    assert_eq!(wal.durable_lsn(), Lsn(7));
+    wal.close().unwrap();
+    let lsns: Vec<Lsn> = recovered(&StdDisk, tmp.path(), cfg.log).into_iter().map(|(l, _)| l).collect();
+    assert_eq!(lsns, [Lsn(1), Lsn(2), Lsn(6), Lsn(7)]);
+}

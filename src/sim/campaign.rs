@@ -445,6 +445,9 @@ impl Sim {
 
     /// An error from the database: expected only on a faulty seed.
     fn fault(&mut self, what: &str, e: &Error) {
+        if e.is_panic() {
+            self.fail(&format!("{what} failed on a panic: {e}"));
+        }
         if !self.faulty {
             self.fail(&format!("{what} failed without faults: {e}"));
         }

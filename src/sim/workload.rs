@@ -13,7 +13,8 @@
 //!
 //! Each task returns when the database fails (the node was crashed or its log poisoned): the
 //! harness crashes the disk, restarts the node and checks the recovered state with the same
-//! [`History`]. The harness supplies its runtime's sleep ([`Runtime`]) and the state the tasks
+//! [`History`]. A failure caused by a panic inside waldb ([`Error::is_panic`]) is a bug, never
+//! a fault: it fails the seed. The harness supplies its runtime's sleep ([`Runtime`]) and the state the tasks
 //! report into ([`Observer`]).
 
 use std::future::Future;
@@ -166,6 +167,9 @@ pub async fn writer<D, C, O, R>(
             Err(Error::Conflict { .. }) if !sequenced => lock(&shared).counts().conflicts += 1,
             Err(e) => {
                 let mut s = lock(&shared);
+                if e.is_panic() {
+                    return s.fail(format!("{name}: commit failed on a panic: {e}"));
+                }
                 // A sequenced commit that fails says its outcome is unknown; one refused
                 // before the log says nothing was written.
                 if sequenced != matches!(e, Error::CommitUnknown { .. }) {
@@ -222,6 +226,7 @@ where
                 s.counts().checkpoints += 1;
                 s.event(format!("checkpoint at LSN {:?}: {} entries", r.lsn, r.entries));
             }
+            Err(e) if e.is_panic() => return s.fail(format!("checkpoint failed on a panic: {e}")),
             Err(e) => {
                 s.event(format!("checkpoint failed: {e}"));
                 return;

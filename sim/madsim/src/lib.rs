@@ -332,10 +332,20 @@ async fn node(shared: Arc<Mutex<Shared>>) {
     }
     let mut rng = SimRng::new(seed ^ start.rotate_left(32));
     let flusher = {
-        let db = db.clone();
+        let (db, shared) = (db.clone(), Arc::clone(&shared));
         madsim::task::spawn(async move {
-            while db.flush_step().is_ok() && db.prepare_step().is_ok() {
-                madsim::time::sleep(Duration::from_millis(1)).await;
+            loop {
+                match db.flush_step().and_then(|_| db.prepare_step()) {
+                    Ok(_) => madsim::time::sleep(Duration::from_millis(1)).await,
+                    // A fault or the kill poisons the log; a panic in its step is a bug (an
+                    // assertion of the step's, or a planted bug's).
+                    Err(e) => {
+                        if e.is_panic() {
+                            lock(&shared).fail(format!("start {start}: the log's step panicked: {e}"));
+                        }
+                        return;
+                    }
+                }
             }
         })
     };

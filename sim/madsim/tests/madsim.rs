@@ -94,3 +94,14 @@ fn madsim_catches_planted_bugs() {
         );
     }
 }
+
+/// Regression, found by seed 932 of the 1,000-seed campaign: a reopen after recovery skipped
+/// LSNs 238 to 240 published 240 as durable, and the first write behind then published the
+/// writer's 237 — the step's `debug_assert` panicked and poisoned the log (the harness did not
+/// yet fail on a panicking step). See `tests/wal_group.rs`,
+/// `a_reopen_past_skipped_lsns_never_publishes_a_lower_durable_lsn`.
+#[test]
+fn seed_932_a_reopen_past_skipped_lsns_keeps_its_durable_lsn() {
+    let o = run_seed(932).unwrap_or_else(|f| panic!("{f}"));
+    assert!(o.crashes > 0 && o.work.acked > 0, "{o:?}");
+}

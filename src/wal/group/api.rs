@@ -144,6 +144,7 @@ impl<D: Disk, C: Clock> Wal<D, C> {
                 drained: Vec::new(),
                 deadline: None,
                 buffered_since: None,
+                skipped_through: synced,
             }),
             state: Mutex::new(State {
                 durable: synced,

@@ -218,6 +218,22 @@ struct Flusher<D: Disk> {
     /// When the oldest `Buffered` record written since the last sync was enqueued: the start
     /// of the window the next sync closes ([`WalStats::buffered_window_ns`]).
     buffered_since: Option<Duration>,
+    /// The LSNs up to this one count as durable though the writer never wrote them: recovery
+    /// skipped them (it never reuses an LSN that a cut-off record used), and no record will
+    /// ever have them. The writer's own synced LSN starts below them.
+    skipped_through: Lsn,
+}
+
+impl<D: Disk> Flusher<D> {
+    /// The durable LSN to publish: the writer's synced LSN, or the skipped LSNs above it.
+    fn durable(&self) -> Lsn {
+        self.writer.synced_lsn().max(self.skipped_through)
+    }
+
+    /// The written LSN to publish, as [`Flusher::durable`].
+    fn written(&self) -> Lsn {
+        self.writer.written_lsn().max(self.skipped_through)
+    }
 }
 
 /// The segment preparation hand-off between the flusher and the preparer.

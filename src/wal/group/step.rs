@@ -184,7 +184,7 @@ impl<D: Disk, C: Clock> Shared<D, C> {
                 }
                 lock(&self.state).sync_deadline = None;
             }
-            let durable = f.writer.synced_lsn();
+            let durable = f.durable();
             return Ok(StepReport { records: 0, synced: false, durable });
         }
         if take.bytes > f.writer.space_left() && !f.writer.has_prepared() {
@@ -307,24 +307,16 @@ impl<D: Disk, C: Clock> Shared<D, C> {
         if segment_after != segment_before {
             self.request_segment(f);
         }
-        Ok(StepReport { records: take.records, synced, durable: f.writer.synced_lsn() })
+        Ok(StepReport { records: take.records, synced, durable: f.durable() })
     }
 
     /// Publishes the writer's written and durable LSNs and wakes whoever they satisfy.
     /// `group`: the `Sync` appends this step synced, if it synced.
     pub(super) fn publish(&self, f: &Flusher<D>, new_deadline: bool, group: Option<u64>) {
-        let durable = f.writer.synced_lsn();
-        debug_assert!(
-            durable <= f.writer.written_lsn(),
-            "durable {durable} past written {}",
-            f.writer.written_lsn()
-        );
-        debug_assert!(
-            f.writer.written_lsn().0 >= self.written.load(SeqCst),
-            "the written LSN went back to {}",
-            f.writer.written_lsn()
-        );
-        self.written.store(f.writer.written_lsn().0, SeqCst);
+        let (durable, written) = (f.durable(), f.written());
+        debug_assert!(durable <= written, "durable {durable} past written {written}");
+        debug_assert!(written.0 >= self.written.load(SeqCst), "the written LSN went back to {written}");
+        self.written.store(written.0, SeqCst);
         self.durable.store(durable.0, SeqCst);
         let mut ready = Vec::new();
         {
@@ -385,7 +377,7 @@ impl<D: Disk, C: Clock> Shared<D, C> {
                     Err(e) => break Err(e),
                     // Every step is forced, so the last one synced what it wrote.
                     Ok(_) if self.reserved.load(SeqCst) & !CLOSED == 0 && f.pending.is_empty() => {
-                        break Ok(f.writer.synced_lsn());
+                        break Ok(f.durable());
                     }
                     Ok(_) => self.wake_published(),
                 }

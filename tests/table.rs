@@ -11,7 +11,7 @@ use proptest::prelude::*;
 use waldb::db::table::{
     self, BuildOptions, Compression, Table, TableBuilder, TableEntry, TableLimits, TableWriter, format,
 };
-use waldb::{Disk, Key, Lsn, OpenMode, StdDisk};
+use waldb::{Disk, DiskFile, Key, Lsn, OpenMode, StdDisk};
 
 const LIMITS: TableLimits = TableLimits { key_bytes_max: 64, value_bytes_max: 256 };
 
@@ -353,4 +353,54 @@ fn a_database_with_lz4_tables_reads_back_and_writes_less() {
     };
     let (raw, lz4) = (written(Compression::None), written(Compression::Lz4));
     assert!(lz4 * 2 < raw, "LZ4 tables {lz4} bytes, raw {raw} bytes");
+}
+
+/// `with_sync_every(n)`: the writer syncs the file's data each time another `n` bytes are
+/// written, so that no more than about `n` of it (plus one write chunk) is ever unsynced; without
+/// it, only `finish` syncs. On `SimDisk`, whose counters see every sync; and a crash just before
+/// `finish` that loses every unsynced write keeps every byte the writer synced.
+#[test]
+fn a_table_writer_syncs_every_n_bytes_when_asked() {
+    use waldb::sim::{CrashWeights, SimConfig, SimDisk};
+    let value = vec![0x5a_u8; 200];
+    // `n` above the writer's 256 KiB chunks, so that each multiple is crossed by its own write.
+    for every in [None, Some(1 << 20)] {
+        // A crash loses every unsynced write.
+        let crash = CrashWeights { lost: 1, kept: 0, torn: 0 };
+        let disk = SimDisk::with_config(3, SimConfig::default().with_crash(crash));
+        disk.create_dir_all("/t".as_ref()).unwrap();
+        let path = Path::new("/t/t.sst");
+        let options = BuildOptions { compression: Compression::None, ..BuildOptions::default() };
+        let mut w = TableWriter::create(&disk, path, options).unwrap();
+        disk.sync_dir("/t".as_ref()).unwrap();
+        if let Some(n) = every {
+            w = w.with_sync_every(n);
+        }
+        let syncs_before = disk.stats().syncs;
+        // The bytes written when the writer last synced: what a crash must keep.
+        let (mut syncs_seen, mut at_last_sync) = (0, 0);
+        for i in 0..20_000u32 {
+            w.add(format!("k{i:08}").as_bytes(), Lsn(1), Some(&value)).unwrap();
+            let (syncs, written) = (disk.stats().syncs - syncs_before, disk.stats().bytes_written);
+            if syncs > syncs_seen {
+                (syncs_seen, at_last_sync) = (syncs, written);
+            }
+            match every {
+                None => assert_eq!(syncs, 0, "entry {i}"),
+                // One sync per `n` bytes written, at the write that crosses each multiple.
+                Some(n) => assert_eq!(syncs, written / n, "entry {i}: {written} bytes written"),
+            }
+        }
+        let synced = disk.stats().bytes_written;
+        assert!(synced > 3 << 20, "{synced}");
+        disk.crash();
+        let len = disk.open(path, OpenMode::Read).map(|f| f.len().unwrap()).unwrap_or(0);
+        match every {
+            None => assert_eq!(len, 0, "nothing was synced"),
+            Some(n) => {
+                assert!(at_last_sync >= synced / n * n, "{at_last_sync} {synced}");
+                assert_eq!(len, at_last_sync, "what the last sync covered, of {synced} written");
+            }
+        }
+    }
 }

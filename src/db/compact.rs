@@ -447,7 +447,8 @@ impl<D: Disk + Clone, C: Clock + Clone> Inner<D, C> {
                     };
                     let path = manifest::table_path(&self.dir, id);
                     writer = Some((
-                        TableWriter::create(&self.disk, &path, self.options.build_options())?,
+                        TableWriter::create(&self.disk, &path, self.options.build_options())?
+                            .with_sync_every(self.options.table_sync_bytes.unwrap_or(u64::MAX)),
                         path,
                         id,
                     ));

@@ -442,7 +442,8 @@ impl<D: Disk + Clone, C: Clock + Clone> Inner<D, C> {
         horizon: Lsn,
         path: &std::path::Path,
     ) -> Result<Option<TableRef<D::File>>> {
-        let mut w = TableWriter::create(&self.disk, path, self.options.build_options())?;
+        let mut w = TableWriter::create(&self.disk, path, self.options.build_options())?
+            .with_sync_every(self.options.table_sync_bytes.unwrap_or(u64::MAX));
         let mut failed = None;
         memtable.for_each_version(horizon, |key, lsn, value| {
             if failed.is_none()

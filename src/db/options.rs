@@ -87,6 +87,14 @@ pub struct DbOptions {
     /// one failed attempt per block on values that do not (docs/bench/README.md, "LZ4").
     /// Tables written either way read the same. Default [`Compression::None`].
     pub compression: Compression,
+    /// Flushes and compactions sync a table's data (`fdatasync`) each time another this many
+    /// bytes of it are written, and once more when it is finished. A table synced only at its
+    /// end leaves up to its size (64 MiB) unwritten in the OS, and the log's next sync may wait
+    /// while much of it is written (on ext4 it does): under `Durability::Buffered` that
+    /// stretches the window a crash can take. The syncs cost commits that sync while a
+    /// compaction runs some of their rate (docs/bench/README.md, "The `Buffered` window under
+    /// load"). `None`: only the final sync. Default 2 MiB; at least 64 KiB.
+    pub table_sync_bytes: Option<u64>,
     /// The most bytes of decoded table blocks kept in memory (the block cache, shared by every
     /// table). 0 disables it: every read of a block reads the file. Default 256 MiB.
     pub cache_bytes: u64,
@@ -136,6 +144,7 @@ with_setters!(DbOptions {
     with_table_block_bytes: table_block_bytes: u32;
     with_bloom_bits_per_key: bloom_bits_per_key: u32;
     with_compression: compression: Compression;
+    with_table_sync_bytes: table_sync_bytes: Option<u64>;
     with_cache_bytes: cache_bytes: u64;
     with_txn_retries_max: txn_retries_max: u32;
     with_txn_backoff_max: txn_backoff_max: Duration;
@@ -158,6 +167,7 @@ impl Default for DbOptions {
             table_block_bytes: 4096,
             bloom_bits_per_key: 10,
             compression: Compression::None,
+            table_sync_bytes: Some(2 << 20),
             cache_bytes: 256 << 20,
             txn_retries_max: 16,
             txn_backoff_max: Duration::from_millis(20),
@@ -255,6 +265,9 @@ impl DbOptions {
         if !(1..=64).contains(&self.bloom_bits_per_key) {
             return bad("bloom_bits_per_key must be between 1 and 64".into());
         }
+        if self.table_sync_bytes.is_some_and(|b| b < 64 << 10) {
+            return bad("table_sync_bytes must be at least 64 KiB (or None)".into());
+        }
         if self.txn_backoff_max > Duration::from_secs(10) {
             return bad("txn_backoff_max above ten seconds is a configuration error".into());
         }
@@ -295,5 +308,20 @@ mod tests {
         assert!(matches!(bad.validate(), Err(Error::InvalidConfig { .. })));
         let too_big = DbOptions::default().with_segment_bytes(1 << 20).with_txn_bytes_max(Some(2 << 20));
         assert!(matches!(too_big.validate(), Err(Error::InvalidConfig { .. })));
+    }
+
+    /// Tables are synced as they are written every 64 KiB or more, or only at their end.
+    #[test]
+    fn table_sync_bytes_is_checked() {
+        for (bytes, ok) in [
+            (None, true),
+            (Some(64 << 10), true),
+            (Some(2 << 20), true),
+            (Some((64 << 10) - 1), false),
+            (Some(0), false),
+        ] {
+            let o = DbOptions::default().with_table_sync_bytes(bytes);
+            assert_eq!(o.validate().is_ok(), ok, "{bytes:?}: {:?}", o.validate());
+        }
     }
 }

@@ -262,6 +262,7 @@ pub struct TableWriter<F: DiskFile> {
     path: PathBuf,
     builder: TableBuilder,
     written: u64,
+    sync_every: u64,
 }
 
 impl<F: DiskFile> TableWriter<F> {
@@ -272,7 +273,23 @@ impl<F: DiskFile> TableWriter<F> {
     /// [`Error::Io`](crate::Error::Io) if it cannot be created.
     pub fn create<D: Disk<File = F>>(disk: &D, path: &Path, options: BuildOptions) -> Result<Self> {
         let file = disk.open(path, OpenMode::CreateNew).ctx("create", path)?;
-        Ok(TableWriter { file, path: path.to_path_buf(), builder: TableBuilder::new(options), written: 0 })
+        Ok(TableWriter {
+            file,
+            path: path.to_path_buf(),
+            builder: TableBuilder::new(options),
+            written: 0,
+            sync_every: u64::MAX,
+        })
+    }
+
+    /// Syncs the file's data (`sync_data`) each time the bytes written cross another multiple
+    /// of `bytes`, so that the OS never holds much more than that of it unwritten (RocksDB's
+    /// `bytes_per_sync`; see [`DbOptions::table_sync_bytes`](crate::db::DbOptions::table_sync_bytes)).
+    /// [`TableWriter::finish`] syncs the rest.
+    #[must_use]
+    pub fn with_sync_every(mut self, bytes: u64) -> Self {
+        self.sync_every = bytes.max(1);
+        self
     }
 
     /// Adds an entry (see [`TableBuilder::add`]).
@@ -301,7 +318,11 @@ impl<F: DiskFile> TableWriter<F> {
 
     fn write(&mut self, bytes: &[u8]) -> Result<()> {
         self.file.write_all_at(bytes, self.written).ctx("write", &self.path)?;
+        let before = self.written;
         self.written += bytes.len() as u64;
+        if before / self.sync_every != self.written / self.sync_every {
+            self.file.sync_data().ctx("sync_data", &self.path)?;
+        }
         Ok(())
     }
 

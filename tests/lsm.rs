@@ -53,6 +53,20 @@ fn churn<D: waldb::Disk + Clone, C: waldb::Clock + Clone>(db: &Db<D, C>, model: 
     }
 }
 
+/// The stats once the background compactor has run more than `n` compactions (30 s at most):
+/// it runs beside the writers and, on a loaded machine, lags behind their flushes.
+fn compacted_more_than(db: &Db, n: u64) -> waldb::db::DbStats {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let stats = db.stats();
+        if stats.compactions > n {
+            return stats;
+        }
+        assert!(std::time::Instant::now() < deadline, "{n} compactions or fewer in 30 s: {stats:?}");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 fn check<D: waldb::Disk + Clone, C: waldb::Clock + Clone>(db: &Db<D, C>, model: &Model) {
     for i in 0..620 {
         assert_eq!(db.get(&key(i)).unwrap().as_deref(), model.get(&key(i)).map(Vec::as_slice), "key {i}");
@@ -83,9 +97,8 @@ fn tiny_memtables_flush_in_the_background_and_every_key_reads_back() {
         churn(&db, &mut model, 400);
         check(&db, &model);
         db.checkpoint().unwrap();
-        let stats = db.stats();
+        let stats = compacted_more_than(&db, 3);
         assert!(stats.checkpoints > 20, "{stats:?}");
-        assert!(stats.compactions > 3, "{stats:?}");
         assert!(stats.tables_per_level[1..].iter().sum::<u64>() > 0, "compacted down: {stats:?}");
         assert_eq!(stats.frozen_memtables, 0, "{stats:?}");
         check(&db, &model);
@@ -222,7 +235,7 @@ fn a_snapshot_reads_its_versions_after_they_were_flushed() {
     let before = model.clone();
     churn(&db, &mut model, 300);
     db.checkpoint().unwrap();
-    assert!(db.stats().compactions > 3, "{:?}", db.stats());
+    compacted_more_than(&db, 3);
     for i in 0..600 {
         assert_eq!(
             reader.get(&key(i)).unwrap().as_deref(),

@@ -11,7 +11,7 @@ use proptest::prelude::*;
 use waldb::db::table::{
     self, BuildOptions, Compression, Table, TableBuilder, TableEntry, TableLimits, TableWriter, format,
 };
-use waldb::{Disk, DiskFile, Key, Lsn, OpenMode, StdDisk};
+use waldb::{Disk, Key, Lsn, OpenMode, StdDisk};
 
 const LIMITS: TableLimits = TableLimits { key_bytes_max: 64, value_bytes_max: 256 };
 
@@ -359,8 +359,10 @@ fn a_database_with_lz4_tables_reads_back_and_writes_less() {
 /// written, so that no more than about `n` of it (plus one write chunk) is ever unsynced; without
 /// it, only `finish` syncs. On `SimDisk`, whose counters see every sync; and a crash just before
 /// `finish` that loses every unsynced write keeps every byte the writer synced.
+#[cfg(feature = "sim")]
 #[test]
 fn a_table_writer_syncs_every_n_bytes_when_asked() {
+    use waldb::DiskFile;
     use waldb::sim::{CrashWeights, SimConfig, SimDisk};
     let value = vec![0x5a_u8; 200];
     // `n` above the writer's 256 KiB chunks, so that each multiple is crossed by its own write.

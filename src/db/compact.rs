@@ -446,12 +446,7 @@ impl<D: Disk + Clone, C: Clock + Clone> Inner<D, C> {
                         id
                     };
                     let path = manifest::table_path(&self.dir, id);
-                    writer = Some((
-                        TableWriter::create(&self.disk, &path, self.options.build_options())?
-                            .with_sync_every(self.options.table_sync_bytes.unwrap_or(u64::MAX)),
-                        path,
-                        id,
-                    ));
+                    writer = Some((self.create_table(&path)?, path, id));
                 }
                 let (w, _, _) = writer.as_mut().expect("created");
                 w.add(&e.key, e.lsn, e.value.as_deref())?;

@@ -442,8 +442,7 @@ impl<D: Disk + Clone, C: Clock + Clone> Inner<D, C> {
         horizon: Lsn,
         path: &std::path::Path,
     ) -> Result<Option<TableRef<D::File>>> {
-        let mut w = TableWriter::create(&self.disk, path, self.options.build_options())?
-            .with_sync_every(self.options.table_sync_bytes.unwrap_or(u64::MAX));
+        let mut w = self.create_table(path)?;
         let mut failed = None;
         memtable.for_each_version(horizon, |key, lsn, value| {
             if failed.is_none()
@@ -471,6 +470,13 @@ impl<D: Disk + Clone, C: Clock + Clone> Inner<D, C> {
 }
 
 impl<D: Disk + Clone, C: Clock + Clone> Inner<D, C> {
+    /// A writer of a new table at `path` (a flush's or a compaction's), built and synced as the
+    /// options say.
+    pub(super) fn create_table(&self, path: &std::path::Path) -> Result<TableWriter<D::File>> {
+        Ok(TableWriter::create(&self.disk, path, self.options.build_options())?
+            .with_sync_every(self.options.table_sync_bytes.unwrap_or(u64::MAX)))
+    }
+
     /// Opens table `id`, just written at `path` as `meta` says, for `level`, reading through the
     /// database's cache and counting its reads.
     pub(super) fn open_new_table(

@@ -14,8 +14,8 @@
 //! Each task returns when the database fails (the node was crashed or its log poisoned): the
 //! harness crashes the disk, restarts the node and checks the recovered state with the same
 //! [`History`]. A failure caused by a panic inside waldb ([`Error::is_panic`]) is a bug, never
-//! a fault: it fails the seed. The harness supplies its runtime's sleep ([`Runtime`]) and the state the tasks
-//! report into ([`Observer`]).
+//! a fault: it fails the seed. The harness supplies its runtime's sleep ([`Runtime`]) and the
+//! state the tasks report into ([`Observer`]).
 
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
